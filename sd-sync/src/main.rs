@@ -1,0 +1,3 @@
+fn main() {
+    println!("sd-sync: not implemented yet (see its issue)");
+}
