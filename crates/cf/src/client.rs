@@ -1,0 +1,750 @@
+//! The client: authenticated, rate-limit-aware GETs, pagination, and the batched
+//! look-ups that turn Cloud Controller resources into [`AppInfo`]s.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::time::Duration;
+
+use futures::stream::{self, StreamExt, TryStreamExt};
+use gds_targets::{AppGuid, AppInfo, AppState, Route};
+use reqwest::StatusCode;
+use reqwest::header::HeaderMap;
+use serde::de::DeserializeOwned;
+use tokio::sync::{OnceCell, Semaphore};
+use url::Url;
+
+use crate::config::{CfConfig, USER_AGENT};
+use crate::error::CfError;
+use crate::token::{TokenSource, now_secs};
+use crate::v3;
+
+/// Pause between requests while the Cloud Controller reports no rate-limit headroom left
+/// (`X-RateLimit-Remaining` moves in 10% steps, so `0` means "under 10% left", not "refused").
+const LOW_HEADROOM_PAUSE: Duration = Duration::from_millis(500);
+
+/// What the Cloud Controller says about a set of apps.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct AppsSnapshot {
+    /// Apps found, with everything their targets need.
+    pub apps: BTreeMap<AppGuid, AppInfo>,
+    /// Asked for, and not known to the Cloud Controller (deleted, or no longer visible to
+    /// our user). Only ever filled from a complete, successful read.
+    pub missing: BTreeSet<AppGuid>,
+    /// Found, but something they need could not be resolved (e.g. their space was not
+    /// included); the caller should leave these apps' targets alone.
+    pub failed: BTreeMap<AppGuid, String>,
+}
+
+/// How a batched look-up fetches its resources.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Strategy {
+    /// `guids=`/`app_guids=` filters, chunked.
+    Filter,
+    /// Everything visible, `per_page` at its maximum, then keep what was asked for.
+    ListAll,
+}
+
+impl Strategy {
+    /// Chooses by counting requests: filtering costs about three requests per chunk of
+    /// GUIDs; listing costs about three per page of everything visible (plus one to count).
+    pub fn choose(wanted: usize, visible: u64, page_size: u32, guid_chunk: usize) -> Self {
+        let filter_requests = wanted.div_ceil(guid_chunk.max(1)) as u64;
+        let list_requests = visible.div_ceil(u64::from(page_size.max(1))).max(1) + 1;
+        if list_requests < filter_requests {
+            Self::ListAll
+        } else {
+            Self::Filter
+        }
+    }
+}
+
+/// Requests made, by endpoint (`GET /v3/apps`, `GET /v3/apps/:guid`, ...) and HTTP status
+/// (0 for a transport failure).
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct RequestStats {
+    pub by_endpoint: BTreeMap<(String, u16), u64>,
+}
+
+impl RequestStats {
+    pub fn total(&self) -> u64 {
+        self.by_endpoint.values().sum()
+    }
+}
+
+/// A Cloud Controller v3 client. Cheap to share behind an `Arc`; all methods take `&self`.
+pub struct CfClient {
+    config: CfConfig,
+    http: reqwest::Client,
+    tokens: TokenSource,
+    uaa: OnceCell<Url>,
+    permits: Semaphore,
+    stats: Mutex<RequestStats>,
+    /// Last `X-RateLimit-Remaining` seen, -1 when unknown.
+    remaining: AtomicI64,
+}
+
+impl std::fmt::Debug for CfClient {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CfClient")
+            .field("api_endpoint", &self.config.api_endpoint.as_str())
+            .finish_non_exhaustive()
+    }
+}
+
+impl CfClient {
+    pub fn new(config: CfConfig) -> Result<Self, CfError> {
+        let http = reqwest::Client::builder()
+            .user_agent(USER_AGENT)
+            .connect_timeout(Duration::from_secs(5).min(config.request_timeout))
+            .timeout(config.request_timeout)
+            .build()
+            .map_err(|source| CfError::Transport {
+                endpoint: "client set-up".into(),
+                source,
+            })?;
+        Ok(Self {
+            tokens: TokenSource::new(
+                http.clone(),
+                config.credentials.clone(),
+                config.verify_token_signature,
+            ),
+            permits: Semaphore::new(config.max_concurrency.max(1)),
+            uaa: OnceCell::new(),
+            stats: Mutex::new(RequestStats::default()),
+            remaining: AtomicI64::new(-1),
+            http,
+            config,
+        })
+    }
+
+    /// Requests made so far.
+    pub fn request_stats(&self) -> RequestStats {
+        self.stats.lock().expect("stats lock").clone()
+    }
+
+    /// One app, for a bind: `None` when the Cloud Controller does not know it.
+    #[tracing::instrument(skip_all, fields(app_guid = %guid))]
+    pub async fn app_info(&self, guid: &AppGuid) -> Result<Option<AppInfo>, CfError> {
+        let page_size = self.config.page_size.to_string();
+        let app_url = self.url(
+            &format!("/v3/apps/{guid}"),
+            &[("include", "space.organization")],
+        );
+        let app = async {
+            match self
+                .get_json::<v3::AppWithIncluded>(app_url, "GET /v3/apps/:guid")
+                .await
+            {
+                Ok(app) => Ok(Some(app)),
+                Err(CfError::Api { status: 404, .. }) => Ok(None),
+                Err(e) => Err(e),
+            }
+        };
+        let processes = self.list::<v3::Process>(self.url(
+            "/v3/processes",
+            &[
+                ("app_guids", guid.as_str()),
+                ("types", "web"),
+                ("per_page", &page_size),
+            ],
+        ));
+        let routes = self.list::<v3::Route>(self.url(
+            "/v3/routes",
+            &[
+                ("app_guids", guid.as_str()),
+                ("include", "domain"),
+                ("per_page", &page_size),
+            ],
+        ));
+        let (app, (processes, _), (routes, routes_included)) =
+            tokio::try_join!(app, processes, routes)?;
+        let Some(app) = app else {
+            return Ok(None);
+        };
+        let wanted = BTreeSet::from([guid.clone()]);
+        let mut snapshot = assemble(
+            &wanted,
+            Resources {
+                apps: vec![app.app],
+                spaces: app.included.spaces,
+                orgs: app.included.organizations,
+                processes,
+                routes,
+                domains: routes_included.domains,
+            },
+            &self.config.exporter_label,
+        );
+        if let Some(reason) = snapshot.failed.remove(guid) {
+            return Err(CfError::InvalidResponse {
+                endpoint: "GET /v3/apps/:guid".into(),
+                reason,
+            });
+        }
+        Ok(snapshot.apps.remove(guid))
+    }
+
+    /// Many apps at once, for a reconcile pass. Either a complete answer or an error.
+    #[tracing::instrument(skip_all, fields(wanted = wanted.len()))]
+    pub async fn apps_info(&self, wanted: &BTreeSet<AppGuid>) -> Result<AppsSnapshot, CfError> {
+        if wanted.is_empty() {
+            return Ok(AppsSnapshot::default());
+        }
+        let strategy = if wanted.len() <= self.config.guid_chunk {
+            Strategy::Filter
+        } else {
+            let visible = self.visible_app_count().await?;
+            Strategy::choose(
+                wanted.len(),
+                visible,
+                self.config.page_size,
+                self.config.guid_chunk,
+            )
+        };
+        tracing::debug!(?strategy, "fetching apps");
+        let resources = match strategy {
+            Strategy::ListAll => self.fetch_everything().await?,
+            Strategy::Filter => self.fetch_filtered(wanted).await?,
+        };
+        Ok(assemble(wanted, resources, &self.config.exporter_label))
+    }
+
+    /// How many apps our user can see (one request, `per_page=1`).
+    pub async fn visible_app_count(&self) -> Result<u64, CfError> {
+        let url = self.url("/v3/apps", &[("per_page", "1")]);
+        let page: v3::Page<serde::de::IgnoredAny> = self.get_json(url, "GET /v3/apps").await?;
+        Ok(page.pagination.total_results)
+    }
+
+    async fn fetch_everything(&self) -> Result<Resources, CfError> {
+        let p = self.config.page_size.to_string();
+        let apps = self.list::<v3::App>(self.url(
+            "/v3/apps",
+            &[("include", "space.organization"), ("per_page", &p)],
+        ));
+        let processes = self
+            .list::<v3::Process>(self.url("/v3/processes", &[("types", "web"), ("per_page", &p)]));
+        let routes = self
+            .list::<v3::Route>(self.url("/v3/routes", &[("include", "domain"), ("per_page", &p)]));
+        let ((apps, app_inc), (processes, _), (routes, route_inc)) =
+            tokio::try_join!(apps, processes, routes)?;
+        Ok(Resources {
+            apps,
+            spaces: app_inc.spaces,
+            orgs: app_inc.organizations,
+            processes,
+            routes,
+            domains: route_inc.domains,
+        })
+    }
+
+    async fn fetch_filtered(&self, wanted: &BTreeSet<AppGuid>) -> Result<Resources, CfError> {
+        let p = self.config.page_size.to_string();
+        let guids: Vec<&str> = wanted.iter().map(AppGuid::as_str).collect();
+        let chunks: Vec<String> = guids
+            .chunks(self.config.guid_chunk.max(1))
+            .map(|c| c.join(","))
+            .collect();
+        let mut resources = Resources::default();
+        let results: Vec<Fetched> = stream::iter(chunks.iter().flat_map(|chunk| {
+            [
+                Query::Apps(self.url(
+                    "/v3/apps",
+                    &[
+                        ("guids", chunk),
+                        ("include", "space.organization"),
+                        ("per_page", &p),
+                    ],
+                )),
+                Query::Processes(self.url(
+                    "/v3/processes",
+                    &[("app_guids", chunk), ("types", "web"), ("per_page", &p)],
+                )),
+                Query::Routes(self.url(
+                    "/v3/routes",
+                    &[
+                        ("app_guids", chunk),
+                        ("include", "domain"),
+                        ("per_page", &p),
+                    ],
+                )),
+            ]
+        }))
+        .map(|q| self.run(q))
+        .buffer_unordered(self.config.max_concurrency.max(1))
+        .try_collect()
+        .await?;
+        for fetched in results {
+            match fetched {
+                Fetched::Apps(apps, inc) => {
+                    resources.apps.extend(apps);
+                    resources.spaces.extend(inc.spaces);
+                    resources.orgs.extend(inc.organizations);
+                }
+                Fetched::Processes(p) => resources.processes.extend(p),
+                Fetched::Routes(r, inc) => {
+                    resources.routes.extend(r);
+                    resources.domains.extend(inc.domains);
+                }
+            }
+        }
+        Ok(resources)
+    }
+
+    async fn run(&self, query: Query) -> Result<Fetched, CfError> {
+        Ok(match query {
+            Query::Apps(u) => {
+                let (a, i) = self.list(u).await?;
+                Fetched::Apps(a, i)
+            }
+            Query::Processes(u) => Fetched::Processes(self.list(u).await?.0),
+            Query::Routes(u) => {
+                let (r, i) = self.list(u).await?;
+                Fetched::Routes(r, i)
+            }
+        })
+    }
+
+    /// Every page of a list, following `pagination.next` until it is null.
+    async fn list<T: DeserializeOwned>(
+        &self,
+        first: Url,
+    ) -> Result<(Vec<T>, v3::Included), CfError> {
+        let endpoint = endpoint_of("GET", first.path());
+        let mut items = Vec::new();
+        let mut included = v3::Included::default();
+        let mut next = Some(first);
+        while let Some(url) = next.take() {
+            let page: v3::Page<T> = self.get_json(url, &endpoint).await?;
+            items.extend(page.resources);
+            included.spaces.extend(page.included.spaces);
+            included.organizations.extend(page.included.organizations);
+            included.domains.extend(page.included.domains);
+            if let Some(link) = page.pagination.next {
+                next = Some(self.same_origin(&link.href, &endpoint)?);
+            }
+        }
+        Ok((items, included))
+    }
+
+    /// The bearer token goes only to our own Cloud Controller: a `next` link elsewhere is
+    /// refused rather than followed.
+    fn same_origin(&self, href: &str, endpoint: &str) -> Result<Url, CfError> {
+        let invalid = |reason: String| CfError::InvalidResponse {
+            endpoint: endpoint.to_owned(),
+            reason,
+        };
+        let url = Url::parse(href).map_err(|e| invalid(format!("bad next link {href:?}: {e}")))?;
+        if url.origin() != self.config.api_endpoint.origin() {
+            return Err(invalid(format!(
+                "next link {href:?} leaves the API endpoint"
+            )));
+        }
+        Ok(url)
+    }
+
+    fn url(&self, path: &str, query: &[(&str, &str)]) -> Url {
+        let mut url = self.config.api_endpoint.clone();
+        let base = url.path().trim_end_matches('/').to_owned();
+        url.set_path(&format!("{base}{path}"));
+        url.set_query(None);
+        if !query.is_empty() {
+            let mut pairs = url.query_pairs_mut();
+            for (k, v) in query {
+                pairs.append_pair(k, v);
+            }
+        }
+        url
+    }
+
+    async fn uaa_endpoint(&self) -> Result<&Url, CfError> {
+        self.uaa
+            .get_or_try_init(|| async {
+                if let Some(u) = &self.config.uaa_endpoint {
+                    return Ok(with_trailing_slash(u.clone()));
+                }
+                let root_url = self.url("/", &[]);
+                let response =
+                    self.http
+                        .get(root_url)
+                        .send()
+                        .await
+                        .map_err(|source| CfError::Transport {
+                            endpoint: "GET /".into(),
+                            source,
+                        })?;
+                self.record("GET /", response.status().as_u16());
+                let root: v3::Root =
+                    response
+                        .json()
+                        .await
+                        .map_err(|e| CfError::InvalidResponse {
+                            endpoint: "GET /".into(),
+                            reason: e.to_string(),
+                        })?;
+                let href = root
+                    .links
+                    .uaa
+                    .or(root.links.login)
+                    .ok_or_else(|| CfError::InvalidResponse {
+                        endpoint: "GET /".into(),
+                        reason: "no links.uaa; set UAA_ENDPOINT".into(),
+                    })?
+                    .href;
+                Url::parse(&href)
+                    .map(with_trailing_slash)
+                    .map_err(|e| CfError::InvalidResponse {
+                        endpoint: "GET /".into(),
+                        reason: format!("links.uaa {href:?}: {e}"),
+                    })
+            })
+            .await
+    }
+
+    fn record(&self, endpoint: &str, status: u16) {
+        *self
+            .stats
+            .lock()
+            .expect("stats lock")
+            .by_endpoint
+            .entry((endpoint.to_owned(), status))
+            .or_default() += 1;
+    }
+
+    /// One authenticated GET with the retry rules of the crate docs.
+    async fn get_json<T: DeserializeOwned>(&self, url: Url, endpoint: &str) -> Result<T, CfError> {
+        let uaa = self.uaa_endpoint().await?.clone();
+        let mut rejected: Option<String> = None;
+        let mut reauthenticated = false;
+        let mut attempt: u32 = 0;
+        loop {
+            let token = self.tokens.get(&uaa, rejected.as_deref()).await?;
+            if self.remaining.load(Ordering::Relaxed) == 0 {
+                tokio::time::sleep(LOW_HEADROOM_PAUSE).await;
+            }
+            let outcome = {
+                let _permit = self
+                    .permits
+                    .acquire()
+                    .await
+                    .expect("semaphore never closed");
+                match self
+                    .http
+                    .get(url.clone())
+                    .header(
+                        reqwest::header::AUTHORIZATION,
+                        format!("bearer {}", token.value),
+                    )
+                    .header(reqwest::header::ACCEPT, "application/json")
+                    .send()
+                    .await
+                {
+                    Ok(response) => {
+                        let status = response.status();
+                        let headers = response.headers().clone();
+                        response.bytes().await.map(|body| (status, headers, body))
+                    }
+                    Err(e) => Err(e),
+                }
+            };
+            let (status, headers, body) = match outcome {
+                Ok(parts) => parts,
+                Err(source) => {
+                    self.record(endpoint, 0);
+                    if attempt < self.config.max_retries {
+                        tracing::warn!(endpoint, attempt, error = %source, "Cloud Controller request failed; retrying");
+                        tokio::time::sleep(backoff(attempt)).await;
+                        attempt += 1;
+                        continue;
+                    }
+                    return Err(CfError::Transport {
+                        endpoint: endpoint.to_owned(),
+                        source,
+                    });
+                }
+            };
+            self.record(endpoint, status.as_u16());
+            if let Some(remaining) = header_u64(&headers, "x-ratelimit-remaining") {
+                self.remaining.store(remaining as i64, Ordering::Relaxed);
+            }
+            if status.is_success() {
+                return serde_json::from_slice(&body).map_err(|e| CfError::InvalidResponse {
+                    endpoint: endpoint.to_owned(),
+                    reason: e.to_string(),
+                });
+            }
+            let (title, detail) = error_parts(&body);
+            match status {
+                StatusCode::UNAUTHORIZED if title == "CF-InvalidAuthToken" && !reauthenticated => {
+                    tracing::info!(
+                        endpoint,
+                        "token rejected by the Cloud Controller; fetching a new one"
+                    );
+                    reauthenticated = true;
+                    rejected = Some(token.value);
+                    continue;
+                }
+                StatusCode::TOO_MANY_REQUESTS => {
+                    let wait = retry_after(&headers).unwrap_or_else(|| backoff(attempt));
+                    if wait > self.config.max_rate_limit_wait || attempt >= self.config.max_retries
+                    {
+                        return Err(CfError::RateLimited(wait));
+                    }
+                    tracing::warn!(
+                        endpoint,
+                        wait_ms = wait.as_millis() as u64,
+                        "rate limited by the Cloud Controller; waiting"
+                    );
+                    tokio::time::sleep(wait).await;
+                    attempt += 1;
+                }
+                StatusCode::BAD_GATEWAY
+                | StatusCode::SERVICE_UNAVAILABLE
+                | StatusCode::GATEWAY_TIMEOUT
+                    if attempt < self.config.max_retries =>
+                {
+                    tracing::warn!(
+                        endpoint,
+                        status = status.as_u16(),
+                        attempt,
+                        "Cloud Controller unavailable; retrying"
+                    );
+                    tokio::time::sleep(backoff(attempt)).await;
+                    attempt += 1;
+                }
+                _ => {
+                    return Err(CfError::Api {
+                        endpoint: endpoint.to_owned(),
+                        status: status.as_u16(),
+                        title,
+                        detail,
+                    });
+                }
+            }
+        }
+    }
+}
+
+fn with_trailing_slash(mut url: Url) -> Url {
+    if !url.path().ends_with('/') {
+        let path = format!("{}/", url.path());
+        url.set_path(&path);
+    }
+    url
+}
+
+enum Query {
+    Apps(Url),
+    Processes(Url),
+    Routes(Url),
+}
+
+enum Fetched {
+    Apps(Vec<v3::App>, v3::Included),
+    Processes(Vec<v3::Process>),
+    Routes(Vec<v3::Route>, v3::Included),
+}
+
+/// The raw resources of one look-up, before they are joined per app.
+#[derive(Default)]
+struct Resources {
+    apps: Vec<v3::App>,
+    spaces: Vec<v3::Space>,
+    orgs: Vec<v3::Named>,
+    processes: Vec<v3::Process>,
+    routes: Vec<v3::Route>,
+    domains: Vec<v3::Domain>,
+}
+
+/// Joins apps with their space, org, web processes and routes. Pure.
+///
+/// - Instances: the web process' count; during a rolling deploy there are two web
+///   processes and the larger count is used, so no index that answers is left out.
+/// - Routes: HTTP routes with a destination on this app's web process, in the Cloud
+///   Controller's order; TCP routes are dropped (Prometheus scrapes over HTTP through the
+///   router), internal domains are flagged for the model to skip.
+fn assemble(wanted: &BTreeSet<AppGuid>, r: Resources, exporter_label: &str) -> AppsSnapshot {
+    let spaces: HashMap<&str, &v3::Space> = r.spaces.iter().map(|s| (s.guid.as_str(), s)).collect();
+    let orgs: HashMap<&str, &str> = r
+        .orgs
+        .iter()
+        .map(|o| (o.guid.as_str(), o.name.as_str()))
+        .collect();
+    let domains: HashMap<&str, &v3::Domain> =
+        r.domains.iter().map(|d| (d.guid.as_str(), d)).collect();
+
+    let mut instances: HashMap<&str, u32> = HashMap::new();
+    for p in r.processes.iter().filter(|p| p.process_type == "web") {
+        if let Some(app) = &p.relationships.app.data {
+            let entry = instances.entry(app.guid.as_str()).or_default();
+            *entry = (*entry).max(p.instances);
+        }
+    }
+
+    let mut routes: HashMap<&str, Vec<Route>> = HashMap::new();
+    let mut route_problems: HashMap<&str, String> = HashMap::new();
+    for route in &r.routes {
+        let is_tcp = route.port.is_some() || route.protocol.as_deref() == Some("tcp");
+        if is_tcp {
+            continue;
+        }
+        let mut seen_for_route = BTreeSet::new();
+        for d in &route.destinations {
+            let web = d
+                .app
+                .process
+                .as_ref()
+                .is_none_or(|p| p.process_type == "web");
+            if !web || !seen_for_route.insert(d.app.guid.as_str()) {
+                continue;
+            }
+            let domain = route
+                .relationships
+                .domain
+                .data
+                .as_ref()
+                .and_then(|g| domains.get(g.guid.as_str()));
+            match domain {
+                Some(domain) => routes.entry(d.app.guid.as_str()).or_default().push(Route {
+                    host: route.host.clone(),
+                    domain: domain.name.clone(),
+                    path: route.path.clone(),
+                    internal: domain.internal,
+                }),
+                None => {
+                    route_problems.insert(
+                        d.app.guid.as_str(),
+                        "a route's domain was not included".into(),
+                    );
+                }
+            }
+        }
+    }
+
+    let mut snapshot = AppsSnapshot::default();
+    for app in &r.apps {
+        let Ok(guid) = AppGuid::parse(&app.guid) else {
+            continue;
+        };
+        if !wanted.contains(&guid) || snapshot.apps.contains_key(&guid) {
+            continue;
+        }
+        if let Some(problem) = route_problems.get(app.guid.as_str()) {
+            snapshot.failed.insert(guid, problem.clone());
+            continue;
+        }
+        let space = app
+            .relationships
+            .space
+            .data
+            .as_ref()
+            .and_then(|s| spaces.get(s.guid.as_str()));
+        let Some(space) = space else {
+            snapshot
+                .failed
+                .insert(guid, "the app's space was not included".into());
+            continue;
+        };
+        let org = space
+            .relationships
+            .organization
+            .data
+            .as_ref()
+            .and_then(|o| orgs.get(o.guid.as_str()));
+        let Some(org) = org else {
+            snapshot
+                .failed
+                .insert(guid, "the app's organization was not included".into());
+            continue;
+        };
+        let state = if app.state == "STARTED" {
+            AppState::Started
+        } else {
+            AppState::Stopped
+        };
+        let exporter_label = app
+            .metadata
+            .labels
+            .get(exporter_label)
+            .is_some_and(|v| v.as_deref() == Some("true"));
+        snapshot.apps.insert(
+            guid,
+            AppInfo {
+                guid: AppGuid::parse(&app.guid).expect("parsed above"),
+                name: app.name.clone(),
+                state,
+                instances: instances.get(app.guid.as_str()).copied().unwrap_or(0),
+                org: (*org).to_owned(),
+                space: space.name.clone(),
+                routes: routes.remove(app.guid.as_str()).unwrap_or_default(),
+                // v3 redacts commands in lists; the exporter label stands in (DESIGN.md §3).
+                start_command: None,
+                exporter_label,
+            },
+        );
+    }
+    snapshot.missing = wanted
+        .iter()
+        .filter(|g| !snapshot.apps.contains_key(*g) && !snapshot.failed.contains_key(*g))
+        .cloned()
+        .collect();
+    snapshot
+}
+
+/// `GET /v3/apps/1cb0...` -> `GET /v3/apps/:guid`: low-cardinality names for counters.
+fn endpoint_of(method: &str, path: &str) -> String {
+    let templated: Vec<&str> = path
+        .split('/')
+        .map(|seg| {
+            if AppGuid::parse(seg).is_ok() {
+                ":guid"
+            } else {
+                seg
+            }
+        })
+        .collect();
+    format!("{method} {}", templated.join("/"))
+}
+
+fn header_u64(headers: &HeaderMap, name: &str) -> Option<u64> {
+    headers.get(name)?.to_str().ok()?.trim().parse().ok()
+}
+
+/// `Retry-After` seconds, else the time until `X-RateLimit-Reset`.
+fn retry_after(headers: &HeaderMap) -> Option<Duration> {
+    if let Some(secs) = header_u64(headers, "retry-after") {
+        return Some(Duration::from_secs(secs));
+    }
+    let reset = header_u64(headers, "x-ratelimit-reset")?;
+    Some(Duration::from_secs(reset.saturating_sub(now_secs()).max(1)))
+}
+
+/// Exponential back-off from 250 ms, capped at 8 s, with up to 25% jitter so that many
+/// clients do not retry in step.
+fn backoff(attempt: u32) -> Duration {
+    let base = 250u64.saturating_mul(1 << attempt.min(5)).min(8_000);
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| u64::from(d.subsec_nanos()));
+    Duration::from_millis(base + nanos % (base / 4 + 1))
+}
+
+fn error_parts(body: &[u8]) -> (String, String) {
+    match serde_json::from_slice::<v3::Errors>(body) {
+        Ok(e) if !e.errors.is_empty() => {
+            let first = &e.errors[0];
+            (first.title.clone(), first.detail.clone())
+        }
+        _ => (
+            String::new(),
+            String::from_utf8_lossy(body)
+                .trim()
+                .chars()
+                .take(200)
+                .collect(),
+        ),
+    }
+}
+
+#[cfg(test)]
+mod tests;

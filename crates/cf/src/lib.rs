@@ -1,0 +1,22 @@
+//! A Cloud Controller API v3 client for target discovery, with its UAA token handling.
+//!
+//! What it guarantees callers (the broker on bind, the updater on every pass):
+//! - A look-up either returns everything it was asked for or an error: never a partial
+//!   answer that could be mistaken for "these apps are gone" (see [`AppsSnapshot`]).
+//! - The number of requests does not grow with the number of apps except by page count:
+//!   apps, web processes and routes are fetched in batches (`per_page` up to 5000), by GUID
+//!   filter or by listing everything visible, whichever [`Strategy`] counts as cheaper.
+//! - One UAA token is shared and cached until shortly before it expires; a
+//!   `401 CF-InvalidAuthToken` fetches a new one and retries once.
+//! - `429` is waited out (`Retry-After`, else `X-RateLimit-Reset`, else back-off), as are
+//!   `502`/`503`/`504` and transport errors, a bounded number of times.
+
+mod client;
+mod config;
+mod error;
+mod token;
+mod v3;
+
+pub use client::{AppsSnapshot, CfClient, RequestStats, Strategy};
+pub use config::{CfConfig, Secret, UaaCredentials};
+pub use error::CfError;
