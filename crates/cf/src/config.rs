@@ -90,6 +90,119 @@ impl CfConfig {
     }
 }
 
+/// A setting that is missing or cannot be used; the message names it.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{name}: {reason}")]
+pub struct ConfigError {
+    pub name: &'static str,
+    pub reason: String,
+}
+
+impl CfConfig {
+    /// Reads the Cloud Controller settings through `lookup` (the environment, or a map in
+    /// tests; `VCAP_SERVICES` credentials are merged in by the caller's lookup):
+    ///
+    /// | name | default |
+    /// |---|---|
+    /// | `API_ENDPOINT` | required |
+    /// | `UAA_ENDPOINT` | discovered from `API_ENDPOINT` |
+    /// | `UAA_USERNAME`, `UAA_PASSWORD` | password grant when set |
+    /// | `UAA_CLIENT_ID`, `UAA_CLIENT_SECRET` | `cf`, empty (client-credentials grant when no username) |
+    /// | `UAA_VERIFY_TOKEN_SIGNATURE` | `false` |
+    /// | `EXPORTER_LABEL` | `prometheus.gds/exporter` |
+    /// | `CF_PAGE_SIZE` | `5000` |
+    /// | `CF_MAX_CONCURRENCY` | `4` |
+    /// | `CF_REQUEST_TIMEOUT_SECONDS` | `30` |
+    pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
+        let get = |name: &str| lookup(name).filter(|v| !v.trim().is_empty());
+        let url = |name: &'static str, value: String| {
+            Url::parse(value.trim()).map_err(|e| ConfigError {
+                name,
+                reason: format!("{value:?} is not a URL: {e}"),
+            })
+        };
+        let number = |name: &'static str, default: u64, range: std::ops::RangeInclusive<u64>| {
+            match get(name) {
+                None => Ok(default),
+                Some(v) => v
+                    .trim()
+                    .parse::<u64>()
+                    .ok()
+                    .filter(|n| range.contains(n))
+                    .ok_or_else(|| ConfigError {
+                        name,
+                        reason: format!(
+                            "{v:?} is not a whole number in {}..={}",
+                            range.start(),
+                            range.end()
+                        ),
+                    }),
+            }
+        };
+        let api_endpoint = url(
+            "API_ENDPOINT",
+            get("API_ENDPOINT").ok_or_else(|| ConfigError {
+                name: "API_ENDPOINT",
+                reason: "is required (the Cloud Controller URL, e.g. https://api.example.org)"
+                    .into(),
+            })?,
+        )?;
+        let uaa_endpoint = get("UAA_ENDPOINT")
+            .map(|v| url("UAA_ENDPOINT", v))
+            .transpose()?;
+        let client_id = get("UAA_CLIENT_ID").unwrap_or_else(|| "cf".into());
+        let client_secret = Secret::new(lookup("UAA_CLIENT_SECRET").unwrap_or_default());
+        let credentials = match (get("UAA_USERNAME"), get("UAA_PASSWORD")) {
+            (Some(username), Some(password)) => UaaCredentials::Password {
+                client_id,
+                client_secret,
+                username,
+                password: Secret::new(password),
+            },
+            (Some(_), None) => {
+                return Err(ConfigError {
+                    name: "UAA_PASSWORD",
+                    reason: "is required when UAA_USERNAME is set".into(),
+                });
+            }
+            (None, _) if client_id == "cf" => {
+                return Err(ConfigError {
+                    name: "UAA_USERNAME",
+                    reason:
+                        "set UAA_USERNAME and UAA_PASSWORD, or UAA_CLIENT_ID and UAA_CLIENT_SECRET"
+                            .into(),
+                });
+            }
+            (None, _) => UaaCredentials::ClientCredentials {
+                client_id,
+                client_secret,
+            },
+        };
+        let verify_token_signature =
+            match get("UAA_VERIFY_TOKEN_SIGNATURE").as_deref().map(str::trim) {
+                None | Some("false" | "0" | "no") => false,
+                Some("true" | "1" | "yes") => true,
+                Some(other) => {
+                    return Err(ConfigError {
+                        name: "UAA_VERIFY_TOKEN_SIGNATURE",
+                        reason: format!("{other:?} is not true or false"),
+                    });
+                }
+            };
+        let mut config = Self::new(api_endpoint, credentials);
+        config.uaa_endpoint = uaa_endpoint;
+        config.verify_token_signature = verify_token_signature;
+        if let Some(label) = get("EXPORTER_LABEL") {
+            config.exporter_label = label.trim().to_owned();
+        }
+        config.page_size = number("CF_PAGE_SIZE", 5000, 1..=5000)? as u32;
+        config.max_concurrency = number("CF_MAX_CONCURRENCY", 4, 1..=64)? as usize;
+        config.request_timeout =
+            Duration::from_secs(number("CF_REQUEST_TIMEOUT_SECONDS", 30, 1..=600)?);
+        Ok(config)
+    }
+}
+
 /// The `User-Agent` of every request, so that platform operators can tell who calls.
 pub(crate) const USER_AGENT: &str = concat!(
     "gds-prometheus/",
@@ -100,6 +213,66 @@ pub(crate) const USER_AGENT: &str = concat!(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn lookup(pairs: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> {
+        let map: std::collections::HashMap<String, String> = pairs
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect();
+        move |k| map.get(k).cloned()
+    }
+
+    #[test]
+    fn the_original_settings_give_a_password_grant_through_the_cf_client() {
+        let c = CfConfig::from_lookup(lookup(&[
+            ("API_ENDPOINT", "https://api.example.org"),
+            ("UAA_ENDPOINT", "https://uaa.example.org"),
+            ("UAA_USERNAME", "broker"),
+            ("UAA_PASSWORD", "pw"),
+        ]))
+        .unwrap();
+        assert_eq!(c.api_endpoint.as_str(), "https://api.example.org/");
+        assert!(
+            matches!(&c.credentials, UaaCredentials::Password { client_id, username, .. }
+            if client_id == "cf" && username == "broker")
+        );
+        assert_eq!(c.page_size, 5000);
+    }
+
+    #[test]
+    fn a_client_id_without_a_username_gives_client_credentials() {
+        let c = CfConfig::from_lookup(lookup(&[
+            ("API_ENDPOINT", "https://api.example.org"),
+            ("UAA_CLIENT_ID", "gds-prometheus"),
+            ("UAA_CLIENT_SECRET", "s"),
+        ]))
+        .unwrap();
+        assert!(matches!(
+            c.credentials,
+            UaaCredentials::ClientCredentials { .. }
+        ));
+    }
+
+    #[test]
+    fn missing_or_bad_settings_are_named() {
+        let e = CfConfig::from_lookup(lookup(&[])).unwrap_err();
+        assert_eq!(e.name, "API_ENDPOINT");
+        let e = CfConfig::from_lookup(lookup(&[
+            ("API_ENDPOINT", "https://a"),
+            ("UAA_USERNAME", "u"),
+        ]))
+        .unwrap_err();
+        assert_eq!(e.name, "UAA_PASSWORD");
+        let e = CfConfig::from_lookup(lookup(&[("API_ENDPOINT", "not a url")])).unwrap_err();
+        assert_eq!(e.name, "API_ENDPOINT");
+        let e = CfConfig::from_lookup(lookup(&[
+            ("API_ENDPOINT", "https://a"),
+            ("UAA_CLIENT_ID", "x"),
+            ("CF_PAGE_SIZE", "9000"),
+        ]))
+        .unwrap_err();
+        assert_eq!(e.name, "CF_PAGE_SIZE");
+    }
 
     #[test]
     fn secrets_never_show_in_debug_output() {

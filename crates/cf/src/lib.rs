@@ -18,5 +18,5 @@ mod token;
 mod v3;
 
 pub use client::{AppsSnapshot, CfClient, RequestStats, Strategy};
-pub use config::{CfConfig, Secret, UaaCredentials};
+pub use config::{CfConfig, ConfigError, Secret, UaaCredentials};
 pub use error::CfError;

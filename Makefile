@@ -1,0 +1,33 @@
+# gds-prometheus: every target is one line over cargo or a script in scripts/.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+.PHONY: help demo test lint unit bench build clean
+
+help: ## List the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-8s %s\n", $$1, $$2}'
+
+demo: ## Run the demo on embedded defaults (Ctrl-C stops it)
+	@scripts/demo.sh
+
+test: ## Everything CI runs: install test deps, fmt check, clippy, unit and integration tests
+	@scripts/install-test-deps.sh
+	cargo fmt --all -- --check
+	cargo clippy --workspace --all-targets --locked -- -D warnings
+	scripts/s3-test-server.sh cargo test --workspace --locked
+
+lint: ## Only formatting and clippy
+	cargo fmt --all -- --check && cargo clippy --workspace --all-targets --locked -- -D warnings
+
+unit: ## Only the tests that need no servers
+	cargo test --workspace --lib --locked
+
+bench: ## Benchmarks that print figures (see docs/BENCHMARKS.md)
+	@scripts/install-test-deps.sh
+	scripts/s3-test-server.sh cargo test --release -p gds-tests --test integration --locked -- --ignored --nocapture bench_
+
+build: ## Build every binary (debug)
+	cargo build --workspace --bins --locked
+
+clean: ## Remove build output and the test virtualenv
+	cargo clean && rm -rf .venv
