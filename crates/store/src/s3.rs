@@ -1,0 +1,720 @@
+//! [`S3Store`]: the bucket layout in an S3 bucket or an S3-compatible store.
+//!
+//! Built on aws-sdk-s3 without aws-config: credentials are static keys from the
+//! configuration or from `AWS_ACCESS_KEY_ID`/`AWS_SECRET_ACCESS_KEY`/`AWS_SESSION_TOKEN`
+//! read through an injected lookup (so tests pass a map, and `VCAP_SERVICES` keys work
+//! without touching the process environment).
+
+use std::fmt;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use aws_sdk_s3::config::retry::RetryConfig;
+use aws_sdk_s3::config::timeout::TimeoutConfig;
+use aws_sdk_s3::config::{
+    BehaviorVersion, Credentials, Region, RequestChecksumCalculation, ResponseChecksumValidation,
+};
+use aws_sdk_s3::error::{ProvideErrorMetadata, SdkError};
+use aws_sdk_s3::primitives::ByteStream;
+use aws_sdk_s3::types::{BucketLocationConstraint, CreateBucketConfiguration};
+use bytes::Bytes;
+use gds_targets::AppGuid;
+
+use crate::{ConfigError, ETag, StoreError, StoredTarget, TargetState, TargetStore, layout};
+
+/// The most keys S3 returns per `ListObjectsV2` page.
+const LIST_PAGE_SIZE: i32 = 1000;
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+/// Per attempt: a target file is small, so a slow attempt is a stuck one.
+const ATTEMPT_TIMEOUT: Duration = Duration::from_secs(10);
+/// For the whole call, retries included.
+const OPERATION_TIMEOUT: Duration = Duration::from_secs(30);
+const MAX_ATTEMPTS: u32 = 3;
+
+/// A secret string (an S3 secret key, a session token) whose `Debug` is redacted.
+#[derive(Clone, PartialEq, Eq)]
+pub struct SecretString(String);
+
+impl SecretString {
+    /// Wraps a secret.
+    pub fn new(secret: impl Into<String>) -> SecretString {
+        SecretString(secret.into())
+    }
+
+    /// The secret itself, for handing to the SDK. Never log it.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for SecretString {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("SecretString(<redacted>)")
+    }
+}
+
+impl From<String> for SecretString {
+    fn from(secret: String) -> SecretString {
+        SecretString(secret)
+    }
+}
+
+/// Where and how to reach the bucket.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct S3Config {
+    /// `BUCKET_NAME`.
+    pub bucket: String,
+    /// `AWS_REGION`. Any value works for most S3-compatible stores.
+    pub region: String,
+    /// `S3_ENDPOINT`: the URL of an S3-compatible store (`http://127.0.0.1:9000`). Setting
+    /// it also selects path-style addressing (`ENDPOINT/BUCKET/KEY`), which such stores
+    /// need because `BUCKET.127.0.0.1` or `BUCKET.localhost` do not resolve.
+    pub endpoint: Option<String>,
+    /// A key prefix such as `eu-west-1/` (one prefix per region, DESIGN.md 6); empty for
+    /// none. Normalised to one trailing `/`.
+    pub prefix: String,
+    /// A static access key id; when `None`, `AWS_ACCESS_KEY_ID` is looked up.
+    pub access_key_id: Option<String>,
+    /// The secret key going with `access_key_id`.
+    pub secret_access_key: Option<SecretString>,
+    /// A session token going with `access_key_id`, for temporary credentials.
+    pub session_token: Option<SecretString>,
+}
+
+impl S3Config {
+    /// A configuration for `bucket` in `region`, with no endpoint override, no prefix and
+    /// credentials to be looked up.
+    pub fn new(bucket: impl Into<String>, region: impl Into<String>) -> S3Config {
+        S3Config {
+            bucket: bucket.into(),
+            region: region.into(),
+            endpoint: None,
+            prefix: String::new(),
+            access_key_id: None,
+            secret_access_key: None,
+            session_token: None,
+        }
+    }
+
+    /// Sets `endpoint` (an S3-compatible store, path-style).
+    pub fn with_endpoint(mut self, endpoint: impl Into<String>) -> S3Config {
+        self.endpoint = Some(endpoint.into());
+        self
+    }
+
+    /// Sets the key prefix.
+    pub fn with_prefix(mut self, prefix: impl Into<String>) -> S3Config {
+        self.prefix = prefix.into();
+        self
+    }
+
+    /// Sets static credentials.
+    pub fn with_credentials(
+        mut self,
+        access_key_id: impl Into<String>,
+        secret_access_key: impl Into<String>,
+    ) -> S3Config {
+        self.access_key_id = Some(access_key_id.into());
+        self.secret_access_key = Some(SecretString::new(secret_access_key));
+        self
+    }
+}
+
+/// A [`TargetStore`] in an S3 bucket, under an optional key prefix.
+#[derive(Clone)]
+pub struct S3Store {
+    client: aws_sdk_s3::Client,
+    bucket: String,
+    region: String,
+    prefix: String,
+    endpoint: Option<String>,
+}
+
+impl fmt::Debug for S3Store {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("S3Store")
+            .field("bucket", &self.bucket)
+            .field("region", &self.region)
+            .field("prefix", &self.prefix)
+            .field("endpoint", &self.endpoint)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Treats empty strings as unset, as a shell `export VAR=` would mean.
+fn non_empty(value: Option<String>) -> Option<String> {
+    value.filter(|v| !v.trim().is_empty())
+}
+
+impl S3Store {
+    /// Builds the store and its client. No request is made; call
+    /// [`TargetStore::check`] to probe the bucket.
+    ///
+    /// Credentials are the ones in `config` if it has an access key id, otherwise
+    /// `AWS_ACCESS_KEY_ID`, `AWS_SECRET_ACCESS_KEY` and optionally `AWS_SESSION_TOKEN`
+    /// from `lookup` (pass `|name| std::env::var(name).ok()` for the process environment).
+    pub fn new(
+        config: S3Config,
+        lookup: impl Fn(&str) -> Option<String>,
+    ) -> Result<S3Store, ConfigError> {
+        if config.bucket.trim().is_empty() {
+            return Err(ConfigError::Missing {
+                name: "BUCKET_NAME",
+                why: "the S3 bucket of the target files",
+            });
+        }
+        if config.region.trim().is_empty() {
+            return Err(ConfigError::Missing {
+                name: "AWS_REGION",
+                why: "the region of the S3 bucket",
+            });
+        }
+        let prefix =
+            layout::normalise_prefix(&config.prefix).map_err(|reason| ConfigError::Invalid {
+                name: "the key prefix",
+                reason,
+            })?;
+        let endpoint = non_empty(config.endpoint);
+        if let Some(endpoint) = &endpoint
+            && !(endpoint.starts_with("http://") || endpoint.starts_with("https://"))
+        {
+            return Err(ConfigError::Invalid {
+                name: "S3_ENDPOINT",
+                reason: format!("{endpoint:?} is not an http:// or https:// URL"),
+            });
+        }
+        let credentials = resolve_credentials(
+            non_empty(config.access_key_id),
+            config.secret_access_key,
+            config.session_token,
+            &lookup,
+        )?;
+
+        let mut builder = aws_sdk_s3::Config::builder()
+            .behavior_version(BehaviorVersion::latest())
+            .region(Region::new(config.region.clone()))
+            .credentials_provider(credentials)
+            // Only checksums that S3 itself requires: the SDK's default CRC32 headers and
+            // aws-chunked bodies break some S3-compatible stores.
+            .request_checksum_calculation(RequestChecksumCalculation::WhenRequired)
+            .response_checksum_validation(ResponseChecksumValidation::WhenRequired)
+            .timeout_config(
+                TimeoutConfig::builder()
+                    .connect_timeout(CONNECT_TIMEOUT)
+                    .operation_attempt_timeout(ATTEMPT_TIMEOUT)
+                    .operation_timeout(OPERATION_TIMEOUT)
+                    .build(),
+            )
+            .retry_config(RetryConfig::standard().with_max_attempts(MAX_ATTEMPTS));
+        if let Some(endpoint) = &endpoint {
+            builder = builder.endpoint_url(endpoint).force_path_style(true);
+        }
+        Ok(S3Store {
+            client: aws_sdk_s3::Client::from_conf(builder.build()),
+            bucket: config.bucket,
+            region: config.region,
+            prefix,
+            endpoint,
+        })
+    }
+
+    /// The underlying client, for tests and tools that need raw bucket access.
+    pub fn client(&self) -> &aws_sdk_s3::Client {
+        &self.client
+    }
+
+    /// The bucket name.
+    pub fn bucket(&self) -> &str {
+        &self.bucket
+    }
+
+    /// The normalised key prefix (`""` or ending in `/`).
+    pub fn prefix(&self) -> &str {
+        &self.prefix
+    }
+
+    /// Creates the bucket unless it already exists and is ours: for tests and demos
+    /// against an S3-compatible store. Production buckets are provisioned elsewhere.
+    pub async fn create_bucket_if_missing(&self) -> Result<(), StoreError> {
+        let mut request = self.client.create_bucket().bucket(&self.bucket);
+        // us-east-1 is the one region that refuses an explicit location constraint.
+        if self.region != "us-east-1" {
+            request = request.create_bucket_configuration(
+                CreateBucketConfiguration::builder()
+                    .location_constraint(BucketLocationConstraint::from(self.region.as_str()))
+                    .build(),
+            );
+        }
+        match request.send().await {
+            Ok(_) => Ok(()),
+            Err(e)
+                if e.as_service_error()
+                    .is_some_and(|e| e.is_bucket_already_owned_by_you()) =>
+            {
+                Ok(())
+            }
+            Err(e) => Err(self.error("CreateBucket", "", e)),
+        }
+    }
+
+    fn key(&self, state: TargetState, app: &AppGuid) -> String {
+        format!("{}{}", self.prefix, layout::relative_key(state, app))
+    }
+
+    /// Converts an SDK error into a [`StoreError`] naming the operation and the object.
+    fn error<E>(&self, operation: &str, key: &str, err: SdkError<E>) -> StoreError
+    where
+        E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
+    {
+        let status = match &err {
+            SdkError::ServiceError(e) => Some(e.raw().status().as_u16()),
+            _ => None,
+        };
+        let summary = match (status, err.message()) {
+            (Some(status), message) => format!(
+                "{} (HTTP {status}){}",
+                err.code().unwrap_or("no error code"),
+                message.map(|m| format!(": {m}")).unwrap_or_default()
+            ),
+            (None, _) => error_chain(&err),
+        };
+        let context = format!("S3 {operation} s3://{}/{key}: {summary}", self.bucket);
+        let transient = match (&err, status) {
+            (SdkError::ConstructionFailure(_), _) => false,
+            (SdkError::ServiceError(_), Some(status)) => {
+                service_error_is_transient(status, err.code())
+            }
+            // Timeouts, connection failures, unreadable responses.
+            _ => true,
+        };
+        let source = Some(Box::new(err) as crate::error::BoxError);
+        if transient {
+            StoreError::Unavailable { context, source }
+        } else {
+            StoreError::Rejected { context, source }
+        }
+    }
+
+    fn etag_or_md5(&self, key: &str, reported: Option<&str>, body: &[u8]) -> ETag {
+        let computed = ETag::of(body);
+        match reported.map(ETag::from_store) {
+            Some(reported) if reported == computed => computed,
+            Some(reported) => {
+                tracing::warn!(
+                    bucket = %self.bucket,
+                    key,
+                    %reported,
+                    %computed,
+                    "the store's ETag is not the MD5 of the content (SSE-KMS or SSE-C?); \
+                     change detection by ETag will not work and files will be rewritten"
+                );
+                reported
+            }
+            None => computed,
+        }
+    }
+}
+
+/// `err: its source: its source's source…`, e.g. `dispatch failure: io error: client
+/// error (Connect): tcp connect error: Connection refused (os error 111)`. (The SDK's
+/// `DisplayErrorContext` appends a `Debug` dump, too much for a log line.)
+fn error_chain(err: &dyn std::error::Error) -> String {
+    let mut chain = err.to_string();
+    let mut source = err.source();
+    while let Some(cause) = source {
+        let text = cause.to_string();
+        // Some layers repeat their source's message; say it once.
+        if !chain.ends_with(&text) {
+            chain.push_str(": ");
+            chain.push_str(&text);
+        }
+        source = cause.source();
+    }
+    chain
+}
+
+/// Whether an S3 error response is worth retrying later.
+fn service_error_is_transient(status: u16, code: Option<&str>) -> bool {
+    status >= 500
+        || status == 408
+        || status == 429
+        || matches!(
+            code,
+            Some(
+                "SlowDown"
+                    | "RequestTimeout"
+                    | "InternalError"
+                    | "ServiceUnavailable"
+                    | "Throttling"
+                    | "ThrottlingException"
+            )
+        )
+}
+
+fn resolve_credentials(
+    access_key_id: Option<String>,
+    secret_access_key: Option<SecretString>,
+    session_token: Option<SecretString>,
+    lookup: &dyn Fn(&str) -> Option<String>,
+) -> Result<Credentials, ConfigError> {
+    let (id, secret, token) = match access_key_id {
+        Some(id) => {
+            let secret = secret_access_key
+                .filter(|s| !s.expose().is_empty())
+                .ok_or(ConfigError::MissingCredentials)?;
+            (id, secret, session_token)
+        }
+        None => {
+            let id = non_empty(lookup("AWS_ACCESS_KEY_ID"));
+            let secret = non_empty(lookup("AWS_SECRET_ACCESS_KEY"));
+            let (Some(id), Some(secret)) = (id, secret) else {
+                return Err(ConfigError::MissingCredentials);
+            };
+            let token = non_empty(lookup("AWS_SESSION_TOKEN")).map(SecretString);
+            (id, SecretString(secret), token)
+        }
+    };
+    Ok(Credentials::new(
+        id,
+        secret.0,
+        token.map(|t| t.0),
+        None,
+        "gds-store static credentials",
+    ))
+}
+
+#[async_trait]
+impl TargetStore for S3Store {
+    async fn write_app(
+        &self,
+        state: TargetState,
+        app: &AppGuid,
+        body: Bytes,
+    ) -> Result<ETag, StoreError> {
+        let key = self.key(state, app);
+        // A single PutObject is atomic: readers get the old or the new object.
+        let output = self
+            .client
+            .put_object()
+            .bucket(&self.bucket)
+            .key(&key)
+            .content_type("application/json")
+            .body(ByteStream::from(body.clone()))
+            .send()
+            .await
+            .map_err(|e| self.error("PutObject", &key, e))?;
+        Ok(self.etag_or_md5(&key, output.e_tag(), &body))
+    }
+
+    async fn read_app(
+        &self,
+        state: TargetState,
+        app: &AppGuid,
+    ) -> Result<Option<(Bytes, ETag)>, StoreError> {
+        let key = self.key(state, app);
+        let output = match self
+            .client
+            .get_object()
+            .bucket(&self.bucket)
+            .key(&key)
+            .send()
+            .await
+        {
+            Ok(output) => output,
+            Err(e) if e.as_service_error().is_some_and(|e| e.is_no_such_key()) => {
+                return Ok(None);
+            }
+            Err(e) => return Err(self.error("GetObject", &key, e)),
+        };
+        let reported = output.e_tag().map(str::to_owned);
+        let body = output
+            .body
+            .collect()
+            .await
+            .map_err(|e| StoreError::Unavailable {
+                context: format!(
+                    "S3 GetObject s3://{}/{key}: reading the body failed",
+                    self.bucket
+                ),
+                source: Some(Box::new(e)),
+            })?
+            .into_bytes();
+        let etag = self.etag_or_md5(&key, reported.as_deref(), &body);
+        Ok(Some((body, etag)))
+    }
+
+    async fn remove_app(&self, state: TargetState, app: &AppGuid) -> Result<(), StoreError> {
+        let key = self.key(state, app);
+        // S3 answers 204 for a missing key too, which makes this idempotent.
+        self.client
+            .delete_object()
+            .bucket(&self.bucket)
+            .key(&key)
+            .send()
+            .await
+            .map_err(|e| self.error("DeleteObject", &key, e))?;
+        Ok(())
+    }
+
+    async fn list_apps(&self, state: TargetState) -> Result<Vec<StoredTarget>, StoreError> {
+        let dir = format!("{}{}", self.prefix, layout::state_dir(state));
+        let mut listed = Vec::new();
+        let mut continuation: Option<String> = None;
+        loop {
+            // Any failing page fails the whole listing: see the trait on why a partial
+            // listing must never be returned.
+            let page = self
+                .client
+                .list_objects_v2()
+                .bucket(&self.bucket)
+                .prefix(&dir)
+                .max_keys(LIST_PAGE_SIZE)
+                .set_continuation_token(continuation.take())
+                .send()
+                .await
+                .map_err(|e| self.error("ListObjectsV2", &dir, e))?;
+            for object in page.contents() {
+                let Some(key) = object.key() else { continue };
+                let Some(name) = key.strip_prefix(&dir) else {
+                    continue;
+                };
+                let Some(app) = layout::app_of_listed_name(state, name, &key) else {
+                    continue;
+                };
+                listed.push(StoredTarget {
+                    app_guid: app,
+                    state,
+                    etag: ETag::from_store(object.e_tag().unwrap_or_default()),
+                });
+            }
+            if page.is_truncated() != Some(true) {
+                break;
+            }
+            match page.next_continuation_token() {
+                Some(token) if !token.is_empty() => continuation = Some(token.to_owned()),
+                // Stopping here would silently drop the remaining pages.
+                _ => {
+                    return Err(StoreError::Rejected {
+                        context: format!(
+                            "S3 ListObjectsV2 s3://{}/{dir}: a truncated page without a \
+                             continuation token",
+                            self.bucket
+                        ),
+                        source: None,
+                    });
+                }
+            }
+        }
+        listed.sort_by(|a, b| a.app_guid.cmp(&b.app_guid));
+        Ok(listed)
+    }
+
+    /// `CopyObject` then `DeleteObject`: S3 has no rename. If the delete fails the file
+    /// is in both states until the updater's next pass removes the stale one.
+    async fn move_app(
+        &self,
+        from: TargetState,
+        to: TargetState,
+        app: &AppGuid,
+    ) -> Result<ETag, StoreError> {
+        let not_found = || StoreError::NotFound {
+            state: from,
+            app: app.clone(),
+        };
+        if from == to {
+            return Ok(self.read_app(from, app).await?.ok_or_else(not_found)?.1);
+        }
+        let source = self.key(from, app);
+        let destination = self.key(to, app);
+        let output = match self
+            .client
+            .copy_object()
+            .bucket(&self.bucket)
+            // The key needs no URL-encoding: GUIDs, and a prefix checked by
+            // `normalise_prefix`.
+            .copy_source(format!("{}/{source}", self.bucket))
+            // The metadata (Content-Type) is copied along.
+            .key(&destination)
+            .send()
+            .await
+        {
+            Ok(output) => output,
+            Err(e) if e.code() == Some("NoSuchKey") => return Err(not_found()),
+            Err(e) => return Err(self.error("CopyObject", &source, e)),
+        };
+        let etag = output
+            .copy_object_result()
+            .and_then(|result| result.e_tag())
+            .map(ETag::from_store);
+        self.remove_app(from, app).await?;
+        match etag {
+            Some(etag) => Ok(etag),
+            // Unusual, but cheap to recover from: ask for it.
+            None => Ok(self.read_app(to, app).await?.ok_or_else(not_found)?.1),
+        }
+    }
+
+    async fn check(&self) -> Result<(), StoreError> {
+        self.client
+            .head_bucket()
+            .bucket(&self.bucket)
+            .send()
+            .await
+            .map_err(|e| self.error("HeadBucket", "", e))?;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    fn env(pairs: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> + use<> {
+        let map: HashMap<String, String> = pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        move |name| map.get(name).cloned()
+    }
+
+    #[test]
+    fn credentials_come_from_the_lookup_when_the_config_has_none() {
+        let lookup = env(&[
+            ("AWS_ACCESS_KEY_ID", "AKIDEXAMPLE"),
+            ("AWS_SECRET_ACCESS_KEY", "wJalrXUtnFEMI"),
+            ("AWS_SESSION_TOKEN", "token"),
+        ]);
+        let credentials = resolve_credentials(None, None, None, &lookup).unwrap();
+        assert_eq!(credentials.access_key_id(), "AKIDEXAMPLE");
+        assert_eq!(credentials.secret_access_key(), "wJalrXUtnFEMI");
+        assert_eq!(credentials.session_token(), Some("token"));
+    }
+
+    #[test]
+    fn configured_credentials_win_over_the_lookup() {
+        let lookup = env(&[
+            ("AWS_ACCESS_KEY_ID", "FROM_ENV"),
+            ("AWS_SECRET_ACCESS_KEY", "from-env"),
+        ]);
+        let credentials = resolve_credentials(
+            Some("FROM_CONFIG".into()),
+            Some(SecretString::new("from-config")),
+            None,
+            &lookup,
+        )
+        .unwrap();
+        assert_eq!(credentials.access_key_id(), "FROM_CONFIG");
+        assert_eq!(credentials.session_token(), None);
+    }
+
+    #[test]
+    fn missing_or_empty_credentials_are_a_clear_error() {
+        for lookup in [
+            env(&[]),
+            env(&[("AWS_ACCESS_KEY_ID", "AKID")]),
+            env(&[("AWS_ACCESS_KEY_ID", "AKID"), ("AWS_SECRET_ACCESS_KEY", "")]),
+        ] {
+            let err = S3Store::new(S3Config::new("b", "eu-west-1"), lookup).unwrap_err();
+            assert_eq!(
+                err.to_string(),
+                "S3 credentials missing: set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY"
+            );
+        }
+        let half = S3Config {
+            access_key_id: Some("AKID".into()),
+            ..S3Config::new("b", "eu-west-1")
+        };
+        let err = S3Store::new(half, env(&[])).unwrap_err();
+        assert_eq!(err, ConfigError::MissingCredentials);
+    }
+
+    #[test]
+    fn the_config_debug_output_redacts_secrets() {
+        let mut config = S3Config::new("bucket", "eu-west-1")
+            .with_credentials("AKIDEXAMPLE", "wJalrXUtnFEMI-secret");
+        config.session_token = Some(SecretString::new("session-secret"));
+        let debug = format!("{config:?}");
+        assert!(debug.contains("AKIDEXAMPLE"), "{debug}");
+        assert!(!debug.contains("wJalrXUtnFEMI-secret"), "{debug}");
+        assert!(!debug.contains("session-secret"), "{debug}");
+        assert!(debug.contains("<redacted>"), "{debug}");
+    }
+
+    #[test]
+    fn a_store_has_a_normalised_prefix_and_names_its_keys_under_it() {
+        let config = S3Config::new("bucket", "eu-west-1")
+            .with_prefix("/eu-west-1")
+            .with_credentials("a", "b");
+        let store = S3Store::new(config, env(&[])).unwrap();
+        let app = AppGuid::parse("1cb006ee-fb05-47e1-b541-c34179ddc446").unwrap();
+        assert_eq!(store.prefix(), "eu-west-1/");
+        assert_eq!(
+            store.key(TargetState::Active, &app),
+            "eu-west-1/active/1cb006ee-fb05-47e1-b541-c34179ddc446.json"
+        );
+        let debug = format!("{store:?}");
+        assert!(
+            debug.contains("eu-west-1/") && !debug.contains("\"b\""),
+            "{debug}"
+        );
+    }
+
+    #[test]
+    fn invalid_settings_are_rejected_with_their_name() {
+        let base = || S3Config::new("bucket", "eu-west-1").with_credentials("a", "b");
+        let cases = [
+            (base().with_endpoint("127.0.0.1:9000"), "S3_ENDPOINT"),
+            (base().with_prefix("a b"), "the key prefix"),
+            (
+                S3Config {
+                    bucket: " ".into(),
+                    ..base()
+                },
+                "BUCKET_NAME",
+            ),
+            (
+                S3Config {
+                    region: String::new(),
+                    ..base()
+                },
+                "AWS_REGION",
+            ),
+        ];
+        for (config, name) in cases {
+            let err = S3Store::new(config, env(&[])).unwrap_err();
+            assert!(err.to_string().starts_with(name), "{err}");
+        }
+    }
+
+    #[test]
+    fn an_error_chain_reads_as_one_line_without_repeats() {
+        #[derive(Debug)]
+        struct Layer(&'static str, Option<Box<Layer>>);
+        impl fmt::Display for Layer {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(self.0)
+            }
+        }
+        impl std::error::Error for Layer {
+            fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+                self.1.as_deref().map(|l| l as _)
+            }
+        }
+        let refused = Layer("connection refused", None);
+        let repeated = Layer("connection refused", Some(Box::new(refused)));
+        let top = Layer("dispatch failure", Some(Box::new(repeated)));
+        assert_eq!(error_chain(&top), "dispatch failure: connection refused");
+    }
+
+    #[test]
+    fn server_errors_and_throttling_are_transient_refusals_are_not() {
+        assert!(service_error_is_transient(500, Some("InternalError")));
+        assert!(service_error_is_transient(503, Some("SlowDown")));
+        assert!(service_error_is_transient(429, None));
+        assert!(service_error_is_transient(400, Some("RequestTimeout")));
+        assert!(!service_error_is_transient(403, Some("AccessDenied")));
+        assert!(!service_error_is_transient(404, Some("NoSuchBucket")));
+        assert!(!service_error_is_transient(400, Some("InvalidRequest")));
+    }
+}
