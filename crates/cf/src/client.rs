@@ -209,6 +209,18 @@ impl CfClient {
         Ok(assemble(wanted, resources, &self.config.exporter_label))
     }
 
+    /// Every app our user can see (a handful of requests at any scale). For tools and the
+    /// demo; reconciles ask for their bound apps with [`Self::apps_info`].
+    pub async fn visible_apps(&self) -> Result<AppsSnapshot, CfError> {
+        let resources = self.fetch_everything().await?;
+        let wanted = resources
+            .apps
+            .iter()
+            .filter_map(|a| AppGuid::parse(&a.guid).ok())
+            .collect();
+        Ok(assemble(&wanted, resources, &self.config.exporter_label))
+    }
+
     /// How many apps our user can see (one request, `per_page=1`).
     pub async fn visible_app_count(&self) -> Result<u64, CfError> {
         let url = self.url("/v3/apps", &[("per_page", "1")]);

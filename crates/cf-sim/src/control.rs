@@ -1,0 +1,496 @@
+//! The control API under `/sim`: no authentication, JSON in and out. Mutations go
+//! through the same [`World`](crate::world::World) methods as the CC API, so they record
+//! the same audit events (actor: the admin user). Errors use the CC error shape.
+
+use std::collections::BTreeMap;
+
+use actix_web::{HttpResponse, web};
+use serde::Deserialize;
+use serde::de::DeserializeOwned;
+use serde_json::{Value, json};
+
+use crate::cc::json_response;
+use crate::error::CcError;
+use crate::present;
+use crate::seed::{SeedSpec, demo, seed};
+use crate::state::{FaultSpec, SimState};
+use crate::util::{now, random_guid};
+use crate::world::{AppState, NewApp, Org, Space};
+
+type Data = web::Data<SimState>;
+type SimResult = Result<HttpResponse, CcError>;
+
+/// Every control endpoint with a one-line description (served by `GET /sim`).
+pub const ENDPOINTS: &[(&str, &str)] = &[
+    ("GET /sim", "this index, plus the size of the world"),
+    ("POST /sim/orgs", "{name, guid?} → org"),
+    ("POST /sim/spaces", "{name, org_guid, guid?} → space"),
+    (
+        "POST /sim/apps",
+        "{name, space_guid, state?: STARTED|STOPPED, instances?: 1, labels?: {..}, command?, guid?} → app (audit.app.create, audit.app.start)",
+    ),
+    (
+        "POST /sim/routes",
+        "{host, domain?: name (default the apps domain), path?: \"\", app_guid?, space_guid?} → route; app_guid maps it to the app's web process (audit.app.map-route)",
+    ),
+    (
+        "POST /sim/routes/:guid/destinations",
+        "{app_guid} → route (audit.app.map-route)",
+    ),
+    (
+        "DELETE /sim/routes/:guid/destinations/:app_guid",
+        "→ route (audit.app.unmap-route)",
+    ),
+    (
+        "POST /sim/apps/:guid/scale",
+        "{instances} → process (audit.app.process.scale)",
+    ),
+    ("POST /sim/apps/:guid/stop", "→ app (audit.app.stop)"),
+    ("POST /sim/apps/:guid/start", "→ app (audit.app.start)"),
+    (
+        "POST /sim/apps/:guid/rename",
+        "{name} → app (audit.app.update)",
+    ),
+    (
+        "DELETE /sim/apps/:guid",
+        "→ {job_guid}; app, processes and route destinations go at once (audit.app.unmap-route, audit.app.process.delete, audit.app.delete-request)",
+    ),
+    (
+        "POST /sim/apps/:guid/rolling-deploy",
+        "{instances?} → the new, second web process (audit.app.deployment.create, audit.app.process.create)",
+    ),
+    (
+        "POST /sim/apps/:guid/rolling-deploy/finish",
+        "→ the surviving web process; older web processes go (audit.app.process.delete)",
+    ),
+    (
+        "POST /sim/seed",
+        "{apps: N, spaces?: M, orgs?: K} → counts; deterministic guids and names (app-00001, space-0001, org-01)",
+    ),
+    ("POST /sim/demo", "→ guids of the demo org, space and apps"),
+    ("GET /sim/faults", "→ active faults"),
+    (
+        "POST /sim/faults",
+        "{path_prefix, method?, status?, count?: 1 (0 = until cleared), retry_after?, delay_ms?, body?} → {id}",
+    ),
+    ("DELETE /sim/faults", "clear all faults"),
+    (
+        "POST /sim/uaa/revoke",
+        "every token issued so far becomes invalid",
+    ),
+    (
+        "POST /sim/uaa/down",
+        "{down: bool}: UAA endpoints answer 503 while down",
+    ),
+    (
+        "GET /sim/requests",
+        "{total_cc, total_uaa, by_endpoint: {\"GET /v3/apps\": n, ...}} (control calls only in by_endpoint)",
+    ),
+    ("DELETE /sim/requests", "reset the request counters"),
+    (
+        "POST /sim/reset",
+        "{empty?: false}: world, faults, counters, rate limits and UAA back to start-up state (empty: no seed/demo); tokens stay valid",
+    ),
+];
+
+/// Parses a JSON body; an empty body reads as `{}`.
+fn body<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, CcError> {
+    let bytes = if bytes.iter().all(u8::is_ascii_whitespace) {
+        b"{}".as_slice()
+    } else {
+        bytes
+    };
+    serde_json::from_slice(bytes).map_err(|e| CcError::unprocessable(e.to_string()))
+}
+
+fn ok(v: &Value) -> SimResult {
+    Ok(json_response(200, v))
+}
+
+fn created(v: &Value) -> SimResult {
+    Ok(json_response(201, v))
+}
+
+/// `GET /sim`.
+pub async fn index(state: Data) -> HttpResponse {
+    let (down, issued) = {
+        let uaa = state.uaa();
+        (uaa.down, uaa.issued_count)
+    };
+    let w = state.world();
+    let endpoints: BTreeMap<&str, &str> = ENDPOINTS.iter().copied().collect();
+    json_response(
+        200,
+        &json!({
+            "base_url": state.base_url,
+            "endpoints": endpoints,
+            "world": {
+                "organizations": w.orgs.len(),
+                "spaces": w.spaces.len(),
+                "apps": w.apps.len(),
+                "processes": w.processes.len(),
+                "routes": w.routes.len(),
+                "domains": w.domains.len(),
+                "audit_events": w.events.len(),
+            },
+            "uaa": {"down": down, "tokens_issued": issued},
+            "rate_limit": {"limit": state.config.rate_limit, "window_seconds": state.config.rate_limit_window},
+        }),
+    )
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct NewOrg {
+    name: String,
+    guid: Option<String>,
+}
+
+/// `POST /sim/orgs`.
+pub async fn create_org(state: Data, bytes: web::Bytes) -> SimResult {
+    let b: NewOrg = body(&bytes)?;
+    let mut w = state.world_mut();
+    if w.orgs.iter().any(|o| o.name == b.name) {
+        return Err(CcError::unprocessable(format!(
+            "Organization '{}' already exists.",
+            b.name
+        )));
+    }
+    let guid = b.guid.unwrap_or_else(random_guid);
+    if w.orgs.contains(&guid) {
+        return Err(CcError::unprocessable(format!("guid '{guid}' is taken")));
+    }
+    let at = now();
+    let org = Org {
+        guid,
+        name: b.name,
+        created_at: at,
+        updated_at: at,
+    };
+    let v = present::org(&state.base_url, &org);
+    w.add_org(org);
+    created(&v)
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct NewSpace {
+    name: String,
+    org_guid: String,
+    guid: Option<String>,
+}
+
+/// `POST /sim/spaces`.
+pub async fn create_space(state: Data, bytes: web::Bytes) -> SimResult {
+    let b: NewSpace = body(&bytes)?;
+    let mut w = state.world_mut();
+    if !w.orgs.contains(&b.org_guid) {
+        return Err(CcError::unprocessable("Invalid organization."));
+    }
+    if w.spaces
+        .iter()
+        .any(|s| s.org_guid == b.org_guid && s.name == b.name)
+    {
+        return Err(CcError::unprocessable(format!(
+            "Name must be unique per organization: '{}'",
+            b.name
+        )));
+    }
+    let guid = b.guid.unwrap_or_else(random_guid);
+    if w.spaces.contains(&guid) {
+        return Err(CcError::unprocessable(format!("guid '{guid}' is taken")));
+    }
+    let at = now();
+    let space = Space {
+        guid,
+        name: b.name,
+        org_guid: b.org_guid,
+        created_at: at,
+        updated_at: at,
+    };
+    let v = present::space(&state.base_url, &space);
+    w.add_space(space);
+    created(&v)
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct NewAppBody {
+    name: String,
+    space_guid: String,
+    state: Option<String>,
+    instances: Option<u32>,
+    labels: Option<BTreeMap<String, String>>,
+    command: Option<String>,
+    guid: Option<String>,
+}
+
+/// `POST /sim/apps`.
+pub async fn create_app(state: Data, bytes: web::Bytes) -> SimResult {
+    let b: NewAppBody = body(&bytes)?;
+    let app_state = match b.state.as_deref() {
+        None => AppState::Started,
+        Some(s) => AppState::parse(s)
+            .ok_or_else(|| CcError::unprocessable("state must be STARTED or STOPPED"))?,
+    };
+    let actor = state.control_actor();
+    let mut w = state.world_mut();
+    let guid = w.create_app(
+        NewApp {
+            guid: b.guid,
+            name: b.name,
+            space_guid: b.space_guid,
+            state: app_state,
+            instances: b.instances.unwrap_or(1),
+            labels: b.labels.unwrap_or_default(),
+            command: b.command,
+        },
+        &actor,
+    )?;
+    created(&present::app(&state.base_url, w.app(&guid)?))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct NewRoute {
+    host: String,
+    domain: Option<String>,
+    path: Option<String>,
+    app_guid: Option<String>,
+    space_guid: Option<String>,
+}
+
+/// `POST /sim/routes`.
+pub async fn create_route(state: Data, bytes: web::Bytes) -> SimResult {
+    let b: NewRoute = body(&bytes)?;
+    let actor = state.control_actor();
+    let mut w = state.world_mut();
+    let domain_guid = match &b.domain {
+        None => w.apps_domain_guid.clone(),
+        Some(name) => w
+            .domain_by_name(name)
+            .map(|d| d.guid.clone())
+            .ok_or_else(|| CcError::unprocessable(format!("No domain named '{name}'")))?,
+    };
+    let space_guid = match (&b.space_guid, &b.app_guid) {
+        (Some(s), _) => s.clone(),
+        (None, Some(app)) => w.app(app)?.space_guid.clone(),
+        (None, None) => {
+            return Err(CcError::unprocessable(
+                "A route needs an app_guid or a space_guid",
+            ));
+        }
+    };
+    if let Some(app) = &b.app_guid {
+        w.app(app)?;
+    }
+    let guid = w.create_route(
+        &b.host,
+        b.path.as_deref().unwrap_or(""),
+        &domain_guid,
+        &space_guid,
+    )?;
+    if let Some(app) = &b.app_guid {
+        w.map_route(&guid, app, &actor)?;
+    }
+    let route = w.routes.get(&guid).expect("just created");
+    created(&present::route(&state.base_url, &w, route))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct AppGuid {
+    app_guid: String,
+}
+
+fn route_json(state: &SimState, guid: &str) -> SimResult {
+    let w = state.world();
+    let route = w
+        .routes
+        .get(guid)
+        .ok_or_else(|| CcError::not_found("Route"))?;
+    ok(&present::route(&state.base_url, &w, route))
+}
+
+/// `POST /sim/routes/:guid/destinations`.
+pub async fn map_route(state: Data, path: web::Path<String>, bytes: web::Bytes) -> SimResult {
+    let b: AppGuid = body(&bytes)?;
+    let actor = state.control_actor();
+    state.world_mut().map_route(&path, &b.app_guid, &actor)?;
+    route_json(&state, &path)
+}
+
+/// `DELETE /sim/routes/:guid/destinations/:app_guid`.
+pub async fn unmap_route(state: Data, path: web::Path<(String, String)>) -> SimResult {
+    let (route, app) = path.into_inner();
+    let actor = state.control_actor();
+    state.world_mut().unmap_route(&route, &app, &actor)?;
+    route_json(&state, &route)
+}
+
+fn app_json(state: &SimState, guid: &str) -> SimResult {
+    let w = state.world();
+    ok(&present::app(&state.base_url, w.app(guid)?))
+}
+
+fn process_json(state: &SimState, guid: &str) -> SimResult {
+    let w = state.world();
+    let p = w
+        .processes
+        .get(guid)
+        .ok_or_else(|| CcError::not_found("Process"))?;
+    ok(&present::process(&state.base_url, &w, p, false))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Instances {
+    instances: u32,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct OptionalInstances {
+    instances: Option<u32>,
+}
+
+/// `POST /sim/apps/:guid/scale`.
+pub async fn scale(state: Data, path: web::Path<String>, bytes: web::Bytes) -> SimResult {
+    let b: Instances = body(&bytes)?;
+    let actor = state.control_actor();
+    let process = state
+        .world_mut()
+        .scale_app_process(&path, "web", b.instances, &actor)?;
+    process_json(&state, &process)
+}
+
+/// `POST /sim/apps/:guid/stop`.
+pub async fn stop(state: Data, path: web::Path<String>) -> SimResult {
+    let actor = state.control_actor();
+    state.world_mut().stop_app(&path, &actor)?;
+    app_json(&state, &path)
+}
+
+/// `POST /sim/apps/:guid/start`.
+pub async fn start(state: Data, path: web::Path<String>) -> SimResult {
+    let actor = state.control_actor();
+    state.world_mut().start_app(&path, &actor)?;
+    app_json(&state, &path)
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Rename {
+    name: String,
+}
+
+/// `POST /sim/apps/:guid/rename`.
+pub async fn rename(state: Data, path: web::Path<String>, bytes: web::Bytes) -> SimResult {
+    let b: Rename = body(&bytes)?;
+    let actor = state.control_actor();
+    state.world_mut().rename_app(&path, &b.name, &actor)?;
+    app_json(&state, &path)
+}
+
+/// `DELETE /sim/apps/:guid`.
+pub async fn delete(state: Data, path: web::Path<String>) -> SimResult {
+    let actor = state.control_actor();
+    let job = state.world_mut().delete_app(&path, &actor)?;
+    ok(&json!({"deleted": path.as_str(), "job_guid": job}))
+}
+
+/// `POST /sim/apps/:guid/rolling-deploy`.
+pub async fn rolling_deploy(state: Data, path: web::Path<String>, bytes: web::Bytes) -> SimResult {
+    let b: OptionalInstances = body(&bytes)?;
+    let actor = state.control_actor();
+    let process = state
+        .world_mut()
+        .rolling_deploy(&path, b.instances, &actor)?;
+    process_json(&state, &process)
+}
+
+/// `POST /sim/apps/:guid/rolling-deploy/finish`.
+pub async fn finish_rolling_deploy(state: Data, path: web::Path<String>) -> SimResult {
+    let actor = state.control_actor();
+    let process = state.world_mut().finish_rolling_deploy(&path, &actor)?;
+    process_json(&state, &process)
+}
+
+/// `POST /sim/seed`.
+pub async fn seed_world(state: Data, bytes: web::Bytes) -> SimResult {
+    let spec: SeedSpec = body(&bytes)?;
+    let started = std::time::Instant::now();
+    let summary = seed(&mut state.world_mut(), spec)?;
+    tracing::info!(
+        apps = spec.apps,
+        elapsed_ms = started.elapsed().as_millis() as u64,
+        "seeded"
+    );
+    ok(&summary)
+}
+
+/// `POST /sim/demo`.
+pub async fn demo_world(state: Data) -> SimResult {
+    ok(&demo(&mut state.world_mut())?)
+}
+
+/// `GET /sim/faults`.
+pub async fn list_faults(state: Data) -> HttpResponse {
+    json_response(200, &json!({"faults": state.faults().to_json()}))
+}
+
+/// `POST /sim/faults`.
+pub async fn add_fault(state: Data, bytes: web::Bytes) -> SimResult {
+    let spec: FaultSpec = body(&bytes)?;
+    let id = state.faults().add(spec)?;
+    created(&json!({"id": id}))
+}
+
+/// `DELETE /sim/faults`.
+pub async fn clear_faults(state: Data) -> HttpResponse {
+    json_response(200, &json!({"cleared": state.faults().clear()}))
+}
+
+/// `POST /sim/uaa/revoke`.
+pub async fn revoke(state: Data) -> HttpResponse {
+    let n = state.uaa().revoke_all();
+    json_response(200, &json!({"revoked": n}))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Down {
+    down: bool,
+}
+
+/// `POST /sim/uaa/down`.
+pub async fn uaa_down(state: Data, bytes: web::Bytes) -> SimResult {
+    let b: Down = body(&bytes)?;
+    state.uaa().down = b.down;
+    ok(&json!({"down": b.down}))
+}
+
+/// `GET /sim/requests`.
+pub async fn requests(state: Data) -> HttpResponse {
+    json_response(200, &state.counters().to_json())
+}
+
+/// `DELETE /sim/requests`.
+pub async fn reset_requests(state: Data) -> HttpResponse {
+    *state.counters() = Default::default();
+    json_response(200, &state.counters().to_json())
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct Reset {
+    #[serde(default)]
+    empty: bool,
+}
+
+/// `POST /sim/reset`.
+pub async fn reset(state: Data, bytes: web::Bytes) -> SimResult {
+    let b: Reset = body(&bytes)?;
+    state.reset(b.empty)?;
+    ok(&json!({"reset": true, "empty": b.empty}))
+}

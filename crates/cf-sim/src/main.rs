@@ -1,0 +1,50 @@
+//! `cf-sim`: a thin wrapper around the library (see `lib.rs` for what it simulates).
+
+use std::io::Write;
+use std::process::ExitCode;
+
+use cf_sim::Sim;
+use cf_sim::config::{Command, HELP, parse};
+use tracing_subscriber::EnvFilter;
+
+#[actix_web::main]
+async fn main() -> ExitCode {
+    let config = match parse(std::env::args().skip(1), |k| std::env::var(k).ok()) {
+        Ok(Command::Run(config)) => *config,
+        Ok(Command::Help) => {
+            print!("{HELP}");
+            return ExitCode::SUCCESS;
+        }
+        Err(message) => {
+            eprintln!("cf-sim: {message}");
+            return ExitCode::from(2);
+        }
+    };
+    tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_env_filter(
+            EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
+        )
+        .init();
+
+    let sim = match Sim::start(config) {
+        Ok(sim) => sim,
+        Err(e) => {
+            eprintln!("cf-sim: {e:#}");
+            return ExitCode::FAILURE;
+        }
+    };
+    // The one line on stdout: tests and scripts read the port from it.
+    println!("cf-sim listening on {}", sim.local_url);
+    let _ = std::io::stdout().flush();
+    match sim.run().await {
+        Ok(()) => {
+            tracing::info!("stopped");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("cf-sim: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,65 @@
+//! Starting the project's real binaries for a test: each on a free port, killed when the
+//! handle drops.
+
+use std::io::{BufRead, BufReader};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+/// Where cargo put the workspace's binaries (`target/debug` next to this test's `deps/`).
+pub fn bin_path(name: &str) -> PathBuf {
+    let exe = std::env::current_exe().expect("test executable path");
+    let dir = exe.parent().and_then(|deps| deps.parent()).expect("target dir");
+    let path = dir.join(name);
+    assert!(
+        path.exists(),
+        "{} is missing: run the tests through `make test`, which builds every binary first \
+         (or run `cargo build --workspace --bins`)",
+        path.display()
+    );
+    path
+}
+
+/// A running child process that is killed on drop.
+pub struct Running {
+    child: Child,
+    pub base_url: String,
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Starts `name` with `args`, waits for its ready line on stdout
+/// (`... listening on http://ADDR`) and returns its base URL.
+pub fn start(name: &str, args: &[&str], env: &[(&str, &str)]) -> Running {
+    let mut child = Command::new(bin_path(name))
+        .args(args)
+        .envs(env.iter().copied())
+        .env("RUST_LOG", std::env::var("TEST_LOG").unwrap_or_else(|_| "warn".into()))
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot start {name}: {e}"));
+    let stdout = child.stdout.take().expect("piped stdout");
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let mut lines = BufReader::new(stdout).lines();
+        if let Some(Ok(line)) = lines.next() {
+            let _ = tx.send(line);
+        }
+        // Keep draining so the child never blocks on a full pipe.
+        for _ in lines {}
+    });
+    let line = rx
+        .recv_timeout(Duration::from_secs(30))
+        .unwrap_or_else(|_| panic!("{name} printed no ready line within 30 s"));
+    let base_url = line
+        .split_once("listening on ")
+        .map(|(_, url)| url.trim().trim_end_matches('/').to_owned())
+        .unwrap_or_else(|| panic!("unexpected first line from {name}: {line:?}"));
+    Running { child, base_url }
+}
