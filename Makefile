@@ -14,6 +14,7 @@ test: ## Everything CI runs: install test deps, fmt check, clippy, unit and inte
 	@scripts/install-test-deps.sh
 	cargo fmt --all -- --check
 	cargo clippy --workspace --all-targets --locked -- -D warnings
+	cargo build --workspace --bins --examples --locked
 	scripts/s3-test-server.sh cargo test --workspace --locked
 
 lint: ## Only formatting and clippy
