@@ -10,7 +10,11 @@ use serde_json::{Value, json};
 use crate::harness::{Running, start};
 
 fn sim(args: &[&str]) -> Running {
-    start("cf-sim", &[&["--listen", "127.0.0.1:0"], args].concat(), &[])
+    start(
+        "cf-sim",
+        &[&["--listen", "127.0.0.1:0"], args].concat(),
+        &[],
+    )
 }
 
 fn client_for(sim: &Running) -> CfClient {
@@ -34,12 +38,21 @@ async fn control(sim: &Running, method: reqwest::Method, path: &str, body: Value
         .send()
         .await
         .unwrap();
-    assert!(response.status().is_success(), "{path}: {}", response.status());
+    assert!(
+        response.status().is_success(),
+        "{path}: {}",
+        response.status()
+    );
     response.json().await.unwrap_or(Value::Null)
 }
 
 async fn sim_requests(sim: &Running) -> Value {
-    reqwest::get(format!("{}/sim/requests", sim.base_url)).await.unwrap().json().await.unwrap()
+    reqwest::get(format!("{}/sim/requests", sim.base_url))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap()
 }
 
 /// Every app GUID the simulator holds, read straight from its v3 API.
@@ -48,7 +61,11 @@ async fn all_guids(sim: &Running) -> BTreeSet<AppGuid> {
     let token: Value = http
         .post(format!("{}/oauth/token", sim.base_url))
         .basic_auth("cf", Some(""))
-        .form(&[("grant_type", "password"), ("username", "admin"), ("password", "admin")])
+        .form(&[
+            ("grant_type", "password"),
+            ("username", "admin"),
+            ("password", "admin"),
+        ])
         .send()
         .await
         .unwrap()
@@ -59,11 +76,21 @@ async fn all_guids(sim: &Running) -> BTreeSet<AppGuid> {
     let mut guids = BTreeSet::new();
     let mut next = Some(format!("{}/v3/apps?per_page=5000", sim.base_url));
     while let Some(url) = next {
-        let page: Value = http.get(url).header("Authorization", &bearer).send().await.unwrap().json().await.unwrap();
+        let page: Value = http
+            .get(url)
+            .header("Authorization", &bearer)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
         for app in page["resources"].as_array().unwrap() {
             guids.insert(AppGuid::parse(app["guid"].as_str().unwrap()).unwrap());
         }
-        next = page["pagination"]["next"]["href"].as_str().map(str::to_owned);
+        next = page["pagination"]["next"]["href"]
+            .as_str()
+            .map(str::to_owned);
     }
     guids
 }
@@ -78,20 +105,37 @@ async fn ten_thousand_apps_in_a_thousand_spaces_take_at_most_twenty_requests() {
     let client = client_for(&sim);
     let snapshot = client.apps_info(&wanted).await.unwrap();
 
-    assert_eq!(snapshot.apps.len(), 10_000, "failed: {:?}", snapshot.failed.iter().next());
+    assert_eq!(
+        snapshot.apps.len(),
+        10_000,
+        "failed: {:?}",
+        snapshot.failed.iter().next()
+    );
     assert!(snapshot.missing.is_empty() && snapshot.failed.is_empty());
     let counts = sim_requests(&sim).await;
     let total = counts["total_cc"].as_u64().unwrap() + counts["total_uaa"].as_u64().unwrap();
-    eprintln!("10,000 apps fetched with {total} requests: {}", counts["by_endpoint"]);
+    eprintln!(
+        "10,000 apps fetched with {total} requests: {}",
+        counts["by_endpoint"]
+    );
     assert!(total <= 20, "{total} requests: {counts}");
-    assert_eq!(client.request_stats().total(), counts["total_cc"].as_u64().unwrap());
+    assert_eq!(
+        client.request_stats().total(),
+        counts["total_cc"].as_u64().unwrap()
+    );
 
     // Everything needed to build every target file is there.
-    let model = ModelConfig { paas_domain: "apps.example.com".into() };
+    let model = ModelConfig {
+        paas_domain: "apps.example.com".into(),
+    };
     let files: usize = snapshot
         .apps
         .values()
-        .map(|app| build_target_file(app, &model, &BindingParams::default()).groups.len())
+        .map(|app| {
+            build_target_file(app, &model, &BindingParams::default())
+                .groups
+                .len()
+        })
         .sum();
     let instances: u32 = snapshot.apps.values().map(|a| a.instances).sum();
     assert_eq!(files, instances as usize);
@@ -112,11 +156,17 @@ async fn a_few_bound_apps_among_many_are_fetched_by_guid_filter() {
     let client = client_for(&sim);
     let snapshot = client.apps_info(&asked).await.unwrap();
 
-    assert_eq!(snapshot.apps.keys().cloned().collect::<BTreeSet<_>>(), wanted);
+    assert_eq!(
+        snapshot.apps.keys().cloned().collect::<BTreeSet<_>>(),
+        wanted
+    );
     assert_eq!(snapshot.missing, BTreeSet::from([gone]));
     let counts = sim_requests(&sim).await;
     // 151 GUIDs = 2 chunks x (apps, processes, routes), one count, one token, one root.
-    assert!(counts["by_endpoint"]["GET /v3/apps"].as_u64().unwrap() <= 3, "{counts}");
+    assert!(
+        counts["by_endpoint"]["GET /v3/apps"].as_u64().unwrap() <= 3,
+        "{counts}"
+    );
 }
 
 #[tokio::test]
@@ -126,13 +176,34 @@ async fn a_single_app_is_looked_up_for_a_bind() {
     let guids = all_guids(&sim).await;
     let mut found = Vec::new();
     for guid in &guids {
-        found.push(client.app_info(guid).await.unwrap().expect("demo app exists"));
+        found.push(
+            client
+                .app_info(guid)
+                .await
+                .unwrap()
+                .expect("demo app exists"),
+        );
     }
-    let api = found.iter().find(|a| a.name == "api").expect("demo app `api`");
+    let api = found
+        .iter()
+        .find(|a| a.name == "api")
+        .expect("demo app `api`");
     assert_eq!(api.instances, 3);
-    assert_eq!((api.org.as_str(), api.space.as_str()), ("demo-org", "demo-space"));
-    let file = build_target_file(api, &ModelConfig { paas_domain: "apps.example.com".into() }, &BindingParams::default());
-    assert_eq!(file.endpoint.metrics_path.as_deref(), Some("/internal/metrics"));
+    assert_eq!(
+        (api.org.as_str(), api.space.as_str()),
+        ("demo-org", "demo-space")
+    );
+    let file = build_target_file(
+        api,
+        &ModelConfig {
+            paas_domain: "apps.example.com".into(),
+        },
+        &BindingParams::default(),
+    );
+    assert_eq!(
+        file.endpoint.metrics_path.as_deref(),
+        Some("/internal/metrics")
+    );
 
     let unknown = AppGuid::parse("00000000-0000-4000-8000-00000000dead").unwrap();
     assert_eq!(client.app_info(&unknown).await.unwrap(), None);
@@ -152,7 +223,13 @@ async fn an_expired_token_is_replaced_without_the_caller_noticing() {
 
     let counts = sim_requests(&sim).await;
     assert_eq!(counts["by_endpoint"]["POST /oauth/token"], 2, "{counts}");
-    assert!(!client.request_stats().by_endpoint.keys().any(|(_, status)| *status == 401));
+    assert!(
+        !client
+            .request_stats()
+            .by_endpoint
+            .keys()
+            .any(|(_, status)| *status == 401)
+    );
 }
 
 #[tokio::test]
@@ -168,7 +245,10 @@ async fn a_revoked_token_is_refused_once_then_replaced_and_retried() {
 
     assert!(app.is_some());
     let stats = client.request_stats();
-    assert!(stats.by_endpoint.keys().any(|(_, status)| *status == 401), "{stats:?}");
+    assert!(
+        stats.by_endpoint.keys().any(|(_, status)| *status == 401),
+        "{stats:?}"
+    );
 }
 
 #[tokio::test]
@@ -189,9 +269,18 @@ async fn a_429_with_retry_after_is_waited_out_not_surfaced() {
     let app = client.app_info(guid).await.unwrap();
 
     assert!(app.is_some());
-    assert!(started.elapsed() >= Duration::from_secs(1), "Retry-After was not honoured");
+    assert!(
+        started.elapsed() >= Duration::from_secs(1),
+        "Retry-After was not honoured"
+    );
     let stats = client.request_stats();
-    assert_eq!(stats.by_endpoint.get(&("GET /v3/apps/:guid".to_owned(), 429)), Some(&1), "{stats:?}");
+    assert_eq!(
+        stats
+            .by_endpoint
+            .get(&("GET /v3/apps/:guid".to_owned(), 429)),
+        Some(&1),
+        "{stats:?}"
+    );
 }
 
 #[tokio::test]
@@ -201,10 +290,22 @@ async fn server_errors_are_retried_and_persistent_ones_reported() {
     let guids = all_guids(&sim).await;
     let guid = guids.iter().next().unwrap();
 
-    control(&sim, reqwest::Method::POST, "/sim/faults", json!({"path_prefix": "/v3/routes", "status": 503, "count": 2})).await;
+    control(
+        &sim,
+        reqwest::Method::POST,
+        "/sim/faults",
+        json!({"path_prefix": "/v3/routes", "status": 503, "count": 2}),
+    )
+    .await;
     assert!(client.app_info(guid).await.unwrap().is_some());
 
-    control(&sim, reqwest::Method::POST, "/sim/faults", json!({"path_prefix": "/v3/routes", "status": 500, "count": 0})).await;
+    control(
+        &sim,
+        reqwest::Method::POST,
+        "/sim/faults",
+        json!({"path_prefix": "/v3/routes", "status": 500, "count": 0}),
+    )
+    .await;
     let err = client.apps_info(&guids).await.unwrap_err();
     assert!(err.to_string().contains("500"), "{err}");
 }
@@ -215,10 +316,20 @@ async fn a_rolling_deploy_counts_the_larger_web_process() {
     let client = client_for(&sim);
     let guids = all_guids(&sim).await;
     let before = client.apps_info(&guids).await.unwrap();
-    let (guid, web_shop) = before.apps.iter().find(|(_, a)| a.name == "web-shop").unwrap();
+    let (guid, web_shop) = before
+        .apps
+        .iter()
+        .find(|(_, a)| a.name == "web-shop")
+        .unwrap();
     assert_eq!(web_shop.instances, 2);
 
-    control(&sim, reqwest::Method::POST, &format!("/sim/apps/{guid}/rolling-deploy"), json!({"instances": 4})).await;
+    control(
+        &sim,
+        reqwest::Method::POST,
+        &format!("/sim/apps/{guid}/rolling-deploy"),
+        json!({"instances": 4}),
+    )
+    .await;
     let during = client.app_info(guid).await.unwrap().unwrap();
     assert_eq!(during.instances, 4);
     assert_eq!(during.routes, web_shop.routes);

@@ -9,7 +9,10 @@ use std::time::Duration;
 /// Where cargo put the workspace's binaries (`target/debug` next to this test's `deps/`).
 pub fn bin_path(name: &str) -> PathBuf {
     let exe = std::env::current_exe().expect("test executable path");
-    let dir = exe.parent().and_then(|deps| deps.parent()).expect("target dir");
+    let dir = exe
+        .parent()
+        .and_then(|deps| deps.parent())
+        .expect("target dir");
     let path = dir.join(name);
     assert!(
         path.exists(),
@@ -39,7 +42,10 @@ pub fn start(name: &str, args: &[&str], env: &[(&str, &str)]) -> Running {
     let mut child = Command::new(bin_path(name))
         .args(args)
         .envs(env.iter().copied())
-        .env("RUST_LOG", std::env::var("TEST_LOG").unwrap_or_else(|_| "warn".into()))
+        .env(
+            "RUST_LOG",
+            std::env::var("TEST_LOG").unwrap_or_else(|_| "warn".into()),
+        )
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
         .spawn()

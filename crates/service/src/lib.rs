@@ -1,0 +1,33 @@
+//! What every gds-prometheus service shares at its edges: logging set-up, settings from
+//! the environment and `VCAP_SERVICES`, the `PORT`, metrics exposition and shutdown.
+//!
+//! Nothing here knows about brokers, targets or buckets.
+
+pub mod metrics;
+pub mod settings;
+pub mod telemetry;
+
+pub use settings::{Settings, SettingsError};
+
+/// Resolves when the process is asked to stop (Ctrl-C or SIGTERM, which Cloud Foundry and
+/// systemd send).
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {},
+        () = term => {},
+    }
+}
