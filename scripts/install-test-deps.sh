@@ -74,13 +74,19 @@ ensure_moto() {
     log "moto $MOTO_VERSION: installed in .venv"
 }
 
-# --- Later: Prometheus, nginx, PostgreSQL -------------------------------------------------
-# Add ensure_prometheus, ensure_nginx and ensure_postgresql here (e.g. with
-# `apt_install prometheus`; see ../shared/reference/build-and-test.md sections 2 and 4)
-# and call them from main.
+# --- Everything else: one file per dependency in scripts/deps/ ----------------------------
+# Each file is sourced in name order and may use log, die and apt_install; it must be
+# idempotent and print one line saying what it found or installed (PostgreSQL,
+# Prometheus, nginx; see ../shared/reference/build-and-test.md sections 2 and 4).
 
 main() {
     ensure_moto
+    local dep
+    for dep in "$REPO"/scripts/deps/*.sh; do
+        [[ -e "$dep" ]] || continue
+        # shellcheck source=/dev/null
+        source "$dep"
+    done
 }
 
 main "$@"
