@@ -119,10 +119,16 @@ async fn ten_thousand_apps_in_a_thousand_spaces_take_at_most_twenty_requests() {
         counts["by_endpoint"]
     );
     assert!(total <= 20, "{total} requests: {counts}");
-    assert_eq!(
-        client.request_stats().total(),
-        counts["total_cc"].as_u64().unwrap()
-    );
+    // The client's own count agrees with the server's (transport failures, status 0, never
+    // reached the server: an idle keep-alive connection closed under our feet is retried).
+    let stats = client.request_stats();
+    let answered: u64 = stats
+        .by_endpoint
+        .iter()
+        .filter(|((_, status), _)| *status != 0)
+        .map(|(_, n)| n)
+        .sum();
+    assert_eq!(answered, counts["total_cc"].as_u64().unwrap(), "{stats:?}");
 
     // Everything needed to build every target file is there.
     let model = ModelConfig {
