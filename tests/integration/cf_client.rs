@@ -373,3 +373,50 @@ async fn bench_cf_discovery() {
         );
     }
 }
+
+#[tokio::test]
+async fn audit_events_since_a_second_include_that_second() {
+    let sim = sim(&["--demo"]);
+    let client = client_for(&sim);
+    let guids = all_guids(&sim).await;
+    let guid = guids.iter().next().unwrap();
+    control(
+        &sim,
+        reqwest::Method::POST,
+        &format!("/sim/apps/{guid}/stop"),
+        json!({}),
+    )
+    .await;
+    control(
+        &sim,
+        reqwest::Method::POST,
+        &format!("/sim/apps/{guid}/scale"),
+        json!({"instances": 5}),
+    )
+    .await;
+
+    let events = client
+        .audit_events(
+            &["audit.app.stop", "audit.app.process.scale"],
+            "2000-01-01T00:00:00Z",
+        )
+        .await
+        .unwrap();
+    let kinds: Vec<_> = events.iter().map(|e| e.event_type.as_str()).collect();
+    assert_eq!(kinds, ["audit.app.stop", "audit.app.process.scale"]);
+    assert!(
+        events
+            .iter()
+            .all(|e| e.target.as_ref().unwrap().guid == guid.as_str())
+    );
+
+    // Polling again from the newest event's second returns it again (gte): callers dedupe.
+    let again = client
+        .audit_events(
+            &["audit.app.stop", "audit.app.process.scale"],
+            &events[1].created_at,
+        )
+        .await
+        .unwrap();
+    assert!(again.iter().any(|e| e.guid == events[1].guid));
+}

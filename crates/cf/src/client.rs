@@ -17,7 +17,7 @@ use url::Url;
 use crate::config::{CfConfig, USER_AGENT};
 use crate::error::CfError;
 use crate::token::{TokenSource, now_secs};
-use crate::v3;
+use crate::v3::{self, AuditEvent};
 
 /// Pause between requests while the Cloud Controller reports no rate-limit headroom left
 /// (`X-RateLimit-Remaining` moves in 10% steps, so `0` means "under 10% left", not "refused").
@@ -219,6 +219,28 @@ impl CfClient {
             .filter_map(|a| AppGuid::parse(&a.guid).ok())
             .collect();
         Ok(assemble(&wanted, resources, &self.config.exporter_label))
+    }
+
+    /// Audit events of `types` created at or after `since` (`YYYY-MM-DDThh:mm:ssZ`), oldest
+    /// first. Timestamps have one-second precision, so callers poll with the last second
+    /// they saw and drop event GUIDs they already handled.
+    pub async fn audit_events(
+        &self,
+        types: &[&str],
+        since: &str,
+    ) -> Result<Vec<AuditEvent>, CfError> {
+        let types = types.join(",");
+        let per_page = self.config.page_size.to_string();
+        let url = self.url(
+            "/v3/audit_events",
+            &[
+                ("created_ats[gte]", since),
+                ("order_by", "created_at"),
+                ("per_page", &per_page),
+                ("types", &types),
+            ],
+        );
+        Ok(self.list::<AuditEvent>(url).await?.0)
     }
 
     /// How many apps our user can see (one request, `per_page=1`).

@@ -20,3 +20,4 @@ mod v3;
 pub use client::{AppsSnapshot, CfClient, RequestStats, Strategy};
 pub use config::{CfConfig, ConfigError, Secret, UaaCredentials};
 pub use error::CfError;
+pub use v3::{AuditEvent, EventTarget};

@@ -178,3 +178,22 @@ pub struct RootLinks {
     pub uaa: Option<Link>,
     pub login: Option<Link>,
 }
+
+/// An audit event, reduced to what change detection needs.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+pub struct AuditEvent {
+    pub guid: String,
+    /// Second precision, `YYYY-MM-DDThh:mm:ssZ`.
+    pub created_at: String,
+    #[serde(rename = "type")]
+    pub event_type: String,
+    #[serde(default)]
+    pub target: Option<EventTarget>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+pub struct EventTarget {
+    pub guid: String,
+    #[serde(rename = "type")]
+    pub target_type: String,
+}
