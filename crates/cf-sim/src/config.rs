@@ -34,6 +34,9 @@ pub struct SimConfig {
     pub client_authorities: Vec<String>,
     /// `--signing-key-file PEM`: replaces the built-in development key.
     pub signing_key_pem: Option<String>,
+    /// `--router-listen ADDR`: also serve the simulated gorouter there (off by default;
+    /// port 0 picks a free port).
+    pub router_listen: Option<String>,
 }
 
 impl Default for SimConfig {
@@ -55,6 +58,7 @@ impl Default for SimConfig {
             client_secret: "gds-prometheus-secret".into(),
             client_authorities: vec!["cloud_controller.global_auditor".into()],
             signing_key_pem: None,
+            router_listen: None,
         }
     }
 }
@@ -81,6 +85,7 @@ impl fmt::Debug for SimConfig {
                 "signing_key_pem",
                 &self.signing_key_pem.as_ref().map(|_| "[redacted]"),
             )
+            .field("router_listen", &self.router_listen)
             .finish()
     }
 }
@@ -117,9 +122,12 @@ CF_SIM_DEMO=true. Flags win over the environment.
   --client-authorities LIST  its authorities, comma-separated
                              (default cloud_controller.global_auditor)
   --signing-key-file PEM     RSA private key for tokens (default: built-in dev key)
+  --router-listen ADDR       also serve a simulated gorouter in front of the apps' instances
+                             on ADDR (default off; port 0 = any free port)
   --help                     this text
 
-Once listening it prints one line to stdout: `cf-sim listening on http://HOST:PORT`.
+Once listening it prints one line to stdout: `cf-sim listening on http://HOST:PORT`, and
+with --router-listen a second one: `cf-sim router listening on http://HOST:PORT`.
 Logs go to stderr (RUST_LOG, default info). GET /sim lists the control API.
 ";
 
@@ -140,6 +148,7 @@ const FLAGS: &[&str] = &[
     "client-secret",
     "client-authorities",
     "signing-key-file",
+    "router-listen",
 ];
 
 fn env_name(flag: &str) -> String {
@@ -231,6 +240,9 @@ pub fn parse(
                     .map_err(|e| format!("--signing-key-file {value}: {e}"))?;
                 c.signing_key_pem = Some(pem);
             }
+            "router-listen" => {
+                c.router_listen = Some(value).filter(|v| !v.trim().is_empty());
+            }
             _ => unreachable!("FLAGS lists every flag"),
         }
     }
@@ -267,6 +279,17 @@ mod tests {
         );
         assert_eq!(c.client_id, "gds-prometheus");
         assert!(!c.demo);
+        assert_eq!(c.router_listen, None);
+    }
+
+    #[test]
+    fn the_router_listens_only_when_asked() {
+        let c = run(&["--router-listen", "127.0.0.1:0"], &[]).unwrap();
+        assert_eq!(c.router_listen.as_deref(), Some("127.0.0.1:0"));
+        let c = run(&[], &[("CF_SIM_ROUTER_LISTEN", "0.0.0.0:8081")]).unwrap();
+        assert_eq!(c.router_listen.as_deref(), Some("0.0.0.0:8081"));
+        let c = run(&[], &[("CF_SIM_ROUTER_LISTEN", "")]).unwrap();
+        assert_eq!(c.router_listen, None);
     }
 
     #[test]

@@ -22,7 +22,10 @@ type SimResult = Result<HttpResponse, CcError>;
 
 /// Every control endpoint with a one-line description (served by `GET /sim`).
 pub const ENDPOINTS: &[(&str, &str)] = &[
-    ("GET /sim", "this index, plus the size of the world"),
+    (
+        "GET /sim",
+        "this index, plus the size of the world and router_url (null unless --router-listen)",
+    ),
     ("POST /sim/orgs", "{name, guid?} → org"),
     ("POST /sim/spaces", "{name, org_guid, guid?} → space"),
     (
@@ -88,8 +91,20 @@ pub const ENDPOINTS: &[(&str, &str)] = &[
     ),
     ("DELETE /sim/requests", "reset the request counters"),
     (
+        "POST /sim/apps/:guid/metrics-auth",
+        "{required: bool} → {app_guid, required}; whether the app's instances answer 401 (through the router) without `Authorization: Bearer <app guid>` (default true)",
+    ),
+    (
+        "GET /sim/router/requests",
+        "{total, requests: [{app_guid, instance_index, path, status, host, method, count}, ...]}: requests through the router (--router-listen); app_guid/instance_index null when the router answered alone",
+    ),
+    (
+        "DELETE /sim/router/requests",
+        "reset the router request counters (instances keep their scrape counters)",
+    ),
+    (
         "POST /sim/reset",
-        "{empty?: false}: world, faults, counters, rate limits and UAA back to start-up state (empty: no seed/demo); tokens stay valid",
+        "{empty?: false}: world, faults, counters, rate limits, router state (request and scrape counters, metrics-auth settings) and UAA back to start-up state (empty: no seed/demo); tokens stay valid",
     ),
 ];
 
@@ -123,6 +138,7 @@ pub async fn index(state: Data) -> HttpResponse {
         200,
         &json!({
             "base_url": state.base_url,
+            "router_url": state.router_url,
             "endpoints": endpoints,
             "world": {
                 "organizations": w.orgs.len(),
@@ -479,6 +495,32 @@ pub async fn requests(state: Data) -> HttpResponse {
 pub async fn reset_requests(state: Data) -> HttpResponse {
     *state.counters() = Default::default();
     json_response(200, &state.counters().to_json())
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct MetricsAuth {
+    required: bool,
+}
+
+/// `POST /sim/apps/:guid/metrics-auth`.
+pub async fn metrics_auth(state: Data, path: web::Path<String>, bytes: web::Bytes) -> SimResult {
+    let b: MetricsAuth = body(&bytes)?;
+    state.world().app(&path)?;
+    state.router().set_metrics_auth(&path, b.required);
+    ok(&json!({"app_guid": path.as_str(), "required": b.required}))
+}
+
+/// `GET /sim/router/requests`.
+pub async fn router_requests(state: Data) -> HttpResponse {
+    json_response(200, &state.router().requests_json())
+}
+
+/// `DELETE /sim/router/requests`.
+pub async fn reset_router_requests(state: Data) -> HttpResponse {
+    let mut router = state.router();
+    router.reset_requests();
+    json_response(200, &router.requests_json())
 }
 
 #[derive(Deserialize, Default)]

@@ -2,13 +2,18 @@
 //!
 //! One HTTP server plays both the **Cloud Controller v3** (the subset the broker and the
 //! updater use) and **UAA**, with the shapes of the real APIs (see
-//! `reference/cf-platform.md` §1, §3, §4 and the simulator checklist in §8). It is a
-//! development tool, shipped openly: never put it in front of anything real (its
-//! signing key is public, see `src/DEV_KEY_README.md`).
+//! `reference/cf-platform.md` §1, §3, §4 and the simulator checklist in §8). Optionally
+//! (`--router-listen`) a second listener plays the **gorouter** in front of the apps'
+//! instances (§7). It is a development tool, shipped openly: never put it in front of
+//! anything real (its signing key is public, see `src/DEV_KEY_README.md`).
 //!
 //! ```text
 //! cf-sim --listen 127.0.0.1:0 --demo --seed-apps 10000
 //! cf-sim listening on http://127.0.0.1:40123        <- the only line on stdout
+//!
+//! cf-sim --listen 127.0.0.1:0 --router-listen 127.0.0.1:0 --demo
+//! cf-sim listening on http://127.0.0.1:40123        <- always the first line
+//! cf-sim router listening on http://127.0.0.1:40124 <- second line, with --router-listen
 //! ```
 //!
 //! # Cloud Controller v3
@@ -67,6 +72,30 @@
 //! `.read`, `.write` and `openid`; the client has `--client-authorities` (default
 //! `cloud_controller.global_auditor`).
 //!
+//! # Router (`--router-listen ADDR`, env `CF_SIM_ROUTER_LISTEN`; off by default)
+//!
+//! A simulated gorouter over the same world (see [`router`] for the exact rules):
+//! `Host` (port ignored) + path select a route on a non-internal domain (`host.domain`,
+//! or the apex domain for an empty host; longest whole-segment path prefix; `""`
+//! matches everything) with a destination on an app's `web` process. No route → 404
+//! `X-Cf-Routererror: unknown_route`; every destination app stopped or at 0 instances
+//! → 503 `no_endpoints`. `X-CF-APP-INSTANCE: GUID:I` picks an instance (malformed →
+//! 400 `invalid_cf_app_instance_header`; not a running instance of the route → 400
+//! `unknown_route`); without it instances take turns (round-robin per route).
+//! Scaling, stopping, unmapping or deleting an app changes what the router serves at
+//! once. With the demo: `web-shop.apps.example.com`, `api.apps.example.com` (and
+//! `/internal/metrics`), `paas-metric-exporter.apps.example.com`,
+//! `orders.apps.example.com`.
+//!
+//! The instance plays an app using the GOV.UK metrics library: every GET (any path)
+//! needs `Authorization: Bearer <its app guid>` (else 401; per app,
+//! `POST /sim/apps/:guid/metrics-auth {"required": false}` turns it off) and answers
+//! `text/plain; version=0.0.4` with
+//! `cf_sim_instance_info{app_guid="..",app_name="..",instance_index="i",process_guid=".."} 1`
+//! and `cf_sim_instance_scrapes_total <n>` (successful answers of that instance).
+//! `GET /sim/router/requests` counts router requests by app guid, instance index, path
+//! (no query), status, host and method; `router_url` in `GET /sim` is its address.
+//!
 //! # Control API (no auth, JSON)
 //!
 //! See [`control::ENDPOINTS`] (also served by `GET /sim`): create orgs, spaces, apps
@@ -75,15 +104,17 @@
 //! (`POST /sim/seed`, deterministic) or add the demo (`POST /sim/demo`); inject faults
 //! and latency (`POST /sim/faults`); revoke all tokens (`POST /sim/uaa/revoke`) or take
 //! UAA down (`POST /sim/uaa/down`); read and reset request counters (`/sim/requests`,
-//! keyed `METHOD /route/:pattern`, e.g. `GET /v3/apps/:guid`); reset everything
-//! (`POST /sim/reset`).
+//! keyed `METHOD /route/:pattern`, e.g. `GET /v3/apps/:guid`); read and reset router
+//! request counts (`/sim/router/requests`); require or waive an app's metrics bearer
+//! token (`POST /sim/apps/:guid/metrics-auth`); reset everything (`POST /sim/reset`).
 //!
 //! # Use from tests
 //!
 //! In-process without a socket: `actix_web::test::init_service(cf_sim::app(state))`
-//! with `state = web::Data::new(SimState::new(config, "http://cf.test")?)`. On a real
+//! with `state = web::Data::new(SimState::new(config, "http://cf.test")?)`; the router
+//! on the same state: `init_service(cf_sim::router_app(state.clone()))`. On a real
 //! port: `let sim = Sim::start(config)?; let url = sim.local_url.clone();
-//! actix_web::rt::spawn(sim.run());`.
+//! actix_web::rt::spawn(sim.run());` (`sim.router_url` with `config.router_listen`).
 
 pub mod cc;
 pub mod config;
@@ -92,6 +123,7 @@ pub mod error;
 pub mod keys;
 pub mod present;
 pub mod query;
+pub mod router;
 pub mod seed;
 pub mod server;
 pub mod state;
@@ -102,5 +134,6 @@ pub mod world;
 
 pub use config::SimConfig;
 pub use error::CcError;
+pub use router::router_app;
 pub use server::{Sim, app};
 pub use state::SimState;

@@ -34,8 +34,12 @@ async fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    // The one line on stdout: tests and scripts read the port from it.
+    // The one line on stdout (two with --router-listen): tests and scripts read the
+    // port from the first.
     println!("cf-sim listening on {}", sim.local_url);
+    if let Some(router_url) = &sim.router_url {
+        println!("cf-sim router listening on {router_url}");
+    }
     let _ = std::io::stdout().flush();
     match sim.run().await {
         Ok(()) => {

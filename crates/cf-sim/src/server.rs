@@ -1,4 +1,5 @@
-//! The one place that knows the route table, the middleware order and `HttpServer`.
+//! The one place that knows the route table, the middleware order and `HttpServer`
+//! (the simulated gorouter on `--router-listen` is [`crate::router`]).
 //!
 //! Middleware, outermost first:
 //! 1. request counters (every request, keyed `METHOD /route/:pattern`);
@@ -20,6 +21,7 @@ use crate::cc;
 use crate::config::SimConfig;
 use crate::control;
 use crate::error::CcError;
+use crate::router::router_app;
 use crate::state::{FaultSpec, RateDecision, SimState, Surface, pattern_key};
 use crate::uaa::authenticate;
 use crate::uaa_api;
@@ -125,6 +127,7 @@ fn routes(cfg: &mut web::ServiceConfig) {
         .service(resource("/sim/apps/{guid}/stop").route(post().to(control::stop)))
         .service(resource("/sim/apps/{guid}/start").route(post().to(control::start)))
         .service(resource("/sim/apps/{guid}/rename").route(post().to(control::rename)))
+        .service(resource("/sim/apps/{guid}/metrics-auth").route(post().to(control::metrics_auth)))
         .service(
             resource("/sim/apps/{guid}/rolling-deploy").route(post().to(control::rolling_deploy)),
         )
@@ -152,6 +155,11 @@ fn routes(cfg: &mut web::ServiceConfig) {
             resource("/sim/requests")
                 .route(get().to(control::requests))
                 .route(delete().to(control::reset_requests)),
+        )
+        .service(
+            resource("/sim/router/requests")
+                .route(get().to(control::router_requests))
+                .route(delete().to(control::reset_router_requests)),
         )
         .service(resource("/sim/reset").route(post().to(control::reset)));
 }
@@ -374,7 +382,7 @@ async fn cc_auth(
     Ok(res)
 }
 
-/// A simulator bound to its port. Call [`Sim::run`] (or spawn it) to serve.
+/// A simulator bound to its port(s). Call [`Sim::run`] (or spawn it) to serve.
 pub struct Sim {
     /// The bound address (the real port when `--listen` asked for port 0).
     pub addr: SocketAddr,
@@ -382,26 +390,46 @@ pub struct Sim {
     pub local_url: String,
     /// What the simulator advertises (`--base-url`, else `local_url`).
     pub base_url: String,
+    /// The simulated gorouter's bound address (`--router-listen`), if on.
+    pub router_addr: Option<SocketAddr>,
+    /// `http://ADDR` of the router, like `local_url` (also `router_url` in `GET /sim`).
+    pub router_url: Option<String>,
     pub state: web::Data<SimState>,
     server: Server,
+    router: Option<Server>,
 }
 
 impl Sim {
-    /// Binds `config.listen` and builds the start-up state (seed, demo). Must be called
-    /// inside an actix/tokio runtime; nothing is served until [`Sim::run`] is awaited
-    /// (or the future spawned).
+    /// Binds `config.listen` (and `config.router_listen`) and builds the start-up state
+    /// (seed, demo). Must be called inside an actix/tokio runtime; nothing is served
+    /// until [`Sim::run`] is awaited (or the future spawned).
     pub fn start(config: SimConfig) -> anyhow::Result<Self> {
         let listener = std::net::TcpListener::bind(&config.listen)
             .with_context(|| format!("cannot listen on {}", config.listen))?;
         let addr = listener.local_addr()?;
         let local_url = local_url(addr);
+        let router_listener = match &config.router_listen {
+            Some(listen) => Some(
+                std::net::TcpListener::bind(listen)
+                    .with_context(|| format!("cannot listen on {listen} (--router-listen)"))?,
+            ),
+            None => None,
+        };
+        let router_addr = router_listener
+            .as_ref()
+            .map(std::net::TcpListener::local_addr)
+            .transpose()?;
+        let router_url = router_addr.map(self::local_url);
         let base_url = config.base_url.clone().unwrap_or_else(|| local_url.clone());
         let seeding = std::time::Instant::now();
-        let state = web::Data::new(SimState::new(config, &base_url)?);
+        let mut state = SimState::new(config, &base_url)?;
+        state.router_url = router_url.clone();
+        let state = web::Data::new(state);
         tracing::info!(
             apps = state.world().apps.len(),
             elapsed_ms = seeding.elapsed().as_millis() as u64,
             %base_url,
+            router_url = router_url.as_deref().unwrap_or("off"),
             "world ready"
         );
         let shared = state.clone();
@@ -409,23 +437,47 @@ impl Sim {
             .listen(listener)?
             .shutdown_timeout(5)
             .run();
+        let router = match router_listener {
+            Some(listener) => {
+                let shared = state.clone();
+                Some(
+                    HttpServer::new(move || router_app(shared.clone()))
+                        .listen(listener)?
+                        .shutdown_timeout(5)
+                        .run(),
+                )
+            }
+            None => None,
+        };
         Ok(Self {
             addr,
             local_url,
             base_url,
+            router_addr,
+            router_url,
             state,
             server,
+            router,
         })
     }
 
-    /// A handle to stop the server (`handle.stop(true).await`).
+    /// A handle to stop the server (`handle.stop(true).await`); the router stops with it.
     pub fn handle(&self) -> ServerHandle {
         self.server.handle()
     }
 
-    /// Serves until stopped (Ctrl-C / SIGTERM stop it gracefully).
+    /// Serves until stopped (Ctrl-C / SIGTERM stop it gracefully); the router, if any,
+    /// is served alongside and stopped when the main server stops.
     pub async fn run(self) -> std::io::Result<()> {
-        self.server.await
+        let Some(router) = self.router else {
+            return self.server.await;
+        };
+        let router_handle = router.handle();
+        let router_task = actix_web::rt::spawn(router);
+        let result = self.server.await;
+        router_handle.stop(true).await;
+        let _ = router_task.await;
+        result
     }
 }
 

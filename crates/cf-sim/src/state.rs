@@ -1,5 +1,8 @@
 //! Everything a running simulator holds: the world, UAA state, injected faults, request
-//! counters and rate-limit windows, each behind its own lock.
+//! counters, rate-limit windows and the router's state, each behind its own lock.
+//!
+//! Lock order: the world before the router state (the router holds the world's read
+//! lock while it picks an instance); never take the world while holding the router state.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Mutex, MutexGuard, RwLock, RwLockReadGuard, RwLockWriteGuard};
@@ -10,6 +13,7 @@ use serde_json::{Value, json};
 use crate::config::SimConfig;
 use crate::error::CcError;
 use crate::keys::SigningKey;
+use crate::router::RouterState;
 use crate::seed::{SeedSpec, base_world, demo, seed};
 use crate::uaa::{UaaSettings, UaaState};
 use crate::world::{Party, World};
@@ -21,11 +25,15 @@ pub struct SimState {
     pub config: SimConfig,
     pub key: SigningKey,
     pub uaa_settings: UaaSettings,
+    /// `http://ADDR` of the simulated gorouter when `--router-listen` is on (set by
+    /// [`crate::Sim::start`]; in-process tests may set it themselves).
+    pub router_url: Option<String>,
     world: RwLock<World>,
     uaa: Mutex<UaaState>,
     faults: Mutex<Faults>,
     counters: Mutex<Counters>,
     rate: Mutex<RateLimiter>,
+    router: Mutex<RouterState>,
 }
 
 impl std::fmt::Debug for SimState {
@@ -36,6 +44,7 @@ impl std::fmt::Debug for SimState {
             .field("config", &self.config)
             .field("key", &self.key)
             .field("uaa_settings", &self.uaa_settings)
+            .field("router_url", &self.router_url)
             .finish_non_exhaustive()
     }
 }
@@ -66,11 +75,13 @@ impl SimState {
             config,
             key,
             uaa_settings,
+            router_url: None,
             world: RwLock::new(world),
             uaa: Mutex::new(UaaState::default()),
             faults: Mutex::new(Faults::default()),
             counters: Mutex::new(Counters::default()),
             rate: Mutex::new(RateLimiter::default()),
+            router: Mutex::new(RouterState::default()),
         })
     }
 
@@ -98,6 +109,12 @@ impl SimState {
         lock(&self.rate)
     }
 
+    /// Router request counters, instance scrape counters, round-robin positions and
+    /// per-app metrics-auth settings.
+    pub fn router(&self) -> MutexGuard<'_, RouterState> {
+        lock(&self.router)
+    }
+
     /// The actor of control-API mutations: the admin user.
     pub fn control_actor(&self) -> Party {
         Party {
@@ -108,7 +125,8 @@ impl SimState {
     }
 
     /// `POST /sim/reset`: world (start-up seed and demo unless `empty`), faults,
-    /// counters, rate-limit windows and the UAA-down flag go back to start-up state.
+    /// counters, rate-limit windows, the router's state (request and scrape counters,
+    /// metrics-auth settings) and the UAA-down flag go back to start-up state.
     /// Issued tokens stay valid (`POST /sim/uaa/revoke` is the way to drop them).
     pub fn reset(&self, empty: bool) -> Result<(), CcError> {
         let world = initial_world(&self.config, empty)?;
@@ -116,6 +134,7 @@ impl SimState {
         *self.faults() = Faults::default();
         *self.counters() = Counters::default();
         *self.rate() = RateLimiter::default();
+        *self.router() = RouterState::default();
         self.uaa().down = false;
         Ok(())
     }

@@ -1,4 +1,5 @@
-//! The `cf-sim` binary: one ready line on stdout, a real port, clean shutdown.
+//! The `cf-sim` binary: one ready line on stdout (two with `--router-listen`), a real
+//! port, clean shutdown.
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
@@ -16,18 +17,38 @@ impl Drop for Running {
 }
 
 fn http_get(addr: &str, path: &str) -> String {
+    http_request(addr, addr, path, &[])
+}
+
+/// A hand-written HTTP/1.1 GET to `addr` with `Host: host` and extra headers.
+fn http_request(addr: &str, host: &str, path: &str, headers: &[(&str, &str)]) -> String {
     let mut stream = TcpStream::connect(addr).unwrap();
     stream
         .set_read_timeout(Some(Duration::from_secs(10)))
         .unwrap();
-    write!(
-        stream,
-        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
-    )
-    .unwrap();
+    let mut request = format!("GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n");
+    for (name, value) in headers {
+        request.push_str(&format!("{name}: {value}\r\n"));
+    }
+    request.push_str("\r\n");
+    stream.write_all(request.as_bytes()).unwrap();
     let mut response = String::new();
     stream.read_to_string(&mut response).unwrap();
     response
+}
+
+/// The address in a ready line `<prefix>http://ADDR`.
+fn ready_addr(line: &str, prefix: &str) -> String {
+    let url = line
+        .trim_end()
+        .strip_prefix(prefix)
+        .unwrap_or_else(|| panic!("unexpected ready line {line:?}"));
+    let addr = url.strip_prefix("http://").unwrap().to_string();
+    assert!(
+        addr.starts_with("127.0.0.1:") && !addr.ends_with(":0"),
+        "{addr}"
+    );
+    addr
 }
 
 #[test]
@@ -66,6 +87,79 @@ fn the_binary_prints_one_ready_line_and_serves_on_the_chosen_port() {
         unauthenticated.starts_with("HTTP/1.1 401"),
         "{unauthenticated}"
     );
+
+    // Nothing else on stdout.
+    child.0.kill().unwrap();
+    let mut rest = String::new();
+    stdout.read_to_string(&mut rest).unwrap();
+    assert_eq!(rest, "");
+}
+
+#[test]
+fn with_router_listen_a_second_ready_line_names_the_router_which_reaches_the_demo_apps() {
+    let child = Command::new(env!("CARGO_BIN_EXE_cf-sim"))
+        .args([
+            "--listen",
+            "127.0.0.1:0",
+            "--router-listen",
+            "127.0.0.1:0",
+            "--demo",
+        ])
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut child = Running(child);
+    let mut stdout = BufReader::new(child.0.stdout.take().unwrap());
+    let (mut first, mut second) = (String::new(), String::new());
+    stdout.read_line(&mut first).unwrap();
+    stdout.read_line(&mut second).unwrap();
+    let addr = ready_addr(&first, "cf-sim listening on ");
+    let router = ready_addr(&second, "cf-sim router listening on ");
+    assert_ne!(addr, router);
+
+    let sim = http_get(&addr, "/sim");
+    assert!(
+        sim.contains(&format!("\"router_url\":\"http://{router}\"")),
+        "{sim}"
+    );
+
+    // What nginx sends for a Prometheus target of the demo's web-shop, instance 1.
+    let guid = cf_sim::seed::demo_app_guid("web-shop").unwrap();
+    let instance = format!("{guid}:1");
+    let bearer = format!("Bearer {guid}");
+    let scrape = http_request(
+        &router,
+        "web-shop.apps.example.com",
+        "/metrics",
+        &[
+            ("X-CF-APP-INSTANCE", instance.as_str()),
+            ("Authorization", bearer.as_str()),
+        ],
+    );
+    assert!(scrape.starts_with("HTTP/1.1 200"), "{scrape}");
+    assert!(
+        scrape.contains(&format!(
+            "cf_sim_instance_info{{app_guid=\"{guid}\",app_name=\"web-shop\",instance_index=\"1\""
+        )),
+        "{scrape}"
+    );
+    assert!(
+        scrape.contains("\ncf_sim_instance_scrapes_total 1\n"),
+        "{scrape}"
+    );
+
+    let unknown = http_request(&router, "nope.apps.example.com", "/metrics", &[]);
+    assert!(unknown.starts_with("HTTP/1.1 404"), "{unknown}");
+    assert!(
+        unknown
+            .to_ascii_lowercase()
+            .contains("x-cf-routererror: unknown_route"),
+        "{unknown}"
+    );
+    let counted = http_get(&addr, "/sim/router/requests");
+    assert!(counted.contains("\"total\":2"), "{counted}");
 
     // Nothing else on stdout.
     child.0.kill().unwrap();
