@@ -15,10 +15,11 @@
 //!   back). Callers do their store write inside it, so "binding rows change" and "target
 //!   file changes" happen together or not at all.
 
+mod bindings;
 mod error;
 mod instances;
-mod bindings;
 mod model;
+mod updater;
 
 #[cfg(any(test, feature = "conformance"))]
 pub mod conformance;
@@ -30,11 +31,12 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use sqlx::AnyPool;
 use sqlx::any::AnyPoolOptions;
 
-pub use error::DbError;
 pub use bindings::AppTx;
+pub use error::DbError;
 pub use model::{
     Binding, DeleteInstance, Insert, InstanceUpdate, NewBinding, NewInstance, ServiceInstance,
 };
+pub use updater::{EventCursor, OrphanedBinding};
 
 /// Which database a [`Db`] talks to.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -106,8 +108,15 @@ impl Db {
                 source,
             })?;
         }
+        let in_memory = url.contains(":memory:") || url.contains("mode=memory");
+        // Each connection to an in-memory SQLite database has a database of its own.
+        let max_connections = if in_memory {
+            1
+        } else {
+            options.max_connections.max(1)
+        };
         let mut pool_options = AnyPoolOptions::new()
-            .max_connections(options.max_connections.max(1))
+            .max_connections(max_connections)
             .acquire_timeout(options.acquire_timeout);
         if kind == DbKind::Sqlite {
             // In WAL mode a commit only needs the WAL fsynced at checkpoints: durable
@@ -129,7 +138,7 @@ impl Db {
                 url: redact(url),
                 source,
             })?;
-        if kind == DbKind::Sqlite && !url.contains(":memory:") && !url.contains("mode=memory") {
+        if kind == DbKind::Sqlite && !in_memory {
             // Persistent in the file: readers never block the writer and vice versa.
             sqlx::query("PRAGMA journal_mode = WAL")
                 .execute(&pool)

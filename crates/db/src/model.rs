@@ -135,9 +135,8 @@ impl TryFrom<BindingRow> for Binding {
     type Error = crate::DbError;
 
     fn try_from(row: BindingRow) -> Result<Self, Self::Error> {
-        let app_guid = AppGuid::parse(&row.app_guid).map_err(|e| {
-            crate::DbError::Corrupt(format!("binding {}: {e}", row.binding_id))
-        })?;
+        let app_guid = AppGuid::parse(&row.app_guid)
+            .map_err(|e| crate::DbError::Corrupt(format!("binding {}: {e}", row.binding_id)))?;
         Ok(Binding {
             binding_id: row.binding_id,
             instance_id: row.instance_id,

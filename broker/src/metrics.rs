@@ -1,0 +1,99 @@
+//! The broker's own metrics, served on `GET /metrics`.
+
+use prometheus::{HistogramOpts, HistogramVec, IntCounterVec, Opts, Registry};
+
+/// Every metric of the broker, registered in one registry.
+#[derive(Clone, Debug)]
+pub struct BrokerMetrics {
+    pub registry: Registry,
+    /// `observe_broker_http_requests_total{code,method,path}`: the name, labels and
+    /// lowercase methods of the original's Rack collector, which existing alerts use;
+    /// `path` is the route template (e.g.
+    /// `/v2/service_instances/{instance_id}/service_bindings/{binding_id}`), never raw ids.
+    pub http_requests: IntCounterVec,
+    /// `observe_broker_http_request_duration_seconds{method,path}`.
+    pub http_duration: HistogramVec,
+    /// `observe_broker_cf_lookups_total{result}`: `found`, `not_found`, `error`.
+    pub cf_lookups: IntCounterVec,
+    /// `observe_broker_store_operations_total{operation,result}`: `write`/`remove`,
+    /// `ok`/`error`.
+    pub store_operations: IntCounterVec,
+    /// `observe_broker_binding_changes_total{change}`: `created`, `deleted`.
+    pub binding_changes: IntCounterVec,
+}
+
+impl BrokerMetrics {
+    pub fn new() -> Self {
+        let registry = Registry::new();
+        let http_requests = IntCounterVec::new(
+            Opts::new(
+                "observe_broker_http_requests_total",
+                "HTTP requests answered, by status code, method and route.",
+            ),
+            &["code", "method", "path"],
+        )
+        .expect("valid metric");
+        let http_duration = HistogramVec::new(
+            HistogramOpts::new(
+                "observe_broker_http_request_duration_seconds",
+                "Time to answer an HTTP request, by method and route.",
+            )
+            .buckets(vec![
+                0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0,
+            ]),
+            &["method", "path"],
+        )
+        .expect("valid metric");
+        let cf_lookups = IntCounterVec::new(
+            Opts::new(
+                "observe_broker_cf_lookups_total",
+                "Cloud Controller app look-ups on bind, by result.",
+            ),
+            &["result"],
+        )
+        .expect("valid metric");
+        let store_operations = IntCounterVec::new(
+            Opts::new(
+                "observe_broker_store_operations_total",
+                "Target store writes and removals, by result.",
+            ),
+            &["operation", "result"],
+        )
+        .expect("valid metric");
+        let binding_changes = IntCounterVec::new(
+            Opts::new(
+                "observe_broker_binding_changes_total",
+                "Bindings recorded and deleted.",
+            ),
+            &["change"],
+        )
+        .expect("valid metric");
+        for metric in [
+            &http_requests,
+            &cf_lookups,
+            &store_operations,
+            &binding_changes,
+        ] {
+            registry
+                .register(Box::new(metric.clone()))
+                .expect("metric names are unique");
+        }
+        registry
+            .register(Box::new(http_duration.clone()))
+            .expect("metric names are unique");
+        Self {
+            registry,
+            http_requests,
+            http_duration,
+            cf_lookups,
+            store_operations,
+            binding_changes,
+        }
+    }
+}
+
+impl Default for BrokerMetrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}

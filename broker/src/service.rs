@@ -1,0 +1,487 @@
+//! What the broker does, one method per OSB operation, without HTTP: the handlers extract
+//! and validate, call one of these, and render the outcome.
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use gds_cf::{CfClient, CfError};
+use gds_db::{Db, DeleteInstance, Insert, InstanceUpdate, NewBinding, NewInstance};
+use gds_store::{Bytes, TargetState, TargetStore};
+use gds_targets::{AppGuid, AppInfo, AppState, BindingParams, ModelConfig, build_target_file};
+use serde_json::Value;
+
+use crate::config::CatalogIds;
+use crate::metrics::BrokerMetrics;
+use crate::osb::{BindRequest, BrokerError, DeleteQuery, ProvisionRequest, UpdateRequest};
+
+/// Where the broker looks apps up: the Cloud Controller, or a fake in unit tests.
+#[async_trait]
+pub trait AppDirectory: Send + Sync {
+    /// The app, `None` when the Cloud Controller does not know it (or hides it).
+    async fn app_info(&self, guid: &AppGuid) -> Result<Option<AppInfo>, CfError>;
+}
+
+#[async_trait]
+impl AppDirectory for CfClient {
+    async fn app_info(&self, guid: &AppGuid) -> Result<Option<AppInfo>, CfError> {
+        CfClient::app_info(self, guid).await
+    }
+}
+
+/// "Created" (201) or "it was already there, identical" (200).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Outcome {
+    Created,
+    AlreadyExists,
+}
+
+/// The broker: the database, the target store and the Cloud Controller.
+pub struct Broker {
+    db: Db,
+    store: Arc<dyn TargetStore>,
+    apps: Arc<dyn AppDirectory>,
+    catalog: CatalogIds,
+    model: ModelConfig,
+    metrics: BrokerMetrics,
+}
+
+impl std::fmt::Debug for Broker {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Broker")
+            .field("db", &self.db.kind())
+            .field("store", &self.store)
+            .field("catalog", &self.catalog)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Longest instance or binding id accepted (the platform sends GUIDs).
+const MAX_ID_LEN: usize = 255;
+
+/// Checks an id from the path: non-empty, short, printable.
+pub fn check_id(kind: &str, id: &str) -> Result<(), BrokerError> {
+    if id.is_empty() || id.len() > MAX_ID_LEN || id.chars().any(char::is_control) {
+        return Err(BrokerError::BadRequest(format!(
+            "invalid {kind}: expected 1 to {MAX_ID_LEN} printable characters"
+        )));
+    }
+    Ok(())
+}
+
+/// JSON as stored: compact, keys sorted (serde_json's map is ordered).
+fn normalised(value: &Value) -> String {
+    value.to_string()
+}
+
+fn object_or_empty(field: &str, value: Option<&Value>) -> Result<Value, BrokerError> {
+    match value {
+        None | Some(Value::Null) => Ok(Value::Object(Default::default())),
+        Some(v @ Value::Object(_)) => Ok(v.clone()),
+        Some(_) => Err(BrokerError::BadRequest(format!(
+            "`{field}` must be a JSON object"
+        ))),
+    }
+}
+
+impl Broker {
+    pub fn new(
+        db: Db,
+        store: Arc<dyn TargetStore>,
+        apps: Arc<dyn AppDirectory>,
+        catalog: CatalogIds,
+        model: ModelConfig,
+        metrics: BrokerMetrics,
+    ) -> Self {
+        Self {
+            db,
+            store,
+            apps,
+            catalog,
+            model,
+            metrics,
+        }
+    }
+
+    pub fn catalog_ids(&self) -> &CatalogIds {
+        &self.catalog
+    }
+
+    pub fn metrics(&self) -> &BrokerMetrics {
+        &self.metrics
+    }
+
+    pub fn db(&self) -> &Db {
+        &self.db
+    }
+
+    fn check_service(&self, service_id: &str) -> Result<(), BrokerError> {
+        if service_id != self.catalog.service_id {
+            return Err(BrokerError::UnknownService {
+                given: service_id.into(),
+                expected: self.catalog.service_id.clone(),
+            });
+        }
+        Ok(())
+    }
+
+    fn check_plan(&self, plan_id: &str) -> Result<(), BrokerError> {
+        if plan_id != self.catalog.plan_id {
+            return Err(BrokerError::UnknownPlan {
+                given: plan_id.into(),
+                expected: self.catalog.plan_id.clone(),
+            });
+        }
+        Ok(())
+    }
+
+    /// Deprovision and unbind must name the service and plan (as query parameters).
+    fn check_delete_query(&self, query: &DeleteQuery) -> Result<(), BrokerError> {
+        let service_id = query.service_id.as_deref().ok_or_else(|| {
+            BrokerError::BadRequest("the service_id query parameter is required".into())
+        })?;
+        let plan_id = query.plan_id.as_deref().ok_or_else(|| {
+            BrokerError::BadRequest("the plan_id query parameter is required".into())
+        })?;
+        self.check_service(service_id)?;
+        self.check_plan(plan_id)
+    }
+
+    /// `PUT /v2/service_instances/:id`: records the instance. Nothing else happens until an
+    /// app is bound.
+    pub async fn provision(
+        &self,
+        instance_id: &str,
+        req: &ProvisionRequest,
+    ) -> Result<Outcome, BrokerError> {
+        check_id("instance_id", instance_id)?;
+        self.check_service(&req.service_id)?;
+        self.check_plan(&req.plan_id)?;
+        let new = NewInstance {
+            instance_id: instance_id.into(),
+            service_id: req.service_id.clone(),
+            plan_id: req.plan_id.clone(),
+            organization_guid: req.organization_guid.clone(),
+            space_guid: req.space_guid.clone(),
+            parameters: normalised(&object_or_empty("parameters", req.parameters.as_ref())?),
+            context: normalised(&object_or_empty("context", req.context.as_ref())?),
+        };
+        match self.db.create_instance(&new).await? {
+            Insert::Created(_) => {
+                tracing::info!(
+                    organization_guid = %req.organization_guid,
+                    space_guid = %req.space_guid,
+                    "service instance provisioned"
+                );
+                Ok(Outcome::Created)
+            }
+            Insert::Identical(_) => Ok(Outcome::AlreadyExists),
+            Insert::Conflict(_) => Err(BrokerError::InstanceConflict(instance_id.into())),
+        }
+    }
+
+    /// `GET /v2/service_instances/:id`: the instance's service, plan and parameters.
+    pub async fn fetch_instance(&self, instance_id: &str) -> Result<Value, BrokerError> {
+        check_id("instance_id", instance_id)?;
+        let instance = self
+            .db
+            .instance(instance_id)
+            .await?
+            .ok_or_else(|| BrokerError::InstanceNotFound(instance_id.into()))?;
+        Ok(serde_json::json!({
+            "service_id": instance.service_id,
+            "plan_id": instance.plan_id,
+            "parameters": instance.parameters_json(),
+        }))
+    }
+
+    /// `PATCH /v2/service_instances/:id`: there is one plan and no instance parameter
+    /// has a meaning, so this only records what was sent.
+    pub async fn update(&self, instance_id: &str, req: &UpdateRequest) -> Result<(), BrokerError> {
+        check_id("instance_id", instance_id)?;
+        self.check_service(&req.service_id)?;
+        if let Some(plan_id) = &req.plan_id {
+            self.check_plan(plan_id)?;
+        }
+        let parameters = match &req.parameters {
+            None | Some(Value::Null) => None,
+            Some(v) => Some(normalised(&object_or_empty("parameters", Some(v))?)),
+        };
+        let update = InstanceUpdate {
+            plan_id: req.plan_id.clone(),
+            parameters,
+        };
+        self.db
+            .update_instance(instance_id, &update)
+            .await?
+            .map(drop)
+            .ok_or_else(|| BrokerError::InstanceNotFound(instance_id.into()))
+    }
+
+    /// `DELETE /v2/service_instances/:id`: unbinds whatever is still bound (the platform
+    /// normally has done so already), then forgets the instance.
+    pub async fn deprovision(
+        &self,
+        instance_id: &str,
+        query: &DeleteQuery,
+    ) -> Result<(), BrokerError> {
+        check_id("instance_id", instance_id)?;
+        self.check_delete_query(query)?;
+        if self.db.instance(instance_id).await?.is_none() {
+            return Err(BrokerError::InstanceNotFound(instance_id.into()));
+        }
+        for binding in self.db.bindings_of_instance(instance_id).await? {
+            tracing::warn!(
+                binding_id = %binding.binding_id,
+                app_guid = %binding.app_guid,
+                "deprovision: removing a binding the platform did not unbind first"
+            );
+            self.remove_binding(&binding.app_guid, &binding.binding_id)
+                .await?;
+        }
+        match self.db.delete_instance(instance_id).await? {
+            DeleteInstance::Deleted => {
+                tracing::info!("service instance deprovisioned");
+                Ok(())
+            }
+            DeleteInstance::NotFound => Err(BrokerError::InstanceNotFound(instance_id.into())),
+            DeleteInstance::StillBound(n) => Err(BrokerError::Concurrency(format!(
+                "service instance {instance_id} was bound {n} time(s) while it was being \
+                 deleted; try again"
+            ))),
+        }
+    }
+
+    /// `GET /v2/service_instances/:id/last_operation`: every operation here completes
+    /// before it is answered, so an existing instance's last operation has succeeded and
+    /// a missing one is gone.
+    pub async fn instance_last_operation(&self, instance_id: &str) -> Result<(), BrokerError> {
+        check_id("instance_id", instance_id)?;
+        match self.db.instance(instance_id).await? {
+            Some(_) => Ok(()),
+            None => Err(BrokerError::InstanceNotFound(instance_id.into())),
+        }
+    }
+
+    /// `PUT .../service_bindings/:binding_id`: looks the app up in the Cloud Controller,
+    /// then, under the app's lock, records the binding and writes the app's target file
+    /// (in `active/` for a started app, `inactive/` for a stopped one, removing the file
+    /// the app's earlier bindings may have left in the other state). If the store write fails, the binding is not recorded, so the
+    /// platform's orphan-mitigation unbind finds a consistent state.
+    pub async fn bind(
+        &self,
+        instance_id: &str,
+        binding_id: &str,
+        req: &BindRequest,
+    ) -> Result<Outcome, BrokerError> {
+        check_id("instance_id", instance_id)?;
+        check_id("binding_id", binding_id)?;
+        self.check_service(&req.service_id)?;
+        self.check_plan(&req.plan_id)?;
+        let app = AppGuid::parse(req.app_guid().ok_or(BrokerError::RequiresApp)?)?;
+        tracing::Span::current().record("app_guid", app.as_str());
+        let params = BindingParams::from_json(req.parameters.as_ref())?;
+        let new = NewBinding {
+            binding_id: binding_id.into(),
+            instance_id: instance_id.into(),
+            parameters: normalised(&params.to_json()),
+        };
+        if self.db.instance(instance_id).await?.is_none() {
+            return Err(BrokerError::InstanceNotFound(instance_id.into()));
+        }
+        // The platform retries binds (and users re-run commands): answer those without
+        // asking the Cloud Controller. The transaction below checks again.
+        if let Some(existing) = self.db.binding(binding_id).await? {
+            return if existing.is_identical_to(&app, &new) {
+                Ok(Outcome::AlreadyExists)
+            } else {
+                Err(BrokerError::BindingConflict(binding_id.into()))
+            };
+        }
+
+        // Outside the lock: the slow part, and independent of other binds.
+        let info = match self.apps.app_info(&app).await {
+            Ok(Some(info)) => {
+                self.metrics.cf_lookups.with_label_values(&["found"]).inc();
+                info
+            }
+            Ok(None) => {
+                self.metrics
+                    .cf_lookups
+                    .with_label_values(&["not_found"])
+                    .inc();
+                return Err(BrokerError::AppNotVisible(app.to_string()));
+            }
+            Err(e) => {
+                self.metrics.cf_lookups.with_label_values(&["error"]).inc();
+                return Err(BrokerError::from_cf(e));
+            }
+        };
+        let file = build_target_file(&info, &self.model, &params);
+        if file.endpoint.guessed {
+            tracing::warn!(
+                hostname = %file.endpoint.hostname,
+                "the app has no public route: guessed its hostname from PAAS_DOMAIN"
+            );
+        }
+        let state = match info.state {
+            AppState::Started => TargetState::Active,
+            AppState::Stopped => TargetState::Inactive,
+        };
+
+        let mut tx = self.db.lock_app(&app).await?;
+        match tx.insert_binding(&new).await? {
+            Insert::Created(_) => {}
+            // A concurrent identical bind won; dropping `tx` rolls back (nothing changed).
+            Insert::Identical(_) => return Ok(Outcome::AlreadyExists),
+            Insert::Conflict(_) => return Err(BrokerError::BindingConflict(binding_id.into())),
+        }
+        // Files exist exactly when bindings do, so an app bound for the first time has no
+        // file in the other state to remove: skipping the request halves the store
+        // traffic of a first bind. (A stray file left by a crash is the updater's to tidy.)
+        let bound_before = tx.bindings().await?.len() > 1;
+        // The new binding is the app's newest, so its parameters decide the file
+        // (DESIGN.md section 3a).
+        self.store_write(state, &app, Bytes::from(file.to_bytes()))
+            .await?;
+        if bound_before {
+            self.store_remove(state.other(), &app).await?;
+        }
+        tx.commit().await?;
+        self.metrics
+            .binding_changes
+            .with_label_values(&["created"])
+            .inc();
+        tracing::info!(
+            state = %state,
+            instances = info.instances,
+            app_name = %info.name,
+            "app bound: target file written"
+        );
+        Ok(Outcome::Created)
+    }
+
+    /// `GET .../service_bindings/:binding_id`: the binding's (empty) credentials and its
+    /// parameters.
+    pub async fn fetch_binding(
+        &self,
+        instance_id: &str,
+        binding_id: &str,
+    ) -> Result<Value, BrokerError> {
+        check_id("instance_id", instance_id)?;
+        check_id("binding_id", binding_id)?;
+        let binding = self
+            .db
+            .binding(binding_id)
+            .await?
+            .filter(|b| b.instance_id == instance_id)
+            .ok_or_else(|| BrokerError::BindingNotFound(binding_id.into()))?;
+        tracing::Span::current().record("app_guid", binding.app_guid.as_str());
+        Ok(serde_json::json!({
+            "credentials": {},
+            "parameters": binding.parameters_json(),
+        }))
+    }
+
+    /// `DELETE .../service_bindings/:binding_id`: forgets the binding and, when it was the
+    /// app's last, removes both of the app's files. Uses only the database and the store
+    /// (the request carries no app GUID, and the app may be gone from the Cloud
+    /// Controller, which may be down).
+    pub async fn unbind(
+        &self,
+        instance_id: &str,
+        binding_id: &str,
+        query: &DeleteQuery,
+    ) -> Result<(), BrokerError> {
+        check_id("instance_id", instance_id)?;
+        check_id("binding_id", binding_id)?;
+        self.check_delete_query(query)?;
+        let binding = self
+            .db
+            .binding(binding_id)
+            .await?
+            .filter(|b| b.instance_id == instance_id)
+            .ok_or_else(|| BrokerError::BindingNotFound(binding_id.into()))?;
+        tracing::Span::current().record("app_guid", binding.app_guid.as_str());
+        if self.remove_binding(&binding.app_guid, binding_id).await? {
+            Ok(())
+        } else {
+            // A concurrent unbind of the same binding got there first.
+            Err(BrokerError::BindingNotFound(binding_id.into()))
+        }
+    }
+
+    /// `GET .../service_bindings/:binding_id/last_operation`.
+    pub async fn binding_last_operation(
+        &self,
+        instance_id: &str,
+        binding_id: &str,
+    ) -> Result<(), BrokerError> {
+        check_id("instance_id", instance_id)?;
+        check_id("binding_id", binding_id)?;
+        match self.db.binding(binding_id).await? {
+            Some(b) if b.instance_id == instance_id => Ok(()),
+            _ => Err(BrokerError::BindingNotFound(binding_id.into())),
+        }
+    }
+
+    /// Deletes a binding of `app` under the app's lock, and the app's files with its last
+    /// binding; `false` if the binding was not there (any more). When other bindings
+    /// remain, the file stays as it is: if the deleted binding was the newest, the next
+    /// newest one's parameters apply from the updater's next pass (rebuilding the file
+    /// needs the Cloud Controller, which unbind must not depend on).
+    async fn remove_binding(&self, app: &AppGuid, binding_id: &str) -> Result<bool, BrokerError> {
+        let mut tx = self.db.lock_app(app).await?;
+        if tx.delete_binding(binding_id).await?.is_none() {
+            return Ok(false);
+        }
+        let remaining = tx.bindings().await?.len();
+        if remaining == 0 {
+            for state in TargetState::ALL {
+                self.store_remove(state, app).await?;
+            }
+        }
+        tx.commit().await?;
+        self.metrics
+            .binding_changes
+            .with_label_values(&["deleted"])
+            .inc();
+        if remaining == 0 {
+            tracing::info!(app_guid = %app, "last binding of the app deleted: target files removed");
+        } else {
+            tracing::info!(app_guid = %app, remaining, "binding deleted: the app is still bound");
+        }
+        Ok(true)
+    }
+
+    async fn store_write(
+        &self,
+        state: TargetState,
+        app: &AppGuid,
+        body: Bytes,
+    ) -> Result<(), BrokerError> {
+        let result = self.store.write_app(state, app, body).await;
+        self.count_store("write", result.is_ok());
+        result.map(drop).map_err(BrokerError::from_store)
+    }
+
+    async fn store_remove(&self, state: TargetState, app: &AppGuid) -> Result<(), BrokerError> {
+        let result = self.store.remove_app(state, app).await;
+        self.count_store("remove", result.is_ok());
+        result.map_err(BrokerError::from_store)
+    }
+
+    fn count_store(&self, operation: &str, ok: bool) {
+        self.metrics
+            .store_operations
+            .with_label_values(&[operation, if ok { "ok" } else { "error" }])
+            .inc();
+    }
+
+    /// For `GET /health`: the database answers.
+    pub async fn health(&self) -> Result<(), gds_db::DbError> {
+        self.db.ping().await
+    }
+}
+
+#[cfg(test)]
+mod tests;

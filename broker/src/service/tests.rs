@@ -1,0 +1,298 @@
+//! The broker's operations on SQLite, an in-memory store and a fake Cloud Controller.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use gds_db::ConnectOptions;
+use gds_store::MemoryStore;
+use gds_targets::Route;
+use serde_json::json;
+
+use super::*;
+
+const INSTANCE: &str = "si-1";
+const APP: &str = "0e9c9b69-5fb6-46cf-a53f-9c94b49b1bb3";
+
+/// A Cloud Controller that knows some apps, or is down.
+#[derive(Default)]
+struct FakeCc {
+    apps: Mutex<HashMap<AppGuid, AppInfo>>,
+    down: std::sync::atomic::AtomicBool,
+    calls: AtomicUsize,
+}
+
+#[async_trait]
+impl AppDirectory for FakeCc {
+    async fn app_info(&self, guid: &AppGuid) -> Result<Option<AppInfo>, CfError> {
+        self.calls.fetch_add(1, Ordering::SeqCst);
+        if self.down.load(Ordering::SeqCst) {
+            return Err(CfError::Api {
+                endpoint: "GET /v3/apps/:guid".into(),
+                status: 500,
+                title: "CF-ServerError".into(),
+                detail: "down".into(),
+            });
+        }
+        Ok(self.apps.lock().unwrap().get(guid).cloned())
+    }
+}
+
+fn app_info(state: AppState) -> AppInfo {
+    AppInfo {
+        guid: AppGuid::parse(APP).unwrap(),
+        name: "web-shop".into(),
+        state,
+        instances: 2,
+        org: "org".into(),
+        space: "space".into(),
+        routes: vec![Route {
+            host: "web-shop".into(),
+            domain: "apps.example.com".into(),
+            path: String::new(),
+            internal: false,
+        }],
+        start_command: None,
+        exporter_label: false,
+    }
+}
+
+struct World {
+    broker: Broker,
+    store: Arc<MemoryStore>,
+    cc: Arc<FakeCc>,
+    _dir: tempfile::TempDir,
+}
+
+async fn world(state: AppState) -> World {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}/b.db?mode=rwc", dir.path().display());
+    let db = Db::connect(&url, ConnectOptions::default()).await.unwrap();
+    let store = Arc::new(MemoryStore::new());
+    let cc = Arc::new(FakeCc::default());
+    cc.apps
+        .lock()
+        .unwrap()
+        .insert(AppGuid::parse(APP).unwrap(), app_info(state));
+    let broker = Broker::new(
+        db,
+        store.clone(),
+        cc.clone(),
+        CatalogIds {
+            service_id: "svc".into(),
+            service_name: "gds-prometheus".into(),
+            plan_id: "plan".into(),
+        },
+        ModelConfig {
+            paas_domain: "apps.example.com".into(),
+        },
+        BrokerMetrics::new(),
+    );
+    broker
+        .provision(
+            INSTANCE,
+            &ProvisionRequest::from_json(&json!({
+                "service_id": "svc", "plan_id": "plan",
+                "organization_guid": "o", "space_guid": "s"
+            }))
+            .unwrap(),
+        )
+        .await
+        .unwrap();
+    World {
+        broker,
+        store,
+        cc,
+        _dir: dir,
+    }
+}
+
+fn bind_request(params: serde_json::Value) -> BindRequest {
+    BindRequest::from_json(&json!({
+        "service_id": "svc", "plan_id": "plan",
+        "bind_resource": {"app_guid": APP}, "parameters": params
+    }))
+    .unwrap()
+}
+
+fn delete_query() -> DeleteQuery {
+    DeleteQuery {
+        service_id: Some("svc".into()),
+        plan_id: Some("plan".into()),
+    }
+}
+
+fn key(state: &str) -> String {
+    format!("{state}/{APP}.json")
+}
+
+#[tokio::test]
+async fn binding_a_started_app_writes_its_active_file_and_unbinding_removes_it() {
+    let w = world(AppState::Started).await;
+    let outcome = w
+        .broker
+        .bind(INSTANCE, "b-1", &bind_request(json!({})))
+        .await
+        .unwrap();
+    assert_eq!(outcome, Outcome::Created);
+    assert_eq!(w.store.raw_keys(), [key("active")]);
+    let (body, _) = w
+        .store
+        .read_app(TargetState::Active, &AppGuid::parse(APP).unwrap())
+        .await
+        .unwrap()
+        .unwrap();
+    let expected = build_target_file(
+        &app_info(AppState::Started),
+        &ModelConfig {
+            paas_domain: "apps.example.com".into(),
+        },
+        &BindingParams::default(),
+    );
+    assert_eq!(body.as_ref(), expected.to_bytes().as_slice());
+
+    w.broker
+        .unbind(INSTANCE, "b-1", &delete_query())
+        .await
+        .unwrap();
+    assert!(w.store.raw_keys().is_empty());
+}
+
+#[tokio::test]
+async fn a_stopped_app_is_written_inactive_and_its_active_file_removed() {
+    let w = world(AppState::Started).await;
+    w.broker
+        .bind(INSTANCE, "b-1", &bind_request(json!({})))
+        .await
+        .unwrap();
+    assert_eq!(w.store.raw_keys(), [key("active")]);
+    // The app stops; before the updater notices, it is bound again.
+    w.cc.apps
+        .lock()
+        .unwrap()
+        .insert(AppGuid::parse(APP).unwrap(), app_info(AppState::Stopped));
+    w.broker
+        .bind(INSTANCE, "b-2", &bind_request(json!({})))
+        .await
+        .unwrap();
+    assert_eq!(w.store.raw_keys(), [key("inactive")]);
+}
+
+#[tokio::test]
+async fn a_failed_store_write_leaves_no_binding_and_answers_unavailable() {
+    let w = world(AppState::Started).await;
+    w.store.fail_next(1);
+    let err = w
+        .broker
+        .bind(INSTANCE, "b-1", &bind_request(json!({})))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, BrokerError::StoreUnavailable(_)), "{err:?}");
+    assert_eq!(w.broker.db().binding("b-1").await.unwrap(), None);
+    assert!(w.store.raw_keys().is_empty());
+    // The platform's orphan-mitigation unbind finds nothing: 410.
+    let err = w
+        .broker
+        .unbind(INSTANCE, "b-1", &delete_query())
+        .await
+        .unwrap_err();
+    assert!(matches!(err, BrokerError::BindingNotFound(_)), "{err:?}");
+}
+
+#[tokio::test]
+async fn an_app_bound_twice_keeps_its_file_until_the_last_binding_goes() {
+    let w = world(AppState::Started).await;
+    for id in ["b-1", "b-2"] {
+        w.broker
+            .bind(INSTANCE, id, &bind_request(json!({})))
+            .await
+            .unwrap();
+    }
+    w.broker
+        .unbind(INSTANCE, "b-1", &delete_query())
+        .await
+        .unwrap();
+    assert_eq!(w.store.raw_keys(), [key("active")], "one binding remains");
+    w.broker
+        .unbind(INSTANCE, "b-2", &delete_query())
+        .await
+        .unwrap();
+    assert!(w.store.raw_keys().is_empty());
+}
+
+#[tokio::test]
+async fn unbinding_needs_no_cloud_controller() {
+    let w = world(AppState::Started).await;
+    w.broker
+        .bind(INSTANCE, "b-1", &bind_request(json!({})))
+        .await
+        .unwrap();
+    w.cc.down.store(true, Ordering::SeqCst);
+    let calls = w.cc.calls.load(Ordering::SeqCst);
+    w.broker
+        .unbind(INSTANCE, "b-1", &delete_query())
+        .await
+        .unwrap();
+    assert_eq!(w.cc.calls.load(Ordering::SeqCst), calls);
+    assert!(w.store.raw_keys().is_empty());
+}
+
+#[tokio::test]
+async fn a_repeated_bind_is_answered_without_the_cloud_controller() {
+    let w = world(AppState::Started).await;
+    let params = json!({"path": "/internal/metrics"});
+    w.broker
+        .bind(INSTANCE, "b-1", &bind_request(params.clone()))
+        .await
+        .unwrap();
+    w.cc.down.store(true, Ordering::SeqCst);
+    let again = w
+        .broker
+        .bind(INSTANCE, "b-1", &bind_request(params))
+        .await
+        .unwrap();
+    assert_eq!(again, Outcome::AlreadyExists);
+    let conflict = w
+        .broker
+        .bind(INSTANCE, "b-1", &bind_request(json!({})))
+        .await
+        .unwrap_err();
+    assert!(matches!(conflict, BrokerError::BindingConflict(_)));
+    assert_eq!(w.cc.calls.load(Ordering::SeqCst), 1);
+}
+
+#[tokio::test]
+async fn a_cloud_controller_failure_records_nothing() {
+    let w = world(AppState::Started).await;
+    w.cc.down.store(true, Ordering::SeqCst);
+    let err = w
+        .broker
+        .bind(INSTANCE, "b-1", &bind_request(json!({})))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, BrokerError::CloudControllerUnavailable(_)),
+        "{err:?}"
+    );
+    assert_eq!(w.broker.db().binding("b-1").await.unwrap(), None);
+    assert!(w.store.raw_keys().is_empty());
+}
+
+#[tokio::test]
+async fn deprovisioning_a_bound_instance_unbinds_first() {
+    let w = world(AppState::Started).await;
+    w.broker
+        .bind(INSTANCE, "b-1", &bind_request(json!({})))
+        .await
+        .unwrap();
+    w.broker
+        .deprovision(INSTANCE, &delete_query())
+        .await
+        .unwrap();
+    assert!(w.store.raw_keys().is_empty());
+    assert_eq!(w.broker.db().binding("b-1").await.unwrap(), None);
+    assert!(matches!(
+        w.broker.deprovision(INSTANCE, &delete_query()).await,
+        Err(BrokerError::InstanceNotFound(_))
+    ));
+}

@@ -1,0 +1,186 @@
+//! The one place that knows `HttpServer`, the middleware order and the route table.
+
+use std::net::{SocketAddr, TcpListener};
+use std::sync::Arc;
+
+use actix_web::dev::Server;
+use actix_web::middleware::from_fn;
+use actix_web::{App, HttpServer, web};
+use anyhow::Context;
+use gds_cf::CfClient;
+use gds_db::{ConnectOptions, Db};
+use gds_updater::{Reconciler, UpdaterMetrics};
+
+use crate::config::{BrokerConfig, BrokerCredentials};
+use crate::metrics::BrokerMetrics;
+use crate::middleware::{
+    record_metrics, request_identity, require_api_version, require_basic_auth,
+};
+use crate::routes;
+use crate::service::Broker;
+
+/// A broker bound to its port, ready to serve.
+pub struct Application {
+    server: Server,
+    local_addr: SocketAddr,
+}
+
+impl Application {
+    /// Connects to the database (running migrations), opens the store, builds the Cloud
+    /// Controller client and binds the listener. Makes no Cloud Controller request: the
+    /// broker starts (and unbinds) while the Cloud Controller is down.
+    pub async fn build(config: BrokerConfig) -> anyhow::Result<Application> {
+        let db = Db::connect(
+            config.database_url.expose(),
+            ConnectOptions {
+                max_connections: config.database_max_connections,
+                ..ConnectOptions::default()
+            },
+        )
+        .await
+        .context("preparing the database (DATABASE_URL)")?;
+        let store = config
+            .store
+            .clone()
+            .open()
+            .context("opening the target store")?;
+        if let Err(e) = store.check().await {
+            // Not fatal: provisioning and the catalog work without it, and it may be back
+            // before the first bind.
+            tracing::warn!(error = %crate::osb::cause_chain(&e), "the target store does not answer yet");
+        }
+        let cf = Arc::new(
+            CfClient::new(config.cf.clone()).context("building the Cloud Controller client")?,
+        );
+        let metrics = BrokerMetrics::new();
+        // `POST /update-targets` runs the updater's pass, under the same lease.
+        let reconciler = Reconciler::new(
+            db.clone(),
+            store.clone(),
+            cf.clone(),
+            config.model.clone(),
+            config.reconcile.clone(),
+            UpdaterMetrics::new(),
+        );
+        let broker = Broker::new(
+            db.clone(),
+            store,
+            cf,
+            config.catalog.clone(),
+            config.model.clone(),
+            metrics.clone(),
+        );
+        let listener =
+            TcpListener::bind((config.listen_host.as_str(), config.port)).with_context(|| {
+                format!(
+                    "listening on {}:{} (LISTEN_HOST, PORT)",
+                    config.listen_host, config.port
+                )
+            })?;
+        let local_addr = listener.local_addr().context("reading the bound address")?;
+        let server = run(
+            listener,
+            broker,
+            reconciler,
+            metrics,
+            config.credentials.clone(),
+        )
+        .context("starting the HTTP server")?;
+        tracing::info!(
+            %local_addr,
+            database = ?db.kind(),
+            service_id = %config.catalog.service_id,
+            plan_id = %config.catalog.plan_id,
+            "broker started"
+        );
+        Ok(Application { server, local_addr })
+    }
+
+    /// The address the listener is bound to (the real port when `PORT=0`).
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local_addr
+    }
+
+    /// Serves until SIGTERM or Ctrl-C (graceful: requests in flight finish).
+    pub async fn run_until_stopped(self) -> std::io::Result<()> {
+        self.server.await
+    }
+}
+
+/// The HTTP server over `listener`.
+///
+/// Middleware, outermost first: request identity and logging span, metrics, then on the
+/// OSB routes (`/v2`) basic auth and the API version check; `/update-targets` has basic
+/// auth only; `/health` and `/metrics` are open.
+pub fn run(
+    listener: TcpListener,
+    broker: Broker,
+    reconciler: Reconciler,
+    metrics: BrokerMetrics,
+    credentials: BrokerCredentials,
+) -> std::io::Result<Server> {
+    let broker = web::Data::new(broker);
+    let reconciler = web::Data::new(reconciler);
+    let metrics = web::Data::new(metrics);
+    let credentials = web::Data::new(credentials);
+    let server = HttpServer::new(move || {
+        App::new()
+            .app_data(routes::json_config())
+            .app_data(routes::query_config())
+            .app_data(routes::path_config())
+            .app_data(broker.clone())
+            .app_data(reconciler.clone())
+            .app_data(metrics.clone())
+            .app_data(credentials.clone())
+            // `wrap` adds outside what is there: the last one runs first.
+            .wrap(from_fn(record_metrics))
+            .wrap(from_fn(request_identity))
+            .service(resource("/health").route(web::get().to(routes::health)))
+            .service(resource("/metrics").route(web::get().to(routes::metrics)))
+            .service(
+                resource("/update-targets")
+                    .wrap(from_fn(require_basic_auth))
+                    .route(web::post().to(routes::update_targets)),
+            )
+            .service(
+                web::scope("/v2")
+                    .wrap(from_fn(require_api_version))
+                    .wrap(from_fn(require_basic_auth))
+                    .service(resource("/catalog").route(web::get().to(routes::catalog)))
+                    .service(
+                        resource("/service_instances/{instance_id}")
+                            .route(web::put().to(routes::provision))
+                            .route(web::get().to(routes::fetch_instance))
+                            .route(web::patch().to(routes::update))
+                            .route(web::delete().to(routes::deprovision)),
+                    )
+                    .service(
+                        resource("/service_instances/{instance_id}/last_operation")
+                            .route(web::get().to(routes::instance_last_operation)),
+                    )
+                    .service(
+                        resource("/service_instances/{instance_id}/service_bindings/{binding_id}")
+                            .route(web::put().to(routes::bind))
+                            .route(web::get().to(routes::fetch_binding))
+                            .route(web::delete().to(routes::unbind)),
+                    )
+                    .service(
+                        resource(
+                            "/service_instances/{instance_id}/service_bindings/{binding_id}/last_operation",
+                        )
+                        .route(web::get().to(routes::binding_last_operation)),
+                    )
+                    .default_service(web::to(routes::not_found)),
+            )
+            .default_service(web::to(routes::not_found))
+    })
+    .listen(listener)?
+    .shutdown_timeout(30)
+    .run();
+    Ok(server)
+}
+
+/// A resource that answers a JSON `405` for methods it does not have.
+fn resource(path: &str) -> actix_web::Resource {
+    web::resource(path).default_service(web::to(routes::method_not_allowed))
+}

@@ -1,0 +1,11 @@
+//! The broker binary, end to end: OSB API semantics (`api`), failures of its dependencies
+//! (`failures`), concurrent brokers on one database (`concurrency`), start-up
+//! configuration (`config`) and the bind benchmark (`bench`, ignored unless asked for).
+
+pub(crate) mod support;
+
+mod api;
+mod bench;
+mod concurrency;
+mod config;
+mod failures;
