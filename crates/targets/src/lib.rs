@@ -13,4 +13,6 @@ pub use model::{
     AppInfo, AppState, EXPORTER_COMMANDS, Endpoint, ModelConfig, Route, TargetFile, TargetGroup,
     build_target_file, choose_endpoint,
 };
-pub use params::{BindingParams, LabelName, MetricsPath, ParamError, PromDuration};
+pub use params::{
+    BindingParams, LabelName, MetricsPath, ParamError, PromDuration, is_valid_label_name,
+};

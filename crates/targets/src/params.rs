@@ -185,6 +185,18 @@ impl MetricsPath {
     }
 }
 
+/// Whether `s` is a syntactically valid Prometheus label name, `[a-zA-Z_][a-zA-Z0-9_]*`.
+///
+/// Reserved names (`__*`, `job`, ...) are valid here: this is the rule every `file_sd`
+/// label obeys, not the stricter one for tenants' extra labels ([`LabelName::parse_extra`]).
+pub fn is_valid_label_name(s: &str) -> bool {
+    let mut chars = s.chars();
+    chars
+        .next()
+        .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
+}
+
 /// A Prometheus label name a tenant may set: `[a-zA-Z_][a-zA-Z0-9_]*`, not starting with
 /// `__` (reserved for Prometheus' internal labels), and not one this system sets itself.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -193,12 +205,7 @@ pub struct LabelName(String);
 impl LabelName {
     /// Parses a name for the `labels` binding parameter.
     pub fn parse_extra(s: &str) -> Result<Self, String> {
-        let mut chars = s.chars();
-        let valid = chars
-            .next()
-            .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
-            && chars.all(|c| c.is_ascii_alphanumeric() || c == '_');
-        if !valid {
+        if !is_valid_label_name(s) {
             return Err(format!(
                 "{s:?} is not a valid Prometheus label name ([a-zA-Z_][a-zA-Z0-9_]*)"
             ));
@@ -375,6 +382,16 @@ mod tests {
                 e.contains(&format!("`labels.{name}`")) && e.contains(why),
                 "{name}: {e}"
             );
+        }
+    }
+
+    #[test]
+    fn label_name_validity_is_the_prometheus_rule_reserved_names_included() {
+        for valid in ["a", "_", "__metrics_path__", "job", "Ab_9"] {
+            assert!(is_valid_label_name(valid), "{valid}");
+        }
+        for invalid in ["", "9a", "a-b", "a.b", "é", "a b"] {
+            assert!(!is_valid_label_name(invalid), "{invalid}");
         }
     }
 

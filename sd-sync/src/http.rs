@@ -1,0 +1,274 @@
+//! The HTTP side: `/targets` (Prometheus http_sd), `/targets/<name>`, `/health`,
+//! `/metrics`. The one place that knows the route table and `HttpServer`.
+
+use std::convert::Infallible;
+use std::net::{SocketAddr, TcpListener};
+use std::sync::Arc;
+use std::time::Duration;
+
+use actix_web::body::SizedStream;
+use actix_web::dev::Server;
+use actix_web::http::header;
+use actix_web::{App, HttpResponse, HttpServer, web};
+use bytes::{Bytes, BytesMut};
+use prometheus::Registry;
+use serde::Serialize;
+use tokio::time::Instant;
+
+use crate::mirror::{Freshness, MirrorShared};
+
+/// What the handlers share.
+pub struct AppState {
+    pub mirrors: Vec<Arc<MirrorShared>>,
+    pub registry: Registry,
+    /// `/targets` answers 503 when a mapping's last complete listing is older.
+    pub stale_after: Duration,
+}
+
+impl AppState {
+    /// Why `mirrors` cannot be served as current, if they cannot.
+    ///
+    /// Why 503 and not `[]` or the old state forever: Prometheus treats `[]` as "every
+    /// target is gone" and keeps its current targets when the request fails.
+    fn unavailable<'a>(
+        &self,
+        mirrors: impl IntoIterator<Item = &'a Arc<MirrorShared>>,
+    ) -> Option<String> {
+        let now = Instant::now();
+        let reasons: Vec<String> = mirrors
+            .into_iter()
+            .filter_map(|m| match m.freshness(now, self.stale_after) {
+                Freshness::Fresh => None,
+                Freshness::NeverListed => Some(format!(
+                    "{}: no complete listing of {} yet",
+                    m.name, m.source
+                )),
+                Freshness::Stale { age } => Some(format!(
+                    "{}: the last complete listing of {} is {}s old (stale after {}s)",
+                    m.name,
+                    m.source,
+                    age.as_secs(),
+                    self.stale_after.as_secs()
+                )),
+            })
+            .collect();
+        (!reasons.is_empty()).then(|| reasons.join("; "))
+    }
+}
+
+/// The http_sd answer: the fragments joined into one JSON array, streamed in chunks of
+/// about 64 KiB with a Content-Length, so that serving 10,000 files does not hold a
+/// second copy of all their groups in memory.
+fn json_targets(fragments: Vec<Bytes>) -> HttpResponse {
+    let fragments: Vec<Bytes> = fragments.into_iter().filter(|f| !f.is_empty()).collect();
+    let length =
+        2 + fragments.iter().map(Bytes::len).sum::<usize>() + fragments.len().saturating_sub(1);
+    let chunks = ArrayChunks {
+        fragments: fragments.into_iter(),
+        state: ArrayState::Start,
+    };
+    HttpResponse::Ok()
+        .content_type("application/json")
+        .insert_header((header::CACHE_CONTROL, "no-store"))
+        .body(SizedStream::new(
+            length as u64,
+            futures::stream::iter(chunks),
+        ))
+}
+
+const CHUNK: usize = 64 * 1024;
+
+enum ArrayState {
+    Start,
+    Middle,
+    Done,
+}
+
+/// `[`, the fragments separated by commas, `]`, in chunks of about [`CHUNK`] bytes.
+struct ArrayChunks {
+    fragments: std::vec::IntoIter<Bytes>,
+    state: ArrayState,
+}
+
+impl Iterator for ArrayChunks {
+    type Item = Result<Bytes, Infallible>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        let mut chunk = BytesMut::with_capacity(CHUNK);
+        loop {
+            match self.state {
+                ArrayState::Done => return (!chunk.is_empty()).then(|| Ok(chunk.freeze())),
+                ArrayState::Start => {
+                    chunk.extend_from_slice(b"[");
+                    self.state = ArrayState::Middle;
+                    if let Some(first) = self.fragments.next() {
+                        chunk.extend_from_slice(&first);
+                    }
+                }
+                ArrayState::Middle => match self.fragments.next() {
+                    Some(fragment) => {
+                        chunk.extend_from_slice(b",");
+                        chunk.extend_from_slice(&fragment);
+                    }
+                    None => {
+                        chunk.extend_from_slice(b"]");
+                        self.state = ArrayState::Done;
+                    }
+                },
+            }
+            if chunk.len() >= CHUNK {
+                return Some(Ok(chunk.freeze()));
+            }
+        }
+    }
+}
+
+fn service_unavailable(reason: String) -> HttpResponse {
+    tracing::debug!(reason, "answering 503");
+    HttpResponse::ServiceUnavailable()
+        .content_type("text/plain; charset=utf-8")
+        .insert_header((header::RETRY_AFTER, "5"))
+        .body(format!("{reason}\n"))
+}
+
+/// `GET /targets`: every mapping's groups together.
+async fn all_targets(state: web::Data<AppState>) -> HttpResponse {
+    if let Some(reason) = state.unavailable(&state.mirrors) {
+        return service_unavailable(reason);
+    }
+    json_targets(state.mirrors.iter().flat_map(|m| m.fragments()).collect())
+}
+
+/// `GET /targets/<name>`: one mapping's groups.
+async fn mapping_targets(state: web::Data<AppState>, name: web::Path<String>) -> HttpResponse {
+    let Some(mirror) = state.mirrors.iter().find(|m| m.name == *name) else {
+        let names: Vec<&str> = state.mirrors.iter().map(|m| m.name.as_str()).collect();
+        return HttpResponse::NotFound()
+            .content_type("text/plain; charset=utf-8")
+            .body(format!(
+                "no mapping named {name:?}; there are: {}\n",
+                names.join(", ")
+            ));
+    };
+    if let Some(reason) = state.unavailable([mirror]) {
+        return service_unavailable(reason);
+    }
+    json_targets(mirror.fragments())
+}
+
+#[derive(Serialize)]
+struct Health<'a> {
+    status: &'static str,
+    mappings: Vec<MappingHealth<'a>>,
+}
+
+#[derive(Serialize)]
+struct MappingHealth<'a> {
+    name: &'a str,
+    source: &'a str,
+    dir: String,
+    files: usize,
+    last_listing_age_seconds: Option<f64>,
+    last_error: Option<String>,
+    held_back_deletions: usize,
+}
+
+/// `GET /health`: 200 when every mapping has listed within the stale-after time, else 503;
+/// the body says how each mapping is doing.
+async fn health(state: web::Data<AppState>) -> HttpResponse {
+    let now = Instant::now();
+    let mut status = "ok";
+    let mappings = state
+        .mirrors
+        .iter()
+        .map(|m| {
+            let s = m.status();
+            match m.freshness(now, state.stale_after) {
+                Freshness::Fresh => {}
+                Freshness::NeverListed if status == "ok" => status = "starting",
+                Freshness::NeverListed => {}
+                Freshness::Stale { .. } => status = "stale",
+            }
+            MappingHealth {
+                name: &m.name,
+                source: &m.source,
+                dir: m.dir.display().to_string(),
+                files: m.files(),
+                last_listing_age_seconds: s
+                    .last_listing
+                    .map(|at| now.saturating_duration_since(at).as_secs_f64()),
+                last_error: s.last_error,
+                held_back_deletions: s.held_back,
+            }
+        })
+        .collect();
+    let body = Health { status, mappings };
+    if status == "ok" {
+        HttpResponse::Ok().json(body)
+    } else {
+        HttpResponse::ServiceUnavailable().json(body)
+    }
+}
+
+async fn metrics(state: web::Data<AppState>) -> HttpResponse {
+    HttpResponse::Ok()
+        .content_type(gds_service::metrics::CONTENT_TYPE)
+        .body(gds_service::metrics::render(&state.registry))
+}
+
+/// The route table.
+pub fn routes(config: &mut web::ServiceConfig) {
+    config
+        .route("/targets", web::get().to(all_targets))
+        .route("/targets/{name}", web::get().to(mapping_targets))
+        .route("/health", web::get().to(health))
+        .route("/metrics", web::get().to(metrics));
+}
+
+/// Builds the server on an already bound listener. One worker: the only clients are the
+/// local Prometheus and operators.
+pub fn server(state: AppState, listener: TcpListener) -> std::io::Result<Server> {
+    let state = web::Data::new(state);
+    Ok(
+        HttpServer::new(move || App::new().app_data(state.clone()).configure(routes))
+            .workers(1)
+            .shutdown_timeout(5)
+            .listen(listener)?
+            .run(),
+    )
+}
+
+/// `http://ADDR` with loopback in place of an unspecified address.
+pub fn local_url(addr: SocketAddr) -> String {
+    let ip = match addr.ip() {
+        std::net::IpAddr::V4(v4) if v4.is_unspecified() => "127.0.0.1".to_string(),
+        std::net::IpAddr::V6(v6) if v6.is_unspecified() => "[::1]".to_string(),
+        std::net::IpAddr::V4(v4) => v4.to_string(),
+        std::net::IpAddr::V6(v6) => format!("[{v6}]"),
+    };
+    format!("http://{ip}:{}", addr.port())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::filesd::join_fragments;
+
+    fn streamed(fragments: Vec<Bytes>) -> Vec<u8> {
+        let chunks = ArrayChunks {
+            fragments: fragments.into_iter(),
+            state: ArrayState::Start,
+        };
+        chunks.flat_map(|c| c.unwrap().to_vec()).collect()
+    }
+
+    #[test]
+    fn the_streamed_array_is_the_joined_array() {
+        let group = Bytes::from_static(br#"{"targets":["a"],"labels":{}}"#);
+        for count in [0, 1, 2, 5000] {
+            let fragments = vec![group.clone(); count];
+            let joined = join_fragments(&fragments);
+            assert_eq!(streamed(fragments), joined, "{count}");
+        }
+    }
+}

@@ -1,0 +1,192 @@
+//! sd-sync's own metrics, per mapping (label `mapping`, the last component of its DIR).
+
+use prometheus::{
+    Gauge, GaugeVec, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge,
+    IntGaugeVec, Opts, Registry,
+};
+
+use crate::source::RequestCounters;
+
+/// Every metric family, registered in one registry.
+#[derive(Clone, Debug)]
+pub struct Metrics {
+    pub registry: Registry,
+    polls: IntCounterVec,
+    listing_errors: IntCounterVec,
+    fetched: IntCounterVec,
+    fetch_errors: IntCounterVec,
+    installs: IntCounterVec,
+    install_errors: IntCounterVec,
+    deletions: IntCounterVec,
+    held_back: IntGaugeVec,
+    invalid: IntCounterVec,
+    files: IntGaugeVec,
+    last_listing: GaugeVec,
+    last_success: GaugeVec,
+    duration: HistogramVec,
+    requests: IntCounterVec,
+}
+
+/// The metrics of one mapping.
+#[derive(Clone, Debug)]
+pub struct MappingMetrics {
+    pub polls: IntCounter,
+    pub listing_errors: IntCounter,
+    pub fetched: IntCounter,
+    pub fetch_errors: IntCounter,
+    pub installs: IntCounter,
+    pub install_errors: IntCounter,
+    pub deletions: IntCounter,
+    pub held_back: IntGauge,
+    pub invalid: IntCounter,
+    pub files: IntGauge,
+    pub last_listing: Gauge,
+    pub last_success: Gauge,
+    pub duration: Histogram,
+    pub requests: RequestCounters,
+}
+
+fn counter(registry: &Registry, name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
+    let metric = IntCounterVec::new(Opts::new(name, help), labels).expect("a valid metric");
+    registry
+        .register(Box::new(metric.clone()))
+        .expect("registered once");
+    metric
+}
+
+fn int_gauge(registry: &Registry, name: &str, help: &str) -> IntGaugeVec {
+    let metric = IntGaugeVec::new(Opts::new(name, help), &["mapping"]).expect("a valid metric");
+    registry
+        .register(Box::new(metric.clone()))
+        .expect("registered once");
+    metric
+}
+
+fn gauge(registry: &Registry, name: &str, help: &str) -> GaugeVec {
+    let metric = GaugeVec::new(Opts::new(name, help), &["mapping"]).expect("a valid metric");
+    registry
+        .register(Box::new(metric.clone()))
+        .expect("registered once");
+    metric
+}
+
+impl Metrics {
+    pub fn new() -> Metrics {
+        let registry = Registry::new();
+        let r = &registry;
+        let m = &["mapping"];
+        let duration = HistogramVec::new(
+            HistogramOpts::new(
+                "sd_sync_sync_duration_seconds",
+                "Time one sync of a mapping took: listing, fetches, installs and deletions.",
+            )
+            .buckets(vec![
+                0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
+            ]),
+            m,
+        )
+        .expect("a valid metric");
+        registry
+            .register(Box::new(duration.clone()))
+            .expect("registered once");
+        Metrics {
+            polls: counter(r, "sd_sync_polls_total", "Syncs started.", m),
+            listing_errors: counter(
+                r,
+                "sd_sync_listing_errors_total",
+                "Listings that failed; such a sync changes nothing.",
+                m,
+            ),
+            fetched: counter(
+                r,
+                "sd_sync_objects_fetched_total",
+                "Objects read because they were new or changed.",
+                m,
+            ),
+            fetch_errors: counter(
+                r,
+                "sd_sync_fetch_errors_total",
+                "Object reads that failed.",
+                m,
+            ),
+            installs: counter(
+                r,
+                "sd_sync_installs_total",
+                "Files written (atomically) into the directory.",
+                m,
+            ),
+            install_errors: counter(
+                r,
+                "sd_sync_install_errors_total",
+                "Files that could not be written or removed.",
+                m,
+            ),
+            deletions: counter(
+                r,
+                "sd_sync_deletions_total",
+                "Files removed because their object vanished.",
+                m,
+            ),
+            held_back: int_gauge(
+                r,
+                "sd_sync_held_back_deletions",
+                "Deletions the safety valve is holding back now.",
+            ),
+            invalid: counter(
+                r,
+                "sd_sync_invalid_objects_total",
+                "Object versions that are not valid file_sd JSON and were not installed.",
+                m,
+            ),
+            files: int_gauge(r, "sd_sync_files", "Files installed in the directory."),
+            last_listing: gauge(
+                r,
+                "sd_sync_last_listing_timestamp_seconds",
+                "Unix time of the last complete listing.",
+            ),
+            last_success: gauge(
+                r,
+                "sd_sync_last_success_timestamp_seconds",
+                "Unix time of the last sync that listed, fetched and installed without error.",
+            ),
+            duration,
+            requests: counter(
+                r,
+                "sd_sync_s3_requests_total",
+                "Requests to the store, by operation (list = one ListObjectsV2 page).",
+                &["mapping", "operation"],
+            ),
+            registry,
+        }
+    }
+
+    /// The metrics of mapping `name`, created at zero so they show up at once.
+    pub fn mapping(&self, name: &str) -> MappingMetrics {
+        let l = &[name];
+        MappingMetrics {
+            polls: self.polls.with_label_values(l),
+            listing_errors: self.listing_errors.with_label_values(l),
+            fetched: self.fetched.with_label_values(l),
+            fetch_errors: self.fetch_errors.with_label_values(l),
+            installs: self.installs.with_label_values(l),
+            install_errors: self.install_errors.with_label_values(l),
+            deletions: self.deletions.with_label_values(l),
+            held_back: self.held_back.with_label_values(l),
+            invalid: self.invalid.with_label_values(l),
+            files: self.files.with_label_values(l),
+            last_listing: self.last_listing.with_label_values(l),
+            last_success: self.last_success.with_label_values(l),
+            duration: self.duration.with_label_values(l),
+            requests: RequestCounters {
+                list: self.requests.with_label_values(&[name, "list"]),
+                get: self.requests.with_label_values(&[name, "get"]),
+            },
+        }
+    }
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Metrics::new()
+    }
+}

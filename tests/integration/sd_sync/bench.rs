@@ -1,0 +1,282 @@
+//! `make bench`: sd-sync's figures, printed (no timed assertions).
+//!
+//! - propagation delay from a bucket write to the installed file, default 2 s poll, moto;
+//! - a full first sync of 10,000 objects into an empty directory, against moto (which is
+//!   then the bottleneck) and against an in-memory S3 stub with S3-like latencies;
+//! - store requests per idle poll of those 10,000 objects;
+//! - peak RSS of the sd-sync process.
+//!
+//! One test, so that the phases never compete for the two cores (or for moto).
+//! `GDS_BENCH_SD_SYNC=stub,propagation,moto` (the default: all) picks phases.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use super::s3_stub::{Latency, S3Stub};
+use super::*;
+
+const OBJECTS: usize = 10_000;
+const STUB_LATENCY: Latency = Latency {
+    list_page: Duration::from_millis(100),
+    get: Duration::from_millis(20),
+};
+
+/// Builds the sd-sync binary in this test's profile: `cargo test --release` builds the
+/// test but not the workspace's binaries.
+fn build_sd_sync() {
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let mut command = Command::new(cargo);
+    command.args(["build", "--locked", "-p", "sd-sync", "--bin", "sd-sync"]);
+    if !cfg!(debug_assertions) {
+        command.arg("--release");
+    }
+    let status = command.status().expect("cargo runs");
+    assert!(status.success(), "building sd-sync failed");
+}
+
+/// Puts `count` target files (two instances each) under `prefix`, 32 at a time.
+async fn fill(bucket: &Bucket, prefix: &str, count: usize) -> Duration {
+    let started = Instant::now();
+    let client = Arc::new(bucket.client().clone());
+    let name = bucket.name().to_owned();
+    let permits = Arc::new(tokio::sync::Semaphore::new(32));
+    let mut tasks = tokio::task::JoinSet::new();
+    for n in 0..count {
+        let permit = permits.clone().acquire_owned().await.unwrap();
+        let (client, name, prefix) = (client.clone(), name.clone(), prefix.to_owned());
+        tasks.spawn(async move {
+            let app = guid(n);
+            client
+                .put_object()
+                .bucket(&name)
+                .key(format!("{prefix}{app}.json"))
+                .body(app_file(n).into_bytes().into())
+                .send()
+                .await
+                .unwrap_or_else(|e| panic!("put {n}: {e:?}"));
+            drop(permit);
+        });
+    }
+    while let Some(done) = tasks.join_next().await {
+        done.unwrap();
+    }
+    started.elapsed()
+}
+
+/// Whether the phase is selected by `GDS_BENCH_SD_SYNC` (all are by default).
+fn phase(name: &str) -> bool {
+    std::env::var("GDS_BENCH_SD_SYNC")
+        .map(|phases| phases.split(',').any(|p| p.trim() == name))
+        .unwrap_or(true)
+}
+
+fn app_file(n: usize) -> String {
+    target_file(&guid(n), &format!("app-{n}"), 2)
+}
+
+fn percentile(sorted: &[Duration], p: usize) -> Duration {
+    let rank = (sorted.len() * p).div_ceil(100).max(1);
+    sorted[rank - 1]
+}
+
+fn ms(d: Duration) -> String {
+    format!("{:.0} ms", d.as_secs_f64() * 1000.0)
+}
+
+/// A uniform pseudo-random duration below `max`: writes must not be in step with polls.
+fn jitter(state: &mut u64, max: Duration) -> Duration {
+    *state = state
+        .wrapping_mul(6364136223846793005)
+        .wrapping_add(1442695040888963407);
+    let fraction = (*state >> 11) as f64 / (1u64 << 53) as f64;
+    max.mul_f64(fraction)
+}
+
+/// Starts sd-sync (default settings) on `bucket`/active/ into `dir` and waits for the
+/// first full sync of `count` objects; returns it and the time from spawn.
+async fn first_sync(endpoint: &str, bucket: &str, dir: &Path, count: usize) -> (SdSync, Duration) {
+    let name = dir.file_name().unwrap().to_str().unwrap().to_owned();
+    let mapping = format!("s3://{bucket}/active/={}", dir.display());
+    let spawned = Instant::now();
+    let sd_sync = start_sd_sync(&[
+        "--mapping".into(),
+        mapping,
+        "--s3-endpoint".into(),
+        endpoint.into(),
+    ]);
+    let files = format!("sd_sync_files{{mapping=\"{name}\"}}");
+    let mut last = Instant::now();
+    loop {
+        if sd_sync.metric(&files).await == count as f64 {
+            break;
+        }
+        assert!(
+            spawned.elapsed() < Duration::from_secs(900),
+            "the first sync never ended"
+        );
+        if last.elapsed() > Duration::from_secs(15) {
+            println!(
+                "  ... {} files after {:.0?}",
+                sd_sync.metric(&files).await,
+                spawned.elapsed()
+            );
+            last = Instant::now();
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let elapsed = spawned.elapsed();
+    assert_eq!(json_files(dir).len(), count);
+    (sd_sync, elapsed)
+}
+
+/// Requests and mean duration per idle poll, over `polls` polls.
+async fn idle_polls(sd_sync: &SdSync, name: &str, polls: f64) -> (f64, f64, f64) {
+    let sample = |operation: &str| {
+        format!("sd_sync_s3_requests_total{{mapping=\"{name}\",operation=\"{operation}\"}}")
+    };
+    let (list, get) = (sample("list"), sample("get"));
+    let count = format!("sd_sync_sync_duration_seconds_count{{mapping=\"{name}\"}}");
+    let sum = format!("sd_sync_sync_duration_seconds_sum{{mapping=\"{name}\"}}");
+    // Start at a poll boundary after the first sync.
+    let next = sd_sync.metric(&count).await + 1.0;
+    eventually("the next poll", Duration::from_secs(60), async || {
+        sd_sync.metric(&count).await >= next
+    })
+    .await;
+    let before = (
+        sd_sync.metric(&count).await,
+        sd_sync.metric(&list).await,
+        sd_sync.metric(&get).await,
+        sd_sync.metric(&sum).await,
+    );
+    eventually("idle polls", Duration::from_secs(120), async || {
+        sd_sync.metric(&count).await >= before.0 + polls
+    })
+    .await;
+    let after = (
+        sd_sync.metric(&count).await,
+        sd_sync.metric(&list).await,
+        sd_sync.metric(&get).await,
+        sd_sync.metric(&sum).await,
+    );
+    let n = after.0 - before.0;
+    (
+        (after.1 - before.1) / n,
+        (after.2 - before.2) / n,
+        (after.3 - before.3) * 1000.0 / n,
+    )
+}
+
+/// Serves `/targets` three times, then reads the peak RSS in MiB.
+async fn peak_rss_after_serving(sd_sync: &SdSync, groups: usize) -> f64 {
+    for _ in 0..3 {
+        let served = sd_sync.targets("/targets").await;
+        assert_eq!(served.as_array().unwrap().len(), groups);
+    }
+    sd_sync.peak_rss_kib() as f64 / 1024.0
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "benchmark: make bench"]
+async fn bench_sd_sync() {
+    build_sd_sync();
+    let endpoint = s3_endpoint();
+    let dirs = TargetDirs::new();
+    println!(
+        "\n## sd-sync (release build: {}), {OBJECTS} objects of 2 target groups each",
+        !cfg!(debug_assertions)
+    );
+
+    if phase("stub") {
+        bench_stub(&dirs).await;
+    }
+    if phase("propagation") {
+        bench_propagation(&endpoint, &dirs).await;
+    }
+    if phase("moto") {
+        bench_moto(&endpoint, &dirs).await;
+    }
+}
+
+/// First full sync, idle polls and RSS against the stub (S3-like latency).
+async fn bench_stub(dirs: &TargetDirs) {
+    let objects = (0..OBJECTS)
+        .map(|n| (format!("active/{}.json", guid(n)), app_file(n)))
+        .collect();
+    let stub = S3Stub::start("stub-bucket", objects, STUB_LATENCY).await;
+    let dir = dirs.dir("stub");
+    let (sd_sync, elapsed) = first_sync(&stub.url, "stub-bucket", &dir, OBJECTS).await;
+    println!(
+        "first full sync, S3 stub ({} per list page, {} per GET): {} from process start \
+         to the last file installed; sd-sync used {:.1} s of CPU",
+        ms(STUB_LATENCY.list_page),
+        ms(STUB_LATENCY.get),
+        ms(elapsed),
+        sd_sync.cpu_seconds()
+    );
+    let (lists, gets, poll_ms) = idle_polls(&sd_sync, "stub", 5.0).await;
+    println!(
+        "idle poll, S3 stub: {lists:.1} list + {gets:.1} get requests, {poll_ms:.0} ms per poll"
+    );
+    let rss = peak_rss_after_serving(&sd_sync, 2 * OBJECTS).await;
+    println!("peak RSS, S3 stub run, after serving /targets 3 times: {rss:.1} MiB");
+}
+
+/// Propagation delay against moto, default poll interval.
+async fn bench_propagation(endpoint: &str, dirs: &TargetDirs) {
+    const BACKGROUND: usize = 1000;
+    const WRITES: usize = 100;
+    let bucket = Bucket::new().await;
+    let filled = fill(&bucket, "active/", BACKGROUND).await;
+    println!("(moto: filled {BACKGROUND} objects in {filled:.1?})");
+    let dir = dirs.dir("propagation");
+    let (sd_sync, _) = first_sync(endpoint, bucket.name(), &dir, BACKGROUND).await;
+    let mut delays = Vec::with_capacity(WRITES);
+    let mut seed = 0x5eed_u64;
+    for n in 0..WRITES {
+        tokio::time::sleep(jitter(&mut seed, Duration::from_secs(2))).await;
+        let app = guid(n % BACKGROUND);
+        let content = target_file(&app, &format!("changed-{n}"), 2);
+        let path = dir.join(format!("{app}.json"));
+        bucket.put(&format!("active/{app}.json"), &content).await;
+        let written = Instant::now();
+        loop {
+            if std::fs::read_to_string(&path).is_ok_and(|c| c == content) {
+                break;
+            }
+            assert!(
+                written.elapsed() < Duration::from_secs(30),
+                "write {n} never arrived"
+            );
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
+        delays.push(written.elapsed());
+    }
+    delays.sort();
+    let (_, _, poll_ms) = idle_polls(&sd_sync, "propagation", 3.0).await;
+    println!(
+        "propagation delay, moto, {WRITES} writes into {BACKGROUND} objects, poll 2s: p50 {} \
+         p99 {} max {} (an idle poll of {BACKGROUND} objects takes {poll_ms:.0} ms on moto)",
+        ms(percentile(&delays, 50)),
+        ms(percentile(&delays, 99)),
+        ms(*delays.last().unwrap()),
+    );
+}
+
+/// First full sync, idle polls and RSS against moto (which is then the bottleneck).
+async fn bench_moto(endpoint: &str, dirs: &TargetDirs) {
+    let bucket = Bucket::new().await;
+    let filled = fill(&bucket, "active/", OBJECTS).await;
+    println!("(moto: filled {OBJECTS} objects in {filled:.1?})");
+    let dir = dirs.dir("moto");
+    let (sd_sync, elapsed) = first_sync(endpoint, bucket.name(), &dir, OBJECTS).await;
+    println!(
+        "first full sync, moto: {}; sd-sync used {:.1} s of CPU",
+        ms(elapsed),
+        sd_sync.cpu_seconds()
+    );
+    let (lists, gets, poll_ms) = idle_polls(&sd_sync, "moto", 3.0).await;
+    println!("idle poll, moto: {lists:.1} list + {gets:.1} get requests, {poll_ms:.0} ms per poll");
+    let rss = peak_rss_after_serving(&sd_sync, 2 * OBJECTS).await;
+    println!("peak RSS, moto run, after serving /targets 3 times: {rss:.1} MiB");
+}
