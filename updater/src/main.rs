@@ -1,3 +1,149 @@
-fn main() {
-    println!("updater: not implemented yet (see its issue)");
+//! `updater`: see the `gds_updater` library.
+//!
+//!     updater              run: a full pass at start and on the schedule, plus the
+//!                          audit-event fast path; /health and /metrics on PORT
+//!     updater --once       one full pass; exit 0 when it succeeded, 1 otherwise
+//!     updater --dry-run    print the plan of a full pass; change nothing
+//!
+//! Configuration comes from the environment (and `VCAP_SERVICES`); a missing or invalid
+//! setting prints one line naming it and exits 2.
+
+use std::io::Write;
+use std::process::ExitCode;
+use std::time::{Duration, Instant};
+
+use gds_reconcile::Scope;
+use gds_service::Settings;
+use gds_updater::engine::cause_chain;
+use gds_updater::service::{Service, build_reconciler};
+use gds_updater::{PassError, UpdaterConfig};
+
+const USAGE: &str = "usage: updater [--once | --dry-run]";
+
+/// How long `--once` waits for another updater's pass to finish.
+const ONCE_LEASE_WAIT: Duration = Duration::from_secs(60);
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Mode {
+    Serve,
+    Once,
+    DryRun,
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let mut mode = Mode::Serve;
+    for arg in std::env::args().skip(1) {
+        mode = match (arg.as_str(), mode) {
+            ("--once", Mode::Serve | Mode::Once) => Mode::Once,
+            ("--dry-run", _) => Mode::DryRun,
+            ("--once", Mode::DryRun) => Mode::DryRun,
+            ("-h" | "--help", _) => {
+                println!("{USAGE}");
+                return ExitCode::SUCCESS;
+            }
+            (other, _) => {
+                eprintln!("updater: unknown argument {other:?}; {USAGE}");
+                return ExitCode::from(2);
+            }
+        };
+    }
+    gds_service::telemetry::init("updater");
+    let config = match Settings::from_env().and_then(|s| UpdaterConfig::from_settings(&s)) {
+        Ok(config) => config,
+        Err(e) => {
+            eprintln!("updater: invalid configuration: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    match mode {
+        Mode::Serve => serve(config).await,
+        Mode::Once => once(config).await,
+        Mode::DryRun => dry_run(config).await,
+    }
+}
+
+async fn serve(config: UpdaterConfig) -> ExitCode {
+    let service = match Service::build(config).await {
+        Ok(service) => service,
+        Err(e) => {
+            eprintln!("updater: cannot start: {e:#}");
+            return ExitCode::from(1);
+        }
+    };
+    // The ready line: tests and scripts wait for it (and read the port from it).
+    println!("updater listening on http://{}", service.local_addr());
+    let _ = std::io::stdout().flush();
+    match service.run_until_stopped().await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("updater: {e:#}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+async fn once(config: UpdaterConfig) -> ExitCode {
+    let reconciler = match build_reconciler(&config).await {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("updater: cannot start: {e:#}");
+            return ExitCode::from(1);
+        }
+    };
+    let started = Instant::now();
+    let result = loop {
+        match reconciler.run_pass(Scope::All).await {
+            Err(PassError::Busy) if started.elapsed() < ONCE_LEASE_WAIT => {
+                tokio::time::sleep(Duration::from_millis(500)).await;
+            }
+            other => break other,
+        }
+    };
+    reconciler.db().close().await;
+    match result {
+        Ok(report) if report.succeeded() => {
+            println!("updater: {}", report.summary());
+            ExitCode::SUCCESS
+        }
+        Ok(report) => {
+            eprintln!("updater: {}", report.summary());
+            ExitCode::from(1)
+        }
+        Err(e) => {
+            eprintln!("updater: pass failed: {}", cause_chain(&e));
+            ExitCode::from(1)
+        }
+    }
+}
+
+async fn dry_run(config: UpdaterConfig) -> ExitCode {
+    let reconciler = match build_reconciler(&config).await {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("updater: cannot start: {e:#}");
+            return ExitCode::from(1);
+        }
+    };
+    let result = reconciler.dry_run(&Scope::All).await;
+    reconciler.db().close().await;
+    match result {
+        Ok(report) => {
+            print!("{}", report.plan);
+            let _ = std::io::stdout().flush();
+            if report.plan.complete {
+                ExitCode::SUCCESS
+            } else {
+                eprintln!(
+                    "updater: dry run: incomplete reads: {}",
+                    report.read_failures.join("; ")
+                );
+                ExitCode::from(1)
+            }
+        }
+        Err(e) => {
+            eprintln!("updater: dry run failed: {}", cause_chain(&e));
+            ExitCode::from(1)
+        }
+    }
 }

@@ -1,0 +1,554 @@
+//! The updater binary, end to end: bindings made through the real broker, lifecycle
+//! changes made in the CF simulator, `updater --once` (or the running service) bringing
+//! the S3 bucket in line, and simulator faults that must delete nothing.
+
+use std::time::{Duration, Instant};
+
+use gds_store::{Bytes, TargetState, TargetStore};
+use gds_targets::AppGuid;
+use reqwest::{Method, StatusCode};
+use serde_json::{Value, json};
+
+use crate::broker::support::{API_APP, Database, Fixture, WEB_SHOP, on_both_databases};
+use crate::harness::{Running, bin_path, start};
+use crate::store_s3::s3_endpoint;
+
+const INSTANCE: &str = "updater-si";
+
+/// An app nobody is bound to (the simulator does not know it either).
+const STRAY: &str = "5d1e0c3a-7b2f-4c11-9a0e-00000000beef";
+
+/// The updater's environment for a broker fixture: same simulator, bucket, database.
+fn updater_env(f: &Fixture, extra: &[(&str, &str)]) -> Vec<(String, String)> {
+    let mut env: Vec<(String, String)> = [
+        ("PAAS_DOMAIN", "apps.example.com"),
+        ("API_ENDPOINT", f.sim.base_url.as_str()),
+        ("UAA_USERNAME", "admin"),
+        ("UAA_PASSWORD", "admin"),
+        ("BUCKET_NAME", f.store.bucket()),
+        ("BUCKET_PREFIX", f.store.prefix()),
+        ("S3_ENDPOINT", s3_endpoint().as_str()),
+        ("AWS_REGION", "us-east-1"),
+        ("AWS_ACCESS_KEY_ID", "test"),
+        ("AWS_SECRET_ACCESS_KEY", "test"),
+        ("DATABASE_URL", f.database_url.as_str()),
+        ("LISTEN_HOST", "127.0.0.1"),
+        ("PORT", "0"),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_owned(), v.to_owned()))
+    .collect();
+    env.extend(extra.iter().map(|(k, v)| (k.to_string(), v.to_string())));
+    env
+}
+
+struct Exit {
+    code: Option<i32>,
+    stdout: String,
+    stderr: String,
+}
+
+/// Runs `updater ARGS` to completion.
+async fn run_updater(f: &Fixture, args: &[&str], extra: &[(&str, &str)]) -> Exit {
+    let output = tokio::process::Command::new(bin_path("updater"))
+        .args(args)
+        .envs(updater_env(f, extra))
+        .env(
+            "RUST_LOG",
+            std::env::var("TEST_LOG").unwrap_or_else(|_| "warn".into()),
+        )
+        .output()
+        .await
+        .expect("the updater runs");
+    Exit {
+        code: output.status.code(),
+        stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
+    }
+}
+
+/// `updater --once`, which must succeed.
+async fn once(f: &Fixture) -> Exit {
+    let exit = run_updater(f, &["--once"], &[]).await;
+    assert_eq!(
+        exit.code,
+        Some(0),
+        "updater --once failed:\nstdout: {}\nstderr: {}",
+        exit.stdout,
+        exit.stderr
+    );
+    exit
+}
+
+async fn bound_fixture(db: Database, apps: &[&str]) -> Fixture {
+    let f = Fixture::start(db).await;
+    let (status, _) = f.provision(INSTANCE).await;
+    assert_eq!(status, StatusCode::CREATED);
+    for (i, app) in apps.iter().enumerate() {
+        let (status, body) = f
+            .bind(INSTANCE, &format!("binding-{i}"), app, Value::Null)
+            .await;
+        assert_eq!(status, StatusCode::CREATED, "{body}");
+    }
+    f
+}
+
+async fn sim(f: &Fixture, method: Method, path: &str, body: Value) -> Value {
+    f.sim_control(method, path, body).await
+}
+
+/// The app's file in `state`, parsed.
+async fn groups(f: &Fixture, state: TargetState, app: &str) -> Option<Vec<Value>> {
+    f.file(state, app).await.map(|body| {
+        serde_json::from_slice::<Vec<Value>>(&body).expect("a target file is a JSON array")
+    })
+}
+
+async fn active(f: &Fixture, app: &str) -> Vec<Value> {
+    groups(f, TargetState::Active, app)
+        .await
+        .unwrap_or_else(|| panic!("no active/{app}.json"))
+}
+
+fn guid(s: &str) -> AppGuid {
+    AppGuid::parse(s).expect("a valid guid")
+}
+
+on_both_databases!(every_lifecycle_change_reaches_the_bucket);
+
+/// Stop, start, scale, rename, route change, rolling deploy, delete, an unbound leftover
+/// file and a missing file, each followed by one `--once` pass.
+async fn every_lifecycle_change_reaches_the_bucket(db: Database) {
+    let f = bound_fixture(db, &[WEB_SHOP, API_APP]).await;
+    let first = once(&f).await;
+    assert!(
+        first.stdout.contains("full pass succeeded"),
+        "{}",
+        first.stdout
+    );
+    assert_eq!(active(&f, WEB_SHOP).await.len(), 2);
+
+    // Stop: the file moves to inactive/.
+    sim(
+        &f,
+        Method::POST,
+        &format!("/sim/apps/{WEB_SHOP}/stop"),
+        json!({}),
+    )
+    .await;
+    once(&f).await;
+    assert_eq!(groups(&f, TargetState::Active, WEB_SHOP).await, None);
+    assert!(groups(&f, TargetState::Inactive, WEB_SHOP).await.is_some());
+
+    // Start: back in active/.
+    sim(
+        &f,
+        Method::POST,
+        &format!("/sim/apps/{WEB_SHOP}/start"),
+        json!({}),
+    )
+    .await;
+    once(&f).await;
+    assert_eq!(groups(&f, TargetState::Inactive, WEB_SHOP).await, None);
+    assert_eq!(active(&f, WEB_SHOP).await.len(), 2);
+
+    // Scale: rewritten with the new instance count.
+    sim(
+        &f,
+        Method::POST,
+        &format!("/sim/apps/{WEB_SHOP}/scale"),
+        json!({"instances": 4}),
+    )
+    .await;
+    once(&f).await;
+    let file = active(&f, WEB_SHOP).await;
+    assert_eq!(file.len(), 4);
+    assert_eq!(file[3]["labels"]["instance"], format!("{WEB_SHOP}:3"));
+
+    // Rename: the job label follows.
+    sim(
+        &f,
+        Method::POST,
+        &format!("/sim/apps/{WEB_SHOP}/rename"),
+        json!({"name": "web-shop-2"}),
+    )
+    .await;
+    once(&f).await;
+    assert_eq!(active(&f, WEB_SHOP).await[0]["labels"]["job"], "web-shop-2");
+
+    // Route change: a route on a metrics path wins.
+    sim(
+        &f,
+        Method::POST,
+        "/sim/routes",
+        json!({"host": "shop-metrics", "path": "/metrics", "app_guid": WEB_SHOP}),
+    )
+    .await;
+    once(&f).await;
+    let file = active(&f, WEB_SHOP).await;
+    let target = file[0]["targets"][0].as_str().expect("a target");
+    assert!(target.starts_with("shop-metrics."), "{target}");
+    assert_eq!(file[0]["labels"]["__metrics_path__"], "/metrics");
+
+    // Rolling deploy: two web processes, one consistent file (the larger count).
+    sim(
+        &f,
+        Method::POST,
+        &format!("/sim/apps/{API_APP}/rolling-deploy"),
+        json!({"instances": 5}),
+    )
+    .await;
+    once(&f).await;
+    let file = active(&f, API_APP).await;
+    assert_eq!(file.len(), 5);
+    let indexes: Vec<&str> = file
+        .iter()
+        .map(|g| {
+            g["labels"]["__param_cf_app_instance_index"]
+                .as_str()
+                .unwrap()
+        })
+        .collect();
+    assert_eq!(indexes, ["0", "1", "2", "3", "4"]);
+    sim(
+        &f,
+        Method::POST,
+        &format!("/sim/apps/{API_APP}/rolling-deploy/finish"),
+        json!({}),
+    )
+    .await;
+    once(&f).await;
+    assert_eq!(active(&f, API_APP).await.len(), 5);
+
+    // A file nobody is bound to (left by the original broker): removed.
+    f.store
+        .write_app(TargetState::Active, &guid(STRAY), Bytes::from_static(b"[]"))
+        .await
+        .unwrap();
+    // A bound app's file lost from the bucket: written again.
+    f.store
+        .remove_app(TargetState::Active, &guid(WEB_SHOP))
+        .await
+        .unwrap();
+    once(&f).await;
+    assert_eq!(groups(&f, TargetState::Active, STRAY).await, None);
+    assert_eq!(active(&f, WEB_SHOP).await.len(), 4);
+
+    // Deleted in the Cloud Controller (its unbind never reached us): both files go and
+    // the binding is marked orphaned.
+    sim(
+        &f,
+        Method::POST,
+        &format!("/sim/apps/{API_APP}/stop"),
+        json!({}),
+    )
+    .await;
+    once(&f).await;
+    assert!(groups(&f, TargetState::Inactive, API_APP).await.is_some());
+    f.store
+        .write_app(
+            TargetState::Active,
+            &guid(API_APP),
+            Bytes::from_static(b"[]"),
+        )
+        .await
+        .unwrap();
+    sim(
+        &f,
+        Method::DELETE,
+        &format!("/sim/apps/{API_APP}"),
+        json!({}),
+    )
+    .await;
+    let exit = once(&f).await;
+    assert!(exit.stdout.contains("1 orphaned"), "{}", exit.stdout);
+    assert_eq!(groups(&f, TargetState::Active, API_APP).await, None);
+    assert_eq!(groups(&f, TargetState::Inactive, API_APP).await, None);
+    let orphaned = f.db().await.orphaned_bindings().await.unwrap();
+    assert_eq!(orphaned.len(), 1, "{orphaned:?}");
+    assert_eq!(orphaned[0].app_guid, guid(API_APP));
+
+    // Nothing left to do: a second pass changes nothing.
+    let exit = once(&f).await;
+    assert!(
+        exit.stdout.contains(": 0 action(s) applied"),
+        "{}",
+        exit.stdout
+    );
+    let keys = f.bucket_keys().await;
+    assert_eq!(keys.len(), 1, "{keys:?}");
+    assert!(
+        keys[0].ends_with(&format!("active/{WEB_SHOP}.json")),
+        "{keys:?}"
+    );
+}
+
+/// A world where a complete pass would delete: a stray file and a deleted app's file.
+async fn world_with_deletions_pending() -> Fixture {
+    let f = bound_fixture(Database::Sqlite, &[WEB_SHOP, API_APP]).await;
+    f.store
+        .write_app(TargetState::Active, &guid(STRAY), Bytes::from_static(b"[]"))
+        .await
+        .unwrap();
+    sim(
+        &f,
+        Method::DELETE,
+        &format!("/sim/apps/{API_APP}"),
+        json!({}),
+    )
+    .await;
+    f
+}
+
+async fn assert_nothing_deleted(f: &Fixture) {
+    assert!(f.file(TargetState::Active, STRAY).await.is_some());
+    assert!(f.file(TargetState::Active, API_APP).await.is_some());
+    assert!(f.file(TargetState::Active, WEB_SHOP).await.is_some());
+    assert!(f.db().await.orphaned_bindings().await.unwrap().is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cloud_controller_faults_during_a_pass_delete_nothing_and_fail_the_run() {
+    let f = world_with_deletions_pending().await;
+    for (name, fault, extra) in [
+        (
+            "500s",
+            json!({"path_prefix": "/v3/processes", "status": 500, "count": 0}),
+            vec![],
+        ),
+        (
+            "429s",
+            json!({"path_prefix": "/v3/routes", "status": 429, "count": 0, "retry_after": 3600}),
+            vec![],
+        ),
+        (
+            "timeouts",
+            json!({"path_prefix": "/v3/apps", "delay_ms": 3000, "count": 0}),
+            vec![("CF_REQUEST_TIMEOUT_SECONDS", "1")],
+        ),
+    ] {
+        sim(&f, Method::POST, "/sim/faults", fault).await;
+        let exit = run_updater(&f, &["--once"], &extra).await;
+        sim(&f, Method::DELETE, "/sim/faults", json!({})).await;
+        assert_eq!(exit.code, Some(1), "{name}: {}{}", exit.stdout, exit.stderr);
+        let last = exit.stderr.lines().last().unwrap_or_default();
+        assert!(
+            last.starts_with("updater: full pass failed") && last.contains("Cloud Controller"),
+            "{name}: {last}"
+        );
+        assert_nothing_deleted(&f).await;
+    }
+    // Once the Cloud Controller answers, the same pass deletes what it should.
+    once(&f).await;
+    assert_eq!(f.file(TargetState::Active, STRAY).await, None);
+    assert_eq!(f.file(TargetState::Active, API_APP).await, None);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dry_run_prints_the_plan_and_changes_nothing() {
+    let f = world_with_deletions_pending().await;
+    let exit = run_updater(&f, &["--dry-run"], &[]).await;
+    assert_eq!(exit.code, Some(0), "{}", exit.stderr);
+    assert!(
+        exit.stdout.starts_with("plan: 2 action(s)"),
+        "{}",
+        exit.stdout
+    );
+    assert!(
+        exit.stdout
+            .contains(&format!("remove     active/{API_APP}.json  (app deleted)")),
+        "{}",
+        exit.stdout
+    );
+    assert!(
+        exit.stdout
+            .contains(&format!("remove     active/{STRAY}.json  (not bound)")),
+        "{}",
+        exit.stdout
+    );
+    assert!(
+        exit.stdout.contains(&format!("orphaned   {API_APP}")),
+        "{}",
+        exit.stdout
+    );
+    assert_nothing_deleted(&f).await;
+}
+
+/// The race of the issue: a pass reads the bindings, the broker unbinds while the pass
+/// waits for a slow Cloud Controller, and the pass must not write the file back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unbind_during_a_pass_stays_unbound() {
+    let f = bound_fixture(Database::Sqlite, &[WEB_SHOP]).await;
+    // Make the pass want to rewrite the file.
+    sim(
+        &f,
+        Method::POST,
+        &format!("/sim/apps/{WEB_SHOP}/scale"),
+        json!({"instances": 3}),
+    )
+    .await;
+    sim(
+        &f,
+        Method::POST,
+        "/sim/faults",
+        json!({"path_prefix": "/v3/apps", "delay_ms": 3000, "count": 1}),
+    )
+    .await;
+    sim(&f, Method::DELETE, "/sim/requests", json!({})).await;
+    let pass = {
+        let f_env = updater_env(&f, &[]);
+        tokio::spawn(async move {
+            tokio::process::Command::new(bin_path("updater"))
+                .arg("--once")
+                .envs(f_env)
+                .env("RUST_LOG", "info")
+                .output()
+                .await
+                .expect("the updater runs")
+        })
+    };
+    // The pass has read the bindings once it asks the Cloud Controller about the app.
+    wait_for(
+        "the pass to ask for its apps",
+        Duration::from_secs(20),
+        async || {
+            let counts = sim(&f, Method::GET, "/sim/requests", Value::Null).await;
+            counts["by_endpoint"]["GET /v3/apps"].as_u64().unwrap_or(0) >= 1
+        },
+    )
+    .await;
+    let (status, body) = f.unbind(INSTANCE, "binding-0").await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert!(f.bucket_keys().await.is_empty());
+    let output = pass.await.unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "{stdout}{stderr}");
+    assert!(
+        stdout.contains("1 superseded by the broker"),
+        "{stdout}\n{stderr}"
+    );
+    assert!(
+        f.bucket_keys().await.is_empty(),
+        "{:?}",
+        f.bucket_keys().await
+    );
+}
+
+async fn wait_for(what: &str, within: Duration, mut check: impl AsyncFnMut() -> bool) -> Duration {
+    let started = Instant::now();
+    while started.elapsed() < within {
+        if check().await {
+            return started.elapsed();
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("{what}: not within {within:?}");
+}
+
+fn start_updater(f: &Fixture, extra: &[(&str, &str)]) -> Running {
+    let env = updater_env(f, extra);
+    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    start("updater", &[], &env)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_running_updater_follows_a_scale_within_seconds_through_audit_events() {
+    let f = bound_fixture(Database::Sqlite, &[WEB_SHOP]).await;
+    // No scheduled pass during the test (besides the one at start): only the fast path.
+    let updater = start_updater(
+        &f,
+        &[
+            ("UPDATE_TARGETS_SCHEDULE", "0 0 0 1 1 *"),
+            ("AUDIT_EVENTS_POLL_SECONDS", "1"),
+        ],
+    );
+    let http = reqwest::Client::new();
+    let health = http
+        .get(format!("{}/health", updater.base_url))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(health.status(), StatusCode::OK);
+    // The pass at start has run once the success time is set.
+    wait_for("the first full pass", Duration::from_secs(20), async || {
+        metrics(&http, &updater)
+            .await
+            .contains("gds_updater_passes_total{outcome=\"ok\",scope=\"full\"} 1")
+    })
+    .await;
+
+    sim(
+        &f,
+        Method::POST,
+        &format!("/sim/apps/{WEB_SHOP}/scale"),
+        json!({"instances": 5}),
+    )
+    .await;
+    let took = wait_for(
+        "the scale in the bucket",
+        Duration::from_secs(15),
+        async || {
+            groups(&f, TargetState::Active, WEB_SHOP)
+                .await
+                .is_some_and(|g| g.len() == 5)
+        },
+    )
+    .await;
+    eprintln!("fast path: scale reached the bucket in {took:?}");
+
+    let text = metrics(&http, &updater).await;
+    for expected in [
+        "gds_updater_last_success_timestamp_seconds",
+        "gds_updater_pass_duration_seconds_bucket{scope=\"apps\"",
+        "gds_updater_actions_total{kind=\"write\",outcome=\"applied\"}",
+        "gds_updater_cf_requests_total{endpoint=\"GET /v3/audit_events\",status=\"200\"}",
+        "gds_updater_held_back_deletions 0",
+        "gds_updater_orphaned_bindings 0",
+        "gds_updater_targets{state=\"active\"} 1",
+    ] {
+        assert!(text.contains(expected), "{expected} missing from:\n{text}");
+    }
+}
+
+async fn metrics(http: &reqwest::Client, updater: &Running) -> String {
+    http.get(format!("{}/metrics", updater.base_url))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_missing_setting_stops_the_updater_with_one_line() {
+    let f = Fixture::start(Database::Sqlite).await;
+    let exit = run_updater(&f, &["--once"], &[("PAAS_DOMAIN", "")]).await;
+    assert_eq!(exit.code, Some(2));
+    assert_eq!(exit.stderr.trim().lines().count(), 1, "{}", exit.stderr);
+    assert!(exit.stderr.contains("PAAS_DOMAIN"), "{}", exit.stderr);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_brokers_update_targets_runs_the_same_pass() {
+    let f = world_with_deletions_pending().await;
+    let response = f
+        .http
+        .post(format!("{}/update-targets", f.broker.base_url))
+        .basic_auth(
+            crate::broker::support::USERNAME,
+            Some(crate::broker::support::PASSWORD),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::ACCEPTED);
+    let body: Value = response.json().await.unwrap();
+    let summary = body["description"].as_str().unwrap_or_default();
+    assert!(summary.starts_with("full pass succeeded"), "{body}");
+    assert_eq!(f.file(TargetState::Active, STRAY).await, None);
+    assert_eq!(f.file(TargetState::Active, API_APP).await, None);
+    assert!(f.file(TargetState::Active, WEB_SHOP).await.is_some());
+    assert_eq!(f.db().await.orphaned_bindings().await.unwrap().len(), 1);
+}

@@ -1,0 +1,506 @@
+//! The updater at the issue's size: 10,000 bound apps in 1,000 spaces, 10 ms added to
+//! every Cloud Controller request, PostgreSQL, and the S3 test server (moto). A
+//! benchmark, not a timed test: ignored unless asked for (`make bench`), it prints
+//! figures (lines starting `bench_updater:`) and asserts only that the passes succeeded.
+//! Record results in docs/BENCHMARKS.md.
+//!
+//! How each figure is measured:
+//! - Cloud Controller requests: the simulator's counters (`GET /sim/requests`), reset
+//!   just before each `updater --once`.
+//! - Store requests: the updater talks to moto through a counting proxy in this test,
+//!   which parses each HTTP/1.1 request head (and skips its `Content-Length` body).
+//! - Wall time: around the `updater --once` process (start-up included), and the pass's
+//!   own duration from its summary line.
+//! - Peak memory: `/usr/bin/time -f %M` (maximum resident set size of the process).
+//! - Fast path: the running updater (audit-event poll), a scale through the simulator's
+//!   control API, the bucket polled every 50 ms until the file has the new count.
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use gds_db::{ConnectOptions, Db, Insert, NewBinding};
+use gds_store::{TargetState, TargetStore};
+use gds_targets::AppGuid;
+use reqwest::{Method, StatusCode};
+use serde_json::{Value, json};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+
+use crate::broker::support::{Database, Fixture, Options};
+use crate::harness::{Running, bin_path, start};
+use crate::store_s3::s3_endpoint;
+
+const APPS: usize = 10_000;
+const SPACES: usize = 1_000;
+const CC_DELAY_MS: u64 = 10;
+const INSTANCE: &str = "bench-si";
+const SCALES: usize = 5;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "benchmark: run with make bench"]
+async fn bench_updater() {
+    let proxy = CountingProxy::start(&s3_endpoint()).await;
+    let f = Fixture::start_with(
+        Database::Postgres,
+        Options {
+            sim_args: vec![
+                "--seed-apps".into(),
+                APPS.to_string(),
+                "--seed-spaces".into(),
+                SPACES.to_string(),
+            ],
+            env: Vec::new(),
+        },
+    )
+    .await;
+    let apps = app_guids(&f).await;
+    assert_eq!(apps.len(), APPS);
+    assert_eq!(f.provision(INSTANCE).await.0, StatusCode::CREATED);
+    bind_all(&f, &apps).await;
+    f.sim_control(
+        Method::POST,
+        "/sim/faults",
+        json!({"path_prefix": "/v3", "delay_ms": CC_DELAY_MS, "count": 0}),
+    )
+    .await;
+    println!(
+        "\nbench_updater: {APPS} bound apps in {SPACES} spaces, Cloud Controller +{CC_DELAY_MS} ms \
+         per request, PostgreSQL, S3 = moto through a counting proxy"
+    );
+
+    let first = measured_pass(&f, &proxy, "first pass (empty bucket)").await;
+    let again = measured_pass(&f, &proxy, "no-change pass").await;
+    assert!(
+        again.summary.contains(": 0 action(s) applied"),
+        "{}",
+        again.summary
+    );
+    println!(
+        "bench_updater: peak memory (max RSS, /usr/bin/time -f %M): {:.1} MB first pass, \
+         {:.1} MB no-change pass",
+        first.max_rss_kb as f64 / 1024.0,
+        again.max_rss_kb as f64 / 1024.0
+    );
+
+    for poll in ["5", "1"] {
+        fast_path(&f, &proxy, &apps, poll).await;
+    }
+}
+
+/// Every app GUID the simulator holds (before any fault is set).
+async fn app_guids(f: &Fixture) -> Vec<String> {
+    let token: Value = f
+        .http
+        .post(format!("{}/oauth/token", f.sim.base_url))
+        .basic_auth("cf", Some(""))
+        .form(&[
+            ("grant_type", "password"),
+            ("username", "admin"),
+            ("password", "admin"),
+        ])
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let bearer = format!("bearer {}", token["access_token"].as_str().unwrap());
+    let mut guids = Vec::new();
+    let mut next = Some(format!("{}/v3/apps?per_page=5000", f.sim.base_url));
+    while let Some(url) = next {
+        let page: Value = f
+            .http
+            .get(url)
+            .header("Authorization", &bearer)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        for app in page["resources"].as_array().unwrap() {
+            guids.push(app["guid"].as_str().unwrap().to_owned());
+        }
+        next = page["pagination"]["next"]["href"]
+            .as_str()
+            .map(str::to_owned);
+    }
+    guids
+}
+
+/// Binds the first app through the broker (to learn the parameters it records), then the
+/// others directly in the database; removes the broker's file so the first pass writes
+/// every file.
+async fn bind_all(f: &Fixture, apps: &[String]) {
+    let (status, body) = f.bind(INSTANCE, "b-0", &apps[0], Value::Null).await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    let db = Db::connect(
+        &f.database_url,
+        ConnectOptions {
+            max_connections: 8,
+            ..ConnectOptions::default()
+        },
+    )
+    .await
+    .unwrap();
+    let parameters = db
+        .binding("b-0")
+        .await
+        .unwrap()
+        .expect("the broker's binding")
+        .parameters;
+    let started = Instant::now();
+    let workers = 8;
+    let mut tasks = tokio::task::JoinSet::new();
+    for w in 0..workers {
+        let (db, parameters) = (db.clone(), parameters.clone());
+        let mine: Vec<(usize, String)> = apps
+            .iter()
+            .enumerate()
+            .skip(1)
+            .filter(|(i, _)| i % workers == w)
+            .map(|(i, a)| (i, a.clone()))
+            .collect();
+        tasks.spawn(async move {
+            for (i, app) in mine {
+                let mut tx = db.lock_app(&AppGuid::parse(&app).unwrap()).await.unwrap();
+                let inserted = tx
+                    .insert_binding(&NewBinding {
+                        binding_id: format!("b-{i}"),
+                        instance_id: INSTANCE.into(),
+                        parameters: parameters.clone(),
+                    })
+                    .await
+                    .unwrap();
+                assert!(matches!(inserted, Insert::Created(_)), "{inserted:?}");
+                tx.commit().await.unwrap();
+            }
+        });
+    }
+    while let Some(done) = tasks.join_next().await {
+        done.unwrap();
+    }
+    assert_eq!(db.all_bindings().await.unwrap().len(), APPS);
+    db.close().await;
+    f.store
+        .remove_app(TargetState::Active, &AppGuid::parse(&apps[0]).unwrap())
+        .await
+        .unwrap();
+    assert!(f.bucket_keys().await.is_empty());
+    println!(
+        "bench_updater: setup: {APPS} bindings recorded in {:.1} s",
+        started.elapsed().as_secs_f64()
+    );
+}
+
+/// The updater's environment; its store is reached through the counting proxy.
+fn updater_env(
+    f: &Fixture,
+    proxy: &CountingProxy,
+    extra: &[(&str, &str)],
+) -> Vec<(String, String)> {
+    let mut env: Vec<(String, String)> = [
+        ("PAAS_DOMAIN", "apps.example.com"),
+        ("API_ENDPOINT", f.sim.base_url.as_str()),
+        ("UAA_USERNAME", "admin"),
+        ("UAA_PASSWORD", "admin"),
+        ("BUCKET_NAME", f.store.bucket()),
+        ("BUCKET_PREFIX", f.store.prefix()),
+        ("S3_ENDPOINT", proxy.endpoint.as_str()),
+        ("AWS_REGION", "us-east-1"),
+        ("AWS_ACCESS_KEY_ID", "test"),
+        ("AWS_SECRET_ACCESS_KEY", "test"),
+        ("DATABASE_URL", f.database_url.as_str()),
+        ("LISTEN_HOST", "127.0.0.1"),
+        ("PORT", "0"),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_owned(), v.to_owned()))
+    .collect();
+    env.extend(extra.iter().map(|(k, v)| (k.to_string(), v.to_string())));
+    env
+}
+
+struct Pass {
+    summary: String,
+    max_rss_kb: u64,
+}
+
+/// One `updater --once` under `/usr/bin/time`, with its figures printed.
+async fn measured_pass(f: &Fixture, proxy: &CountingProxy, what: &str) -> Pass {
+    f.sim_control(Method::DELETE, "/sim/requests", json!({}))
+        .await;
+    proxy.reset();
+    let started = Instant::now();
+    let output = tokio::process::Command::new("/usr/bin/time")
+        .args(["-f", "bench-max-rss-kb=%M"])
+        .arg(bin_path("updater"))
+        .arg("--once")
+        .envs(updater_env(f, proxy, &[]))
+        .env("RUST_LOG", "warn")
+        .output()
+        .await
+        .expect("/usr/bin/time and the updater run");
+    let wall = started.elapsed();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "{what}: {stdout}\n{stderr}");
+    let summary = stdout
+        .lines()
+        .find(|l| l.contains("pass succeeded"))
+        .unwrap_or_else(|| panic!("{what}: no summary in {stdout}"))
+        .to_owned();
+    let max_rss_kb: u64 = stderr
+        .lines()
+        .find_map(|l| l.strip_prefix("bench-max-rss-kb="))
+        .and_then(|n| n.trim().parse().ok())
+        .unwrap_or_else(|| panic!("{what}: no max RSS in {stderr}"));
+    let cc = f
+        .sim_control(Method::GET, "/sim/requests", Value::Null)
+        .await;
+    assert!(!proxy.unparsed.load(Ordering::Relaxed), "a chunked request");
+    println!("bench_updater: {what}: {}", summary.trim());
+    println!(
+        "bench_updater: {what}: wall time {:.2} s (process, start-up included)",
+        wall.as_secs_f64()
+    );
+    println!(
+        "bench_updater: {what}: Cloud Controller requests {} (+{} UAA): {}",
+        cc["total_cc"], cc["total_uaa"], cc["by_endpoint"]
+    );
+    println!(
+        "bench_updater: {what}: store requests {}: {:?}",
+        proxy.requests.load(Ordering::Relaxed),
+        proxy.by_kind.lock().unwrap()
+    );
+    Pass {
+        summary,
+        max_rss_kb,
+    }
+}
+
+/// The running updater's fast path with `AUDIT_EVENTS_POLL_SECONDS=poll`: SCALES scales,
+/// each timed from the control request to the rewritten file in the bucket.
+async fn fast_path(f: &Fixture, proxy: &CountingProxy, apps: &[String], poll: &str) {
+    let env = updater_env(
+        f,
+        proxy,
+        &[
+            // No scheduled pass during the measurement (besides the one at start).
+            ("UPDATE_TARGETS_SCHEDULE", "0 0 0 1 1 *"),
+            ("AUDIT_EVENTS_POLL_SECONDS", poll),
+        ],
+    );
+    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    let updater: Running = start("updater", &[], &env);
+    let http = reqwest::Client::new();
+    let started = Instant::now();
+    loop {
+        let text = http
+            .get(format!("{}/metrics", updater.base_url))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        if text.contains("gds_updater_passes_total{outcome=\"ok\",scope=\"full\"} 1") {
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(120),
+            "no full pass at start"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let mut delays = Vec::new();
+    // Started apps with a file in active/, spread over the world.
+    let mut candidates = apps.iter().skip(poll.len() * 17).step_by(APPS / 40);
+    while delays.len() < SCALES {
+        let app = candidates.next().expect("enough started apps");
+        let Some(now) = f.file(TargetState::Active, app).await else {
+            continue;
+        };
+        let instances = serde_json::from_slice::<Vec<Value>>(&now).unwrap().len() + 1;
+        let scaled = Instant::now();
+        f.sim_control(
+            Method::POST,
+            &format!("/sim/apps/{app}/scale"),
+            json!({ "instances": instances }),
+        )
+        .await;
+        loop {
+            let file = f.file(TargetState::Active, app).await;
+            if file.is_some_and(|b| {
+                serde_json::from_slice::<Vec<Value>>(&b).is_ok_and(|g| g.len() == instances)
+            }) {
+                break;
+            }
+            assert!(
+                scaled.elapsed() < Duration::from_secs(60),
+                "the scale of {app} never reached the bucket"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        delays.push(scaled.elapsed());
+    }
+    let max = delays.iter().max().unwrap();
+    println!(
+        "bench_updater: fast path (AUDIT_EVENTS_POLL_SECONDS={poll}): scale -> rewritten file: \
+         {} s; max {:.2} s",
+        delays
+            .iter()
+            .map(|d| format!("{:.2}", d.as_secs_f64()))
+            .collect::<Vec<_>>()
+            .join(", "),
+        max.as_secs_f64()
+    );
+}
+
+/// A TCP proxy to the S3 server that counts HTTP/1.1 requests by method and first query
+/// parameter (e.g. `GET ?list-type` for a listing page, `PUT` for a write).
+struct CountingProxy {
+    endpoint: String,
+    requests: Arc<AtomicU64>,
+    by_kind: Arc<Mutex<BTreeMap<String, u64>>>,
+    /// Set when a request had a body the proxy cannot delimit (chunked).
+    unparsed: Arc<AtomicBool>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for CountingProxy {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+impl CountingProxy {
+    async fn start(upstream: &str) -> CountingProxy {
+        let upstream = upstream
+            .trim_start_matches("http://")
+            .trim_end_matches('/')
+            .to_owned();
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let endpoint = format!("http://{}", listener.local_addr().unwrap());
+        let requests = Arc::new(AtomicU64::new(0));
+        let by_kind = Arc::new(Mutex::new(BTreeMap::new()));
+        let unparsed = Arc::new(AtomicBool::new(false));
+        let task = {
+            let (requests, by_kind, unparsed) =
+                (requests.clone(), by_kind.clone(), unparsed.clone());
+            tokio::spawn(async move {
+                loop {
+                    let Ok((client, _)) = listener.accept().await else {
+                        continue;
+                    };
+                    let upstream = upstream.clone();
+                    let (requests, by_kind, unparsed) =
+                        (requests.clone(), by_kind.clone(), unparsed.clone());
+                    tokio::spawn(async move {
+                        let Ok(server) = TcpStream::connect(&upstream).await else {
+                            return;
+                        };
+                        let (mut client_read, mut client_write) = client.into_split();
+                        let (server_read, mut server_write) = server.into_split();
+                        tokio::spawn(async move {
+                            let mut server_read = server_read;
+                            let _ = tokio::io::copy(&mut server_read, &mut client_write).await;
+                        });
+                        let _ = forward_requests(
+                            &mut client_read,
+                            &mut server_write,
+                            |kind| {
+                                requests.fetch_add(1, Ordering::Relaxed);
+                                *by_kind.lock().unwrap().entry(kind).or_insert(0) += 1;
+                            },
+                            &unparsed,
+                        )
+                        .await;
+                        let _ = server_write.shutdown().await;
+                    });
+                }
+            })
+        };
+        CountingProxy {
+            endpoint,
+            requests,
+            by_kind,
+            unparsed,
+            task,
+        }
+    }
+
+    fn reset(&self) {
+        self.requests.store(0, Ordering::Relaxed);
+        self.by_kind.lock().unwrap().clear();
+    }
+}
+
+/// Copies requests from `from` to `to`, calling `count` once per request head.
+async fn forward_requests(
+    from: &mut (impl AsyncReadExt + Unpin),
+    to: &mut (impl AsyncWriteExt + Unpin),
+    mut count: impl FnMut(String),
+    unparsed: &AtomicBool,
+) -> std::io::Result<()> {
+    let mut buf: Vec<u8> = Vec::new();
+    let mut chunk = [0u8; 16 * 1024];
+    loop {
+        // A whole request head.
+        let end = loop {
+            if let Some(at) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+                break at + 4;
+            }
+            let n = from.read(&mut chunk).await?;
+            if n == 0 {
+                return Ok(());
+            }
+            buf.extend_from_slice(&chunk[..n]);
+        };
+        let head = String::from_utf8_lossy(&buf[..end]).into_owned();
+        let mut lines = head.split("\r\n");
+        let mut request_line = lines.next().unwrap_or_default().split(' ');
+        let method = request_line.next().unwrap_or_default();
+        let target = request_line.next().unwrap_or_default();
+        let kind = match target.split_once('?') {
+            Some((_, query)) => {
+                let first = query.split('&').next().unwrap_or_default();
+                format!("{method} ?{}", first.split('=').next().unwrap_or_default())
+            }
+            None => method.to_owned(),
+        };
+        count(kind);
+        let mut length = 0usize;
+        for line in lines {
+            let Some((name, value)) = line.split_once(':') else {
+                continue;
+            };
+            let name = name.trim().to_ascii_lowercase();
+            if name == "content-length" {
+                length = value.trim().parse().unwrap_or(0);
+            } else if name == "transfer-encoding" && value.to_ascii_lowercase().contains("chunked")
+            {
+                unparsed.store(true, Ordering::Relaxed);
+            }
+        }
+        to.write_all(&buf[..end]).await?;
+        buf.drain(..end);
+        // Its body.
+        let mut left = length;
+        while left > 0 {
+            if buf.is_empty() {
+                let n = from.read(&mut chunk).await?;
+                if n == 0 {
+                    return Ok(());
+                }
+                buf.extend_from_slice(&chunk[..n]);
+            }
+            let take = left.min(buf.len());
+            to.write_all(&buf[..take]).await?;
+            buf.drain(..take);
+            left -= take;
+        }
+    }
+}

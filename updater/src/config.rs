@@ -1,0 +1,262 @@
+//! The updater's typed configuration, read once at start from [`Settings`].
+
+use std::fmt;
+use std::time::Duration;
+
+use gds_cf::CfConfig;
+use gds_reconcile::Limits;
+use gds_service::{Settings, SettingsError};
+use gds_store::StoreConfig;
+use gds_targets::ModelConfig;
+
+/// The broker's default database: the updater reads the same one.
+pub const DEFAULT_DATABASE_URL: &str = "sqlite://.data/broker.db?mode=rwc";
+
+/// Every minute, at second 0.
+pub const DEFAULT_SCHEDULE: &str = "0 * * * * *";
+
+/// A secret: usable, never printed.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn new(value: impl Into<String>) -> Self {
+        Self(value.into())
+    }
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Secret([redacted])")
+    }
+}
+
+/// When full reconcile passes run.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Schedule {
+    /// `UPDATE_TARGETS_SCHEDULE`: a cron expression with seconds (`sec min hour dom mon
+    /// dow`, UTC); a five-field crontab expression gets second 0.
+    Cron(String),
+    /// `UPDATE_TARGETS_RATE_SECONDS` (the original's setting): every so many seconds.
+    Every(Duration),
+}
+
+/// What a reconcile pass needs besides its clients; shared by the updater and the
+/// broker's `POST /update-targets`.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ReconcileSettings {
+    /// `DELETION_MAX_SHARE` (default 0.5), `DELETION_MAX_COUNT` (default 10),
+    /// `ALLOW_MASS_DELETION` (default false): the bounded-deletion valve.
+    pub limits: Limits,
+    /// `UPDATER_CONCURRENCY` (default 8): apps whose files are changed at once.
+    pub concurrency: usize,
+    /// `UPDATER_LEASE_SECONDS` (default 120): how long the reconcile lease lasts without
+    /// renewal (a crashed updater's lease is free again after this).
+    pub lease_ttl: Duration,
+}
+
+impl Default for ReconcileSettings {
+    fn default() -> Self {
+        Self {
+            limits: Limits::default(),
+            concurrency: 8,
+            lease_ttl: Duration::from_secs(120),
+        }
+    }
+}
+
+impl ReconcileSettings {
+    pub fn from_settings(settings: &Settings) -> Result<Self, SettingsError> {
+        let defaults = Limits::default();
+        Ok(Self {
+            limits: Limits {
+                max_share: settings.number("DELETION_MAX_SHARE", defaults.max_share, 0.0..=1.0)?,
+                max_count: settings.number(
+                    "DELETION_MAX_COUNT",
+                    defaults.max_count,
+                    0..=1_000_000,
+                )?,
+                allow_mass_deletion: settings.flag("ALLOW_MASS_DELETION", false)?,
+            },
+            concurrency: settings.number("UPDATER_CONCURRENCY", 8, 1..=256)?,
+            lease_ttl: Duration::from_secs(settings.number(
+                "UPDATER_LEASE_SECONDS",
+                120,
+                5..=86_400,
+            )?),
+        })
+    }
+}
+
+/// Everything the updater reads at start.
+#[derive(Clone, Debug)]
+pub struct UpdaterConfig {
+    /// `DATABASE_URL`, shared with the broker.
+    pub database_url: Secret,
+    /// `DATABASE_MAX_CONNECTIONS`, default 10.
+    pub database_max_connections: u32,
+    pub model: ModelConfig,
+    pub cf: CfConfig,
+    pub store: StoreConfig,
+    pub reconcile: ReconcileSettings,
+    pub schedule: Schedule,
+    /// `AUDIT_EVENTS_POLL_SECONDS` (default 5; 0 turns the fast path off).
+    pub events_poll: Option<Duration>,
+    /// `LISTEN_HOST`, default `0.0.0.0`.
+    pub listen_host: String,
+    /// `PORT`, default 8080; 0 picks a free port.
+    pub port: u16,
+}
+
+impl UpdaterConfig {
+    /// Reads and checks every setting; the first problem is reported, naming it.
+    pub fn from_settings(settings: &Settings) -> Result<Self, SettingsError> {
+        let database_url = settings
+            .get("DATABASE_URL")
+            .unwrap_or_else(|| DEFAULT_DATABASE_URL.into());
+        gds_db::DbKind::of_url(&database_url).map_err(|e| {
+            SettingsError::new(
+                "DATABASE_URL",
+                e.to_string()
+                    .trim_start_matches("DATABASE_URL is invalid: "),
+            )
+        })?;
+        let model = ModelConfig {
+            paas_domain: settings.required(
+                "PAAS_DOMAIN",
+                "the apps domain used to guess the hostname of an app without a public route",
+            )?,
+        };
+        let cf = CfConfig::from_lookup(settings.lookup())
+            .map_err(|e| SettingsError::new(e.name, e.reason))?;
+        let store = StoreConfig::from_lookup(settings.lookup()).map_err(store_error)?;
+        let schedule = match (
+            settings.get("UPDATE_TARGETS_SCHEDULE"),
+            settings.get("UPDATE_TARGETS_RATE_SECONDS"),
+        ) {
+            (Some(expr), _) => Schedule::Cron(parse_cron(&expr)?),
+            (None, Some(_)) => Schedule::Every(Duration::from_secs(settings.number(
+                "UPDATE_TARGETS_RATE_SECONDS",
+                60,
+                1..=86_400,
+            )?)),
+            (None, None) => Schedule::Cron(DEFAULT_SCHEDULE.into()),
+        };
+        let poll: u64 = settings.number("AUDIT_EVENTS_POLL_SECONDS", 5, 0..=3600)?;
+        Ok(Self {
+            database_url: Secret::new(database_url),
+            database_max_connections: settings.number("DATABASE_MAX_CONNECTIONS", 10, 2..=500)?,
+            model,
+            cf,
+            store,
+            reconcile: ReconcileSettings::from_settings(settings)?,
+            schedule,
+            events_poll: (poll > 0).then(|| Duration::from_secs(poll)),
+            listen_host: settings
+                .get("LISTEN_HOST")
+                .unwrap_or_else(|| "0.0.0.0".into()),
+            port: settings.port()?,
+        })
+    }
+}
+
+/// Checks a cron expression, giving a five-field (crontab) one second 0.
+fn parse_cron(expr: &str) -> Result<String, SettingsError> {
+    let expr = expr.trim();
+    let expr = if expr.split_whitespace().count() == 5 {
+        format!("0 {expr}")
+    } else {
+        expr.to_owned()
+    };
+    tokio_cron_scheduler::Job::new_async(expr.as_str(), |_, _| Box::pin(async {}))
+        .map(|_| expr.clone())
+        .map_err(|_| {
+            SettingsError::new(
+                "UPDATE_TARGETS_SCHEDULE",
+                format!("{expr:?} is not a cron expression (sec min hour day-of-month month day-of-week)"),
+            )
+        })
+}
+
+fn store_error(e: gds_store::ConfigError) -> SettingsError {
+    use gds_store::ConfigError as E;
+    match &e {
+        E::Missing { name, why } => SettingsError::new(*name, format!("is required ({why})")),
+        E::Invalid { name, reason } => SettingsError::new(*name, reason.clone()),
+        E::MissingCredentials => SettingsError::new(
+            "AWS_ACCESS_KEY_ID",
+            "AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY are required for S3",
+        ),
+        _ => SettingsError::new("store", e.to_string()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn complete() -> Vec<(&'static str, &'static str)> {
+        vec![
+            ("PAAS_DOMAIN", "apps.example.com"),
+            ("API_ENDPOINT", "https://api.example.com"),
+            ("UAA_USERNAME", "u"),
+            ("UAA_PASSWORD", "p"),
+            ("ENVIRONMENT", "local"),
+            ("TARGETS_PATH", "/tmp/targets"),
+        ]
+    }
+
+    fn config(extra: &[(&'static str, &'static str)]) -> Result<UpdaterConfig, SettingsError> {
+        let mut pairs = complete();
+        pairs.extend_from_slice(extra);
+        UpdaterConfig::from_settings(&Settings::from_pairs(pairs).unwrap())
+    }
+
+    #[tokio::test]
+    async fn complete_settings_give_the_defaults() {
+        let c = config(&[]).unwrap();
+        assert_eq!(c.database_url.expose(), DEFAULT_DATABASE_URL);
+        assert_eq!(c.schedule, Schedule::Cron(DEFAULT_SCHEDULE.into()));
+        assert_eq!(c.events_poll, Some(Duration::from_secs(5)));
+        assert_eq!(c.reconcile, ReconcileSettings::default());
+        assert_eq!(c.port, 8080);
+    }
+
+    #[tokio::test]
+    async fn the_originals_rate_setting_is_honoured_and_a_cron_expression_wins() {
+        let c = config(&[("UPDATE_TARGETS_RATE_SECONDS", "180")]).unwrap();
+        assert_eq!(c.schedule, Schedule::Every(Duration::from_secs(180)));
+        let c = config(&[
+            ("UPDATE_TARGETS_RATE_SECONDS", "180"),
+            ("UPDATE_TARGETS_SCHEDULE", "*/5 * * * *"),
+        ])
+        .unwrap();
+        assert_eq!(c.schedule, Schedule::Cron("0 */5 * * * *".into()));
+    }
+
+    #[tokio::test]
+    async fn invalid_values_are_named() {
+        for (name, value) in [
+            ("UPDATE_TARGETS_SCHEDULE", "every minute"),
+            ("UPDATE_TARGETS_RATE_SECONDS", "0"),
+            ("AUDIT_EVENTS_POLL_SECONDS", "soon"),
+            ("DELETION_MAX_SHARE", "1.5"),
+            ("ALLOW_MASS_DELETION", "maybe"),
+            ("UPDATER_CONCURRENCY", "0"),
+            ("DATABASE_URL", "mysql://db"),
+            ("PORT", "http"),
+        ] {
+            let e = config(&[(name, value)]).unwrap_err();
+            assert_eq!(e.name, name, "{e}");
+        }
+    }
+
+    #[tokio::test]
+    async fn zero_turns_the_fast_path_off() {
+        let c = config(&[("AUDIT_EVENTS_POLL_SECONDS", "0")]).unwrap();
+        assert_eq!(c.events_poll, None);
+    }
+}

@@ -1,0 +1,690 @@
+//! One reconcile pass: read -> pure plan -> apply (STYLE.md, the reconciler models).
+//!
+//! - **Read**: the bindings (desired: which apps, with whose parameters), then, at once,
+//!   the Cloud Controller's view of exactly those apps (batched) and the bucket listing.
+//!   A failed read becomes a `None` the planner knows how to treat: nothing is deleted
+//!   or moved on its account, and the pass reports failure.
+//! - **Plan**: [`gds_reconcile::plan`], pure.
+//! - **Apply**: each app's actions in order, under that app's database lock, with
+//!   bounded concurrency across apps; one failing app is logged and counted and the rest
+//!   proceeds.
+//!
+//! Only one pass runs at a time across every updater (and broker) sharing the database:
+//! a pass holds the `reconcile` lease ([`gds_db::Db::try_acquire_lease`]).
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use futures::stream::{self, StreamExt};
+use gds_cf::CfClient;
+use gds_db::{Db, DbError};
+use gds_reconcile::{Action, Actual, Desired, Plan, Scope, plan};
+use gds_store::{Bytes, ETag, StoreError, TargetState, TargetStore};
+use gds_targets::{AppGuid, BindingParams, ModelConfig};
+
+use crate::config::ReconcileSettings;
+use crate::metrics::UpdaterMetrics;
+
+/// The name of the lease a pass holds.
+pub const RECONCILE_LEASE: &str = "reconcile";
+
+/// Why a pass did not run, or stopped before planning.
+#[derive(Debug, thiserror::Error)]
+pub enum PassError {
+    /// Another updater (or a broker's `/update-targets`) is reconciling right now.
+    #[error("another updater is reconciling (the reconcile lease is held)")]
+    Busy,
+    /// The bindings (or the lease) could not be read: nothing can be planned safely.
+    #[error("the database failed: {0}")]
+    Database(#[from] DbError),
+    /// The fast path could not read the audit events.
+    #[error("reading audit events failed: {0}")]
+    AuditEvents(#[source] gds_cf::CfError),
+}
+
+impl PassError {
+    /// The `kind` label of `gds_updater_pass_failures_total`.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            PassError::Busy => "busy",
+            PassError::Database(_) => "database",
+            PassError::AuditEvents(_) => "audit_events",
+        }
+    }
+}
+
+/// What a pass did.
+#[derive(Debug)]
+pub struct PassReport {
+    /// `full` or `apps`.
+    pub scope: &'static str,
+    /// The plan that was applied (or, in a dry run, only printed).
+    pub plan: Plan,
+    /// Reads that failed (what the planner was told it could not see).
+    pub read_failures: Vec<String>,
+    /// Actions applied, by kind.
+    pub applied: BTreeMap<&'static str, u64>,
+    /// Apps whose actions were dropped because the broker changed their bindings while
+    /// the pass ran (it wrote or removed their files itself).
+    pub superseded: Vec<AppGuid>,
+    /// Apps whose actions failed, with the reason.
+    pub failed: Vec<(AppGuid, String)>,
+    pub duration: Duration,
+}
+
+impl PassReport {
+    /// Complete reads and every action applied (or superseded).
+    pub fn succeeded(&self) -> bool {
+        self.plan.complete && self.failed.is_empty()
+    }
+
+    /// One line for the log, the `--once` output and `/update-targets`.
+    pub fn summary(&self) -> String {
+        let applied: u64 = self.applied.values().sum();
+        let kinds: Vec<String> = self
+            .applied
+            .iter()
+            .map(|(k, n)| format!("{k} {n}"))
+            .collect();
+        let mut line = format!(
+            "{} pass {} in {} ms: {applied} action(s) applied{}",
+            self.scope,
+            if self.succeeded() {
+                "succeeded"
+            } else {
+                "failed"
+            },
+            self.duration.as_millis(),
+            if kinds.is_empty() {
+                String::new()
+            } else {
+                format!(" ({})", kinds.join(", "))
+            },
+        );
+        for (what, n) in [
+            ("superseded by the broker", self.superseded.len()),
+            ("failed", self.failed.len()),
+            ("held back", self.plan.held_back.len()),
+            ("skipped", self.plan.skipped.len()),
+            ("orphaned", self.plan.orphaned.len()),
+        ] {
+            if n > 0 {
+                line.push_str(&format!(", {n} {what}"));
+            }
+        }
+        if let Some((app, why)) = self.failed.first() {
+            line.push_str(&format!("; first failure: {app}: {why}"));
+        }
+        if !self.read_failures.is_empty() {
+            line.push_str(&format!(
+                "; incomplete reads, nothing deleted: {}",
+                self.read_failures.join("; ")
+            ));
+        }
+        line
+    }
+}
+
+/// What a pass read.
+struct Read {
+    desired: Desired,
+    actual: Actual,
+    /// Each bound app's newest binding at the time of the read (the one whose
+    /// parameters the plan used): apply re-checks it under the app's lock.
+    newest: BTreeMap<AppGuid, String>,
+    failures: Vec<String>,
+}
+
+/// The reconcile engine: the database, the bucket, the Cloud Controller.
+pub struct Reconciler {
+    db: Db,
+    store: Arc<dyn TargetStore>,
+    cf: Arc<CfClient>,
+    model: ModelConfig,
+    settings: ReconcileSettings,
+    metrics: UpdaterMetrics,
+    /// This process' identity as a lease holder.
+    holder: String,
+}
+
+impl std::fmt::Debug for Reconciler {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Reconciler")
+            .field("holder", &self.holder)
+            .field("settings", &self.settings)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Reconciler {
+    pub fn new(
+        db: Db,
+        store: Arc<dyn TargetStore>,
+        cf: Arc<CfClient>,
+        model: ModelConfig,
+        settings: ReconcileSettings,
+        metrics: UpdaterMetrics,
+    ) -> Self {
+        Self {
+            db,
+            store,
+            cf,
+            model,
+            settings,
+            metrics,
+            holder: uuid::Uuid::new_v4().to_string(),
+        }
+    }
+
+    pub fn db(&self) -> &Db {
+        &self.db
+    }
+
+    pub fn cf(&self) -> &CfClient {
+        &self.cf
+    }
+
+    pub fn metrics(&self) -> &UpdaterMetrics {
+        &self.metrics
+    }
+
+    /// Reads and plans without changing anything (`--dry-run`). Takes no lease.
+    pub async fn dry_run(&self, scope: &Scope) -> Result<PassReport, PassError> {
+        let started = Instant::now();
+        let read = self.read(scope).await?;
+        let plan = plan(
+            &read.desired,
+            &read.actual,
+            &self.model,
+            scope,
+            self.settings.limits,
+        );
+        Ok(PassReport {
+            scope: scope_label(scope),
+            plan,
+            read_failures: read.failures,
+            applied: BTreeMap::new(),
+            superseded: Vec::new(),
+            failed: Vec::new(),
+            duration: started.elapsed(),
+        })
+    }
+
+    /// One pass over `scope` under the reconcile lease; [`PassError::Busy`] at once when
+    /// another process holds it.
+    pub async fn run_pass(&self, scope: Scope) -> Result<PassReport, PassError> {
+        let lease = self.lease().await?;
+        let result = self.pass_locked(&scope).await;
+        lease.release().await;
+        result
+    }
+
+    /// Takes the reconcile lease, renewed in the background until released.
+    pub(crate) async fn lease(&self) -> Result<Lease, PassError> {
+        let ttl = self.settings.lease_ttl;
+        match self
+            .db
+            .try_acquire_lease(RECONCILE_LEASE, &self.holder, ttl)
+            .await
+        {
+            Ok(true) => {}
+            Ok(false) => {
+                self.metrics
+                    .passes
+                    .with_label_values(&["any", "busy"])
+                    .inc();
+                return Err(PassError::Busy);
+            }
+            Err(e) => {
+                self.metrics
+                    .pass_failures
+                    .with_label_values(&["database"])
+                    .inc();
+                return Err(e.into());
+            }
+        }
+        let renew = {
+            let db = self.db.clone();
+            let holder = self.holder.clone();
+            tokio::spawn(async move {
+                loop {
+                    tokio::time::sleep(ttl / 3).await;
+                    match db.try_acquire_lease(RECONCILE_LEASE, &holder, ttl).await {
+                        Ok(true) => {}
+                        Ok(false) => {
+                            tracing::error!("lost the reconcile lease (expired while a pass ran)")
+                        }
+                        Err(e) => tracing::warn!(error = %e, "cannot renew the reconcile lease"),
+                    }
+                }
+            })
+        };
+        Ok(Lease {
+            db: self.db.clone(),
+            holder: self.holder.clone(),
+            renew,
+        })
+    }
+
+    /// A pass, with the lease already held.
+    #[tracing::instrument(skip_all, fields(scope = scope_label(scope)))]
+    pub(crate) async fn pass_locked(&self, scope: &Scope) -> Result<PassReport, PassError> {
+        let started = Instant::now();
+        let label = scope_label(scope);
+        let read = match self.read(scope).await {
+            Ok(read) => read,
+            Err(e) => {
+                self.metrics
+                    .pass_failures
+                    .with_label_values(&[e.kind()])
+                    .inc();
+                self.metrics
+                    .passes
+                    .with_label_values(&[label, "failed"])
+                    .inc();
+                return Err(e);
+            }
+        };
+        let plan = plan(
+            &read.desired,
+            &read.actual,
+            &self.model,
+            scope,
+            self.settings.limits,
+        );
+        if !plan.held_back.is_empty() {
+            tracing::warn!(
+                held_back = plan.held_back.len(),
+                targets = read.actual.active.as_ref().map_or(0, BTreeMap::len)
+                    + read.actual.inactive.as_ref().map_or(0, BTreeMap::len),
+                "too many deletions or deactivations at once: held back (set \
+                 ALLOW_MASS_DELETION=true to let them through)"
+            );
+        }
+        self.metrics.held_back.set(plan.held_back.len() as i64);
+        for action in &plan.held_back {
+            tracing::warn!(app_guid = %action.app(), action = %action, "held back");
+        }
+        if !plan.actions.is_empty() || !plan.orphaned.is_empty() {
+            tracing::info!(plan = %plan, "applying");
+        }
+        let outcome = self.apply(&plan, &read.newest).await;
+        if !plan.orphaned.is_empty() || scope == &Scope::All {
+            match self.db.orphaned_binding_count().await {
+                Ok(n) => self.metrics.orphaned_bindings.set(n as i64),
+                Err(e) => tracing::warn!(error = %e, "cannot count orphaned bindings"),
+            }
+        }
+        self.metrics.observe_cf_requests(&self.cf.request_stats());
+        let report = PassReport {
+            scope: label,
+            plan,
+            read_failures: read.failures,
+            applied: outcome.applied,
+            superseded: outcome.superseded,
+            failed: outcome.failed,
+            duration: started.elapsed(),
+        };
+        self.metrics
+            .pass_duration
+            .with_label_values(&[label])
+            .observe(report.duration.as_secs_f64());
+        if !report.failed.is_empty() {
+            self.metrics
+                .pass_failures
+                .with_label_values(&["apply"])
+                .inc();
+        }
+        if report.succeeded() {
+            self.metrics.passes.with_label_values(&[label, "ok"]).inc();
+            self.metrics.last_success.set(unix_seconds());
+            tracing::info!("{}", report.summary());
+        } else {
+            self.metrics
+                .passes
+                .with_label_values(&[label, "failed"])
+                .inc();
+            tracing::warn!("{}", report.summary());
+        }
+        Ok(report)
+    }
+
+    /// Desired and actual state. Bindings first: the Cloud Controller is asked about
+    /// exactly the bound apps in scope (never a crawl of the foundation), and the newest
+    /// binding of each is what apply re-checks.
+    async fn read(&self, scope: &Scope) -> Result<Read, PassError> {
+        let bindings = self.db.all_bindings().await?;
+        let mut bound = BTreeMap::new();
+        let mut newest = BTreeMap::new();
+        // Newest first within each app: the first one seen decides (DESIGN.md 3a).
+        for binding in bindings {
+            if newest.contains_key(&binding.app_guid) {
+                continue;
+            }
+            let params = match BindingParams::from_json(Some(&binding.parameters_json())) {
+                Ok(params) => params,
+                Err(e) => {
+                    // Validated on bind, so only a hand-edited row gets here.
+                    tracing::warn!(binding_id = %binding.binding_id, error = %e,
+                        "stored binding parameters no longer validate: using none");
+                    BindingParams::default()
+                }
+            };
+            newest.insert(binding.app_guid.clone(), binding.binding_id.clone());
+            bound.insert(binding.app_guid, params);
+        }
+        let wanted: BTreeSet<AppGuid> = match scope {
+            Scope::All => bound.keys().cloned().collect(),
+            Scope::Apps(apps) => apps
+                .iter()
+                .filter(|a| bound.contains_key(*a))
+                .cloned()
+                .collect(),
+        };
+        let (cc, active, inactive) = tokio::join!(
+            self.cf.apps_info(&wanted),
+            self.listing(TargetState::Active, scope),
+            self.listing(TargetState::Inactive, scope),
+        );
+        let mut failures = Vec::new();
+        let cc = cc
+            .map_err(|e| {
+                self.metrics
+                    .pass_failures
+                    .with_label_values(&["cloud_controller"])
+                    .inc();
+                tracing::warn!(error = %e, "Cloud Controller read failed: nothing is deleted or moved this pass");
+                failures.push(format!("Cloud Controller: {e}"));
+            })
+            .ok();
+        let mut listed =
+            |state: TargetState, result: Result<BTreeMap<AppGuid, ETag>, StoreError>| {
+                result
+                .map_err(|e| {
+                    self.metrics
+                        .pass_failures
+                        .with_label_values(&["store_listing"])
+                        .inc();
+                    tracing::warn!(%state, error = %e, "store listing failed: nothing is deleted or moved this pass");
+                    failures.push(format!("listing {state}/: {e}"));
+                })
+                .ok()
+            };
+        let active = listed(TargetState::Active, active);
+        let inactive = listed(TargetState::Inactive, inactive);
+        Ok(Read {
+            desired: Desired { bound, cc },
+            actual: Actual { active, inactive },
+            newest,
+            failures,
+        })
+    }
+
+    /// One state's listing, with ETags. (The store lists whole directories; the fast path
+    /// pays a listing too, ceil(N/1000) requests, which keeps stray-file detection exact.)
+    async fn listing(
+        &self,
+        state: TargetState,
+        scope: &Scope,
+    ) -> Result<BTreeMap<AppGuid, ETag>, StoreError> {
+        let entries = self.store.list_apps(state).await?;
+        if scope == &Scope::All {
+            self.metrics
+                .targets
+                .with_label_values(&[state.dir_name()])
+                .set(entries.len() as i64);
+        }
+        Ok(entries.into_iter().map(|t| (t.app_guid, t.etag)).collect())
+    }
+
+    async fn apply(&self, plan: &Plan, newest: &BTreeMap<AppGuid, String>) -> ApplyOutcome {
+        apply(
+            &self.db,
+            self.store.as_ref(),
+            plan,
+            newest,
+            self.settings.concurrency,
+            &self.metrics,
+        )
+        .await
+    }
+}
+
+/// The lease of a running pass. Call [`Lease::release`]; dropping it only stops the
+/// renewal (the lease then expires).
+pub(crate) struct Lease {
+    db: Db,
+    holder: String,
+    renew: tokio::task::JoinHandle<()>,
+}
+
+impl Lease {
+    pub(crate) async fn release(self) {
+        self.renew.abort();
+        if let Err(e) = self.db.release_lease(RECONCILE_LEASE, &self.holder).await {
+            tracing::warn!(error = %e, "cannot release the reconcile lease (it will expire)");
+        }
+    }
+}
+
+impl Drop for Lease {
+    fn drop(&mut self) {
+        self.renew.abort();
+    }
+}
+
+/// What apply did.
+#[derive(Debug, Default)]
+pub struct ApplyOutcome {
+    pub applied: BTreeMap<&'static str, u64>,
+    pub superseded: Vec<AppGuid>,
+    pub failed: Vec<(AppGuid, String)>,
+}
+
+enum AppResult {
+    Applied(Vec<&'static str>),
+    Superseded,
+    Failed(String, Vec<&'static str>, Vec<&'static str>),
+}
+
+/// Applies `plan`: each app's actions in plan order, apps `concurrency` at a time.
+///
+/// **No lost updates against the broker.** Each app's actions run inside
+/// [`Db::lock_app`], the same per-app transaction the broker holds while it changes the
+/// app's bindings and writes or deletes its files. Under that lock the app's newest
+/// binding is read again and compared with `newest` (what the plan was computed from):
+///
+/// - no binding any more where the plan saw one: an unbind won while the pass ran and
+///   removed the files; writing would resurrect them, so the app is skipped;
+/// - a different newest binding (a bind, or an unbind of the newest of several): the
+///   broker wrote the app's file itself from a fresher Cloud Controller read, with the
+///   parameters that now apply; overwriting it with the plan's would lose that, so the
+///   app is skipped;
+/// - a binding where the plan saw none (a bind after a stray file was planned for
+///   removal): the file is the bind's; skipped as well.
+///
+/// A skipped app is counted as `superseded`, not failed: the next pass starts from the
+/// new bindings. Why the lock and not a conditional store write (`If-Match`): the
+/// directory backend and older S3-compatible stores have no conditional writes, a
+/// condition on the file cannot see an unbind that already removed it and a re-bind
+/// that wrote it again, and the bindings are the source of truth, so that is what is
+/// checked, atomically with the write.
+pub async fn apply(
+    db: &Db,
+    store: &dyn TargetStore,
+    plan: &Plan,
+    newest: &BTreeMap<AppGuid, String>,
+    concurrency: usize,
+    metrics: &UpdaterMetrics,
+) -> ApplyOutcome {
+    // Group by app, keeping plan order within each app (e.g. write active/, then remove
+    // the stale copy in inactive/); orphaned apps need their bindings marked even when
+    // their files are already gone.
+    let mut groups: BTreeMap<&AppGuid, Vec<&Action>> = BTreeMap::new();
+    for action in &plan.actions {
+        groups.entry(action.app()).or_default().push(action);
+    }
+    for app in &plan.orphaned {
+        groups.entry(app).or_default();
+    }
+    let orphaned: BTreeSet<&AppGuid> = plan.orphaned.iter().collect();
+    let results: Vec<(AppGuid, AppResult)> = stream::iter(groups)
+        .map(|(app, actions)| {
+            let expected = newest.get(app);
+            let orphan = orphaned.contains(app);
+            async move {
+                let result = apply_app(db, store, app, &actions, expected, orphan).await;
+                (app.clone(), result)
+            }
+        })
+        .buffer_unordered(concurrency.max(1))
+        .collect()
+        .await;
+
+    let mut outcome = ApplyOutcome::default();
+    for (app, result) in results {
+        match result {
+            AppResult::Applied(kinds) => {
+                for kind in kinds {
+                    *outcome.applied.entry(kind).or_default() += 1;
+                    metrics.actions.with_label_values(&[kind, "applied"]).inc();
+                }
+            }
+            AppResult::Superseded => {
+                for action in plan.actions.iter().filter(|a| a.app() == &app) {
+                    metrics
+                        .actions
+                        .with_label_values(&[action.kind(), "superseded"])
+                        .inc();
+                }
+                outcome.superseded.push(app);
+            }
+            AppResult::Failed(why, done, failed) => {
+                tracing::error!(app_guid = %app, error = %why, "applying the app's actions failed");
+                for kind in done {
+                    *outcome.applied.entry(kind).or_default() += 1;
+                    metrics.actions.with_label_values(&[kind, "applied"]).inc();
+                }
+                for kind in failed {
+                    metrics.actions.with_label_values(&[kind, "failed"]).inc();
+                }
+                outcome.failed.push((app, why));
+            }
+        }
+    }
+    outcome.failed.sort();
+    outcome.superseded.sort();
+    outcome
+}
+
+#[tracing::instrument(skip_all, fields(app_guid = %app))]
+async fn apply_app(
+    db: &Db,
+    store: &dyn TargetStore,
+    app: &AppGuid,
+    actions: &[&Action],
+    expected: Option<&String>,
+    orphan: bool,
+) -> AppResult {
+    let kinds = || actions.iter().map(|a| a.kind()).collect::<Vec<_>>();
+    let mut tx = match db.lock_app(app).await {
+        Ok(tx) => tx,
+        Err(e) => return AppResult::Failed(cause_chain(&e), Vec::new(), kinds()),
+    };
+    let current = match tx.bindings().await {
+        Ok(bindings) => bindings.into_iter().next().map(|b| b.binding_id),
+        Err(e) => return AppResult::Failed(cause_chain(&e), Vec::new(), kinds()),
+    };
+    if current.as_ref() != expected {
+        tracing::info!(
+            planned_binding = expected.map(String::as_str),
+            current_binding = current.as_deref(),
+            "the app's bindings changed during the pass: leaving its files to the broker"
+        );
+        return AppResult::Superseded;
+    }
+    let mut done = Vec::new();
+    for (i, action) in actions.iter().enumerate() {
+        if let Err(e) = apply_action(store, action).await {
+            // Dropping `tx` rolls back: nothing of the app's rows changed.
+            return AppResult::Failed(
+                format!("{}: {}", action.kind(), cause_chain(&e)),
+                done,
+                actions[i..].iter().map(|a| a.kind()).collect(),
+            );
+        }
+        tracing::info!(action = %action, "applied");
+        done.push(action.kind());
+    }
+    if orphan {
+        match tx.mark_orphaned().await {
+            Ok(0) => {}
+            Ok(n) => tracing::warn!(
+                bindings = n,
+                "the Cloud Controller no longer knows the app: its bindings are marked orphaned"
+            ),
+            Err(e) => return AppResult::Failed(cause_chain(&e), done, Vec::new()),
+        }
+    }
+    match tx.commit().await {
+        Ok(()) => AppResult::Applied(done),
+        Err(e) => AppResult::Failed(cause_chain(&e), done, Vec::new()),
+    }
+}
+
+async fn apply_action(store: &dyn TargetStore, action: &Action) -> Result<(), StoreError> {
+    match action {
+        Action::Write {
+            app, state, body, ..
+        } => store
+            .write_app(*state, app, Bytes::from(body.clone()))
+            .await
+            .map(drop),
+        // Write the destination with current content first, then remove the source: the
+        // app is never without a file (STYLE.md; `TargetStore::move_app` has the same
+        // order but would carry stale content).
+        Action::Move {
+            app,
+            from,
+            to,
+            body,
+            ..
+        } => {
+            store.write_app(*to, app, Bytes::from(body.clone())).await?;
+            store.remove_app(*from, app).await
+        }
+        Action::Remove { app, state, .. } => store.remove_app(*state, app).await,
+    }
+}
+
+fn scope_label(scope: &Scope) -> &'static str {
+    match scope {
+        Scope::All => "full",
+        Scope::Apps(_) => "apps",
+    }
+}
+
+fn unix_seconds() -> f64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0.0, |d| d.as_secs_f64())
+}
+
+/// An error and its causes on one line.
+pub fn cause_chain(e: &dyn std::error::Error) -> String {
+    let mut out = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        let text = s.to_string();
+        if !out.contains(&text) {
+            out.push_str(": ");
+            out.push_str(&text);
+        }
+        source = s.source();
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests;

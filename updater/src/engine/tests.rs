@@ -1,0 +1,204 @@
+//! Apply against a real (SQLite) database and an in-memory store: the per-app re-check
+//! that keeps a pass from undoing a concurrent bind or unbind, and per-app failures.
+
+use super::*;
+use gds_db::conformance::{app, new_binding, new_instance};
+use gds_db::{ConnectOptions, Insert};
+use gds_reconcile::Reason;
+use gds_store::MemoryStore;
+
+struct World {
+    db: Db,
+    store: MemoryStore,
+    _dir: tempfile::TempDir,
+}
+
+async fn world() -> World {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}/broker.db?mode=rwc", dir.path().display());
+    let db = Db::connect(&url, ConnectOptions::default()).await.unwrap();
+    db.create_instance(&new_instance("si-1")).await.unwrap();
+    World {
+        db,
+        store: MemoryStore::new(),
+        _dir: dir,
+    }
+}
+
+impl World {
+    async fn bind(&self, n: u32, binding: &str) {
+        let mut tx = self.db.lock_app(&app(n)).await.unwrap();
+        let outcome = tx
+            .insert_binding(&new_binding(binding, "si-1", "{}"))
+            .await
+            .unwrap();
+        assert!(matches!(outcome, Insert::Created(_)), "{outcome:?}");
+        tx.commit().await.unwrap();
+    }
+
+    async fn unbind(&self, n: u32, binding: &str) {
+        let mut tx = self.db.lock_app(&app(n)).await.unwrap();
+        tx.delete_binding(binding).await.unwrap().expect("bound");
+        tx.commit().await.unwrap();
+    }
+
+    async fn apply(&self, plan: &Plan, newest: &[(u32, &str)], concurrency: usize) -> ApplyOutcome {
+        let newest = newest
+            .iter()
+            .map(|(n, b)| (app(*n), b.to_string()))
+            .collect();
+        apply(
+            &self.db,
+            &self.store,
+            plan,
+            &newest,
+            concurrency,
+            &UpdaterMetrics::new(),
+        )
+        .await
+    }
+}
+
+fn write(n: u32, body: &str) -> Action {
+    Action::Write {
+        app: app(n),
+        name: format!("app-{n}"),
+        state: TargetState::Active,
+        body: body.as_bytes().to_vec(),
+        reason: Reason::Changed,
+    }
+}
+
+fn plan_of(actions: Vec<Action>) -> Plan {
+    Plan {
+        actions,
+        complete: true,
+        ..Plan::default()
+    }
+}
+
+#[tokio::test]
+async fn a_write_planned_before_an_unbind_does_not_resurrect_the_file() {
+    let w = world().await;
+    w.bind(1, "b-1").await;
+    // The pass read binding b-1 and planned a write; then the broker unbinds (and
+    // removes the files, of which there were none yet).
+    let plan = plan_of(vec![write(1, "[planned]")]);
+    w.unbind(1, "b-1").await;
+    let outcome = w.apply(&plan, &[(1, "b-1")], 4).await;
+    assert_eq!(outcome.superseded, [app(1)]);
+    assert!(outcome.applied.is_empty() && outcome.failed.is_empty());
+    assert!(w.store.raw_keys().is_empty(), "{:?}", w.store.raw_keys());
+}
+
+#[tokio::test]
+async fn a_write_planned_before_a_newer_bind_leaves_the_binds_file_alone() {
+    let w = world().await;
+    w.bind(1, "b-1").await;
+    let plan = plan_of(vec![write(1, "[planned]")]);
+    // A newer bind writes its own file (with its own parameters) under the lock.
+    w.bind(1, "b-2").await;
+    w.store
+        .write_app(TargetState::Active, &app(1), Bytes::from_static(b"[bind]"))
+        .await
+        .unwrap();
+    let outcome = w.apply(&plan, &[(1, "b-1")], 4).await;
+    assert_eq!(outcome.superseded, [app(1)]);
+    let (body, _) = w
+        .store
+        .read_app(TargetState::Active, &app(1))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(&body[..], b"[bind]");
+}
+
+#[tokio::test]
+async fn a_stray_file_bound_during_the_pass_is_not_removed() {
+    let w = world().await;
+    w.store
+        .write_app(TargetState::Active, &app(1), Bytes::from_static(b"[bind]"))
+        .await
+        .unwrap();
+    let plan = plan_of(vec![Action::Remove {
+        app: app(1),
+        state: TargetState::Active,
+        reason: Reason::Unbound,
+    }]);
+    w.bind(1, "b-1").await;
+    let outcome = w.apply(&plan, &[], 4).await;
+    assert_eq!(outcome.superseded, [app(1)]);
+    assert_eq!(
+        w.store.raw_keys(),
+        ["active/00000000-0000-4000-8000-000000000001.json"]
+    );
+}
+
+#[tokio::test]
+async fn unchanged_bindings_let_every_action_through_in_order_and_orphans_are_marked() {
+    let w = world().await;
+    w.bind(1, "b-1").await;
+    w.bind(2, "b-2").await;
+    w.store
+        .write_app(TargetState::Active, &app(1), Bytes::from_static(b"[old]"))
+        .await
+        .unwrap();
+    w.store
+        .write_app(
+            TargetState::Inactive,
+            &app(2),
+            Bytes::from_static(b"[gone]"),
+        )
+        .await
+        .unwrap();
+    let mut plan = plan_of(vec![
+        Action::Move {
+            app: app(1),
+            name: "app-1".into(),
+            from: TargetState::Active,
+            to: TargetState::Inactive,
+            body: b"[stopped]".to_vec(),
+            reason: Reason::Stopped,
+        },
+        Action::Remove {
+            app: app(2),
+            state: TargetState::Inactive,
+            reason: Reason::AppDeleted,
+        },
+    ]);
+    plan.orphaned = vec![app(2)];
+    let outcome = w.apply(&plan, &[(1, "b-1"), (2, "b-2")], 4).await;
+    assert!(
+        outcome.failed.is_empty() && outcome.superseded.is_empty(),
+        "{outcome:?}"
+    );
+    assert_eq!(
+        outcome.applied,
+        [("deactivate", 1), ("remove", 1)].into_iter().collect()
+    );
+    assert_eq!(
+        w.store.raw_keys(),
+        ["inactive/00000000-0000-4000-8000-000000000001.json"]
+    );
+    let orphaned = w.db.orphaned_bindings().await.unwrap();
+    assert_eq!(orphaned.len(), 1);
+    assert_eq!(orphaned[0].binding_id, "b-2");
+}
+
+#[tokio::test]
+async fn one_failing_app_is_reported_and_the_others_still_apply() {
+    let w = world().await;
+    w.bind(1, "b-1").await;
+    w.bind(2, "b-2").await;
+    let plan = plan_of(vec![write(1, "[one]"), write(2, "[two]")]);
+    // Apps are applied in GUID order at concurrency 1: the first store call fails.
+    w.store.fail_next(1);
+    let outcome = w.apply(&plan, &[(1, "b-1"), (2, "b-2")], 1).await;
+    assert_eq!(outcome.failed.len(), 1, "{outcome:?}");
+    assert_eq!(outcome.failed[0].0, app(1));
+    assert_eq!(outcome.applied, [("write", 1)].into_iter().collect());
+    assert_eq!(
+        w.store.raw_keys(),
+        ["active/00000000-0000-4000-8000-000000000002.json"]
+    );
+}

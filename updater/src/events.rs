@@ -1,0 +1,222 @@
+//! The fast path: Cloud Controller audit events since a cursor kept in the database,
+//! turned into a reconcile of just the apps they touch (reference/cf-platform.md 1.10:
+//! events are a trigger, never the source of truth; the scheduled full pass repairs
+//! anything missed).
+
+use std::collections::BTreeSet;
+use std::time::Duration;
+
+use gds_cf::AuditEvent;
+use gds_db::EventCursor;
+use gds_reconcile::Scope;
+use gds_targets::AppGuid;
+use time::OffsetDateTime;
+use time::format_description::well_known::Rfc3339;
+
+use crate::engine::{PassError, PassReport, Reconciler};
+
+/// The cursor's name in the database.
+pub const CURSOR: &str = "audit_events";
+
+/// The event types that can change an app's targets. Process events name the app as
+/// their target, so scale and rolling-deploy events are caught by app GUID too.
+pub const EVENT_TYPES: &[&str] = &[
+    "audit.app.start",
+    "audit.app.stop",
+    "audit.app.restart",
+    "audit.app.restage",
+    "audit.app.update",
+    "audit.app.delete-request",
+    "audit.app.process.scale",
+    "audit.app.process.update",
+    "audit.app.process.create",
+    "audit.app.process.delete",
+    "audit.app.map-route",
+    "audit.app.unmap-route",
+    "audit.app.deployment.create",
+    "audit.app.deployment.cancel",
+    "audit.app.droplet.mapped",
+];
+
+/// Where a cursor starts when none was saved: a minute back, so that clock skew between
+/// us and the Cloud Controller loses nothing (reconciling an app twice is harmless).
+const START_BACK: Duration = Duration::from_secs(60);
+
+/// The new events' apps and the cursor after them. Events come oldest first, all at
+/// or after `cursor.last_second` (`created_ats[gte]`); the ones already seen in that
+/// second are dropped. The new cursor remembers every event of its last second, since
+/// the next poll asks for that second again.
+pub fn digest(
+    cursor: &EventCursor,
+    events: &[AuditEvent],
+) -> (BTreeSet<AppGuid>, EventCursor, usize) {
+    let fresh: Vec<&AuditEvent> = events
+        .iter()
+        .filter(|e| e.created_at.as_str() >= cursor.last_second.as_str())
+        .filter(|e| !(e.created_at == cursor.last_second && cursor.seen.contains(&e.guid)))
+        .collect();
+    let apps = fresh
+        .iter()
+        .filter_map(|e| e.target.as_ref())
+        .filter(|t| t.target_type == "app")
+        .filter_map(|t| AppGuid::parse(&t.guid).ok())
+        .collect();
+    let last_second = events
+        .iter()
+        .map(|e| e.created_at.as_str())
+        .chain([cursor.last_second.as_str()])
+        .max()
+        .unwrap_or_default()
+        .to_owned();
+    let mut seen: BTreeSet<String> = events
+        .iter()
+        .filter(|e| e.created_at == last_second)
+        .map(|e| e.guid.clone())
+        .collect();
+    if last_second == cursor.last_second {
+        seen.extend(cursor.seen.iter().cloned());
+    }
+    (apps, EventCursor { last_second, seen }, fresh.len())
+}
+
+/// `YYYY-MM-DDThh:mm:ssZ`, `back` before now.
+pub fn second_before_now(back: Duration) -> String {
+    let t = OffsetDateTime::now_utc() - back;
+    let t = t.replace_nanosecond(0).unwrap_or(t);
+    t.format(&Rfc3339)
+        .unwrap_or_else(|_| "1970-01-01T00:00:00Z".into())
+}
+
+impl Reconciler {
+    /// One poll of the fast path, under the reconcile lease: reads the cursor, the events
+    /// since, reconciles the bound apps they touch, and moves the cursor on when the
+    /// pass read everything it needed (otherwise the same events are tried again).
+    /// `Ok(None)` when no new event touched an app.
+    pub async fn follow_events(&self) -> Result<Option<PassReport>, PassError> {
+        let lease = self.lease().await?;
+        let result = self.follow_events_locked().await;
+        lease.release().await;
+        result
+    }
+
+    async fn follow_events_locked(&self) -> Result<Option<PassReport>, PassError> {
+        let cursor = match self.db().event_cursor(CURSOR).await? {
+            Some(cursor) => cursor,
+            None => EventCursor {
+                last_second: second_before_now(START_BACK),
+                seen: BTreeSet::new(),
+            },
+        };
+        let events = match self
+            .cf()
+            .audit_events(EVENT_TYPES, &cursor.last_second)
+            .await
+        {
+            Ok(events) => events,
+            Err(e) => {
+                self.metrics()
+                    .pass_failures
+                    .with_label_values(&["audit_events"])
+                    .inc();
+                self.metrics()
+                    .observe_cf_requests(&self.cf().request_stats());
+                return Err(PassError::AuditEvents(e));
+            }
+        };
+        let (apps, next, fresh) = digest(&cursor, &events);
+        self.metrics().audit_events.inc_by(fresh as u64);
+        if apps.is_empty() {
+            if next != cursor {
+                self.db().save_event_cursor(CURSOR, &next).await?;
+            }
+            self.metrics()
+                .observe_cf_requests(&self.cf().request_stats());
+            return Ok(None);
+        }
+        tracing::info!(
+            events = fresh,
+            apps = apps.len(),
+            "audit events: reconciling the apps they touch"
+        );
+        let report = self.pass_locked(&Scope::Apps(apps)).await?;
+        if report.plan.complete {
+            self.db().save_event_cursor(CURSOR, &next).await?;
+        }
+        Ok(Some(report))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use gds_cf::EventTarget;
+
+    const A: &str = "aaaaaaaa-0000-4000-8000-000000000001";
+    const B: &str = "aaaaaaaa-0000-4000-8000-000000000002";
+
+    fn event(guid: &str, at: &str, target: &str, kind: &str) -> AuditEvent {
+        AuditEvent {
+            guid: guid.into(),
+            created_at: at.into(),
+            event_type: "audit.app.process.scale".into(),
+            target: Some(EventTarget {
+                guid: target.into(),
+                target_type: kind.into(),
+            }),
+        }
+    }
+
+    fn cursor(second: &str, seen: &[&str]) -> EventCursor {
+        EventCursor {
+            last_second: second.into(),
+            seen: seen.iter().map(|s| s.to_string()).collect(),
+        }
+    }
+
+    #[test]
+    fn events_already_seen_in_the_cursors_second_are_dropped() {
+        let start = cursor("2026-01-01T00:00:05Z", &["e1"]);
+        let events = [
+            event("e1", "2026-01-01T00:00:05Z", A, "app"),
+            event("e2", "2026-01-01T00:00:05Z", B, "app"),
+        ];
+        let (apps, next, fresh) = digest(&start, &events);
+        assert_eq!(fresh, 1);
+        assert_eq!(apps, [AppGuid::parse(B).unwrap()].into());
+        assert_eq!(next, cursor("2026-01-01T00:00:05Z", &["e1", "e2"]));
+    }
+
+    #[test]
+    fn the_cursor_moves_to_the_newest_second_and_remembers_only_its_events() {
+        let start = cursor("2026-01-01T00:00:05Z", &["e1"]);
+        let events = [
+            event("e1", "2026-01-01T00:00:05Z", A, "app"),
+            event("e2", "2026-01-01T00:00:06Z", A, "app"),
+            event("e3", "2026-01-01T00:00:07Z", B, "app"),
+            event("e4", "2026-01-01T00:00:07Z", "binding-1", "service_binding"),
+        ];
+        let (apps, next, fresh) = digest(&start, &events);
+        assert_eq!(fresh, 3);
+        assert_eq!(
+            apps,
+            [AppGuid::parse(A).unwrap(), AppGuid::parse(B).unwrap()].into()
+        );
+        assert_eq!(next, cursor("2026-01-01T00:00:07Z", &["e3", "e4"]));
+    }
+
+    #[test]
+    fn no_events_leave_the_cursor_as_it_was() {
+        let start = cursor("2026-01-01T00:00:05Z", &["e1"]);
+        let (apps, next, fresh) = digest(&start, &[]);
+        assert!(apps.is_empty());
+        assert_eq!(fresh, 0);
+        assert_eq!(next, start);
+    }
+
+    #[test]
+    fn the_start_second_has_the_cloud_controllers_format() {
+        let s = second_before_now(Duration::from_secs(60));
+        assert_eq!(s.len(), "2026-01-01T00:00:00Z".len(), "{s}");
+        assert!(s.ends_with('Z'), "{s}");
+    }
+}

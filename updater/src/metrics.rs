@@ -1,0 +1,166 @@
+//! The updater's metrics (`gds_updater_*`), served on `GET /metrics`.
+
+use gds_cf::RequestStats;
+use prometheus::{
+    Gauge, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry,
+};
+
+/// Every metric of a reconciler, in one registry. Cheap to clone (shared handles).
+#[derive(Clone, Debug)]
+pub struct UpdaterMetrics {
+    pub registry: Registry,
+    /// `gds_updater_last_success_timestamp_seconds`: end of the last successful pass.
+    pub last_success: Gauge,
+    /// `gds_updater_pass_duration_seconds{scope}`: `full` or `apps` (the fast path).
+    pub pass_duration: HistogramVec,
+    /// `gds_updater_passes_total{scope,outcome}`: `ok`, `failed`, `busy`.
+    pub passes: IntCounterVec,
+    /// `gds_updater_pass_failures_total{kind}`: `database`, `cloud_controller`,
+    /// `store_listing`, `apply`, `audit_events`.
+    pub pass_failures: IntCounterVec,
+    /// `gds_updater_actions_total{kind,outcome}`: kind `write`, `activate`,
+    /// `deactivate`, `remove`; outcome `applied`, `failed`, `superseded` (the broker
+    /// changed the app's bindings during the pass, so its action was dropped).
+    pub actions: IntCounterVec,
+    /// `gds_updater_held_back_deletions`: destructive actions the last pass held back.
+    pub held_back: IntGauge,
+    /// `gds_updater_orphaned_bindings`: bindings whose app the Cloud Controller no
+    /// longer knows.
+    pub orphaned_bindings: IntGauge,
+    /// `gds_updater_targets{state}`: files in `active/` and `inactive/` at the last full
+    /// listing.
+    pub targets: IntGaugeVec,
+    /// `gds_updater_cf_requests_total{endpoint,status}`: Cloud Controller and UAA
+    /// requests (status 0: no answer).
+    pub cf_requests: IntCounterVec,
+    /// `gds_updater_audit_events_total`: new audit events handled by the fast path.
+    pub audit_events: prometheus::IntCounter,
+}
+
+impl Default for UpdaterMetrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl UpdaterMetrics {
+    pub fn new() -> Self {
+        let registry = Registry::new();
+        let last_success = Gauge::new(
+            "gds_updater_last_success_timestamp_seconds",
+            "Unix time at which the last successful reconcile pass ended.",
+        )
+        .expect("valid metric");
+        let pass_duration = HistogramVec::new(
+            HistogramOpts::new(
+                "gds_updater_pass_duration_seconds",
+                "Duration of reconcile passes, by scope (full, apps).",
+            )
+            .buckets(vec![
+                0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0,
+            ]),
+            &["scope"],
+        )
+        .expect("valid metric");
+        let passes = IntCounterVec::new(
+            Opts::new(
+                "gds_updater_passes_total",
+                "Reconcile passes, by scope and outcome (ok, failed, busy).",
+            ),
+            &["scope", "outcome"],
+        )
+        .expect("valid metric");
+        let pass_failures = IntCounterVec::new(
+            Opts::new(
+                "gds_updater_pass_failures_total",
+                "Failed reconcile steps, by kind.",
+            ),
+            &["kind"],
+        )
+        .expect("valid metric");
+        let actions = IntCounterVec::new(
+            Opts::new(
+                "gds_updater_actions_total",
+                "Planned changes to the bucket, by kind and outcome.",
+            ),
+            &["kind", "outcome"],
+        )
+        .expect("valid metric");
+        let held_back = IntGauge::new(
+            "gds_updater_held_back_deletions",
+            "Deletions and deactivations the last pass held back (bounded-deletion valve).",
+        )
+        .expect("valid metric");
+        let orphaned_bindings = IntGauge::new(
+            "gds_updater_orphaned_bindings",
+            "Bindings whose app the Cloud Controller no longer knows.",
+        )
+        .expect("valid metric");
+        let targets = IntGaugeVec::new(
+            Opts::new(
+                "gds_updater_targets",
+                "Target files in the bucket at the last full pass, by state.",
+            ),
+            &["state"],
+        )
+        .expect("valid metric");
+        let cf_requests = IntCounterVec::new(
+            Opts::new(
+                "gds_updater_cf_requests_total",
+                "Cloud Controller and UAA requests, by endpoint and HTTP status (0: no answer).",
+            ),
+            &["endpoint", "status"],
+        )
+        .expect("valid metric");
+        let audit_events = prometheus::IntCounter::new(
+            "gds_updater_audit_events_total",
+            "New audit events read by the fast path.",
+        )
+        .expect("valid metric");
+        for m in [
+            Box::new(last_success.clone()) as Box<dyn prometheus::core::Collector>,
+            Box::new(pass_duration.clone()),
+            Box::new(passes.clone()),
+            Box::new(pass_failures.clone()),
+            Box::new(actions.clone()),
+            Box::new(held_back.clone()),
+            Box::new(orphaned_bindings.clone()),
+            Box::new(targets.clone()),
+            Box::new(cf_requests.clone()),
+            Box::new(audit_events.clone()),
+        ] {
+            registry.register(m).expect("unique metric names");
+        }
+        Self {
+            registry,
+            last_success,
+            pass_duration,
+            passes,
+            pass_failures,
+            actions,
+            held_back,
+            orphaned_bindings,
+            targets,
+            cf_requests,
+            audit_events,
+        }
+    }
+
+    /// Brings the request counters up to the client's own tally.
+    pub fn observe_cf_requests(&self, stats: &RequestStats) {
+        for ((endpoint, status), count) in &stats.by_endpoint {
+            let counter = self
+                .cf_requests
+                .with_label_values(&[endpoint.as_str(), &status.to_string()]);
+            let seen = counter.get();
+            if *count > seen {
+                counter.inc_by(count - seen);
+            }
+        }
+    }
+
+    /// The text exposition.
+    pub fn render(&self) -> String {
+        gds_service::metrics::render(&self.registry)
+    }
+}

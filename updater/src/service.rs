@@ -1,0 +1,197 @@
+//! The long-running updater: a full pass at start and on the schedule, the audit-event
+//! fast path every few seconds, `/health` and `/metrics` on `PORT`.
+//!
+//! Passes of one process run one after another from a single loop (the scheduler only
+//! sends ticks), so the schedule and the fast path never overlap here; across processes
+//! the database lease keeps one pass at a time.
+
+use std::net::{SocketAddr, TcpListener};
+use std::sync::Arc;
+use std::time::Duration;
+
+use actix_web::dev::Server;
+use actix_web::{App, HttpResponse, HttpServer, web};
+use anyhow::Context;
+use gds_cf::CfClient;
+use gds_db::{ConnectOptions, Db};
+use gds_reconcile::Scope;
+use tokio::sync::mpsc;
+use tokio_cron_scheduler::{Job, JobScheduler};
+
+use crate::config::{Schedule, UpdaterConfig};
+use crate::engine::{PassError, Reconciler, cause_chain};
+use crate::metrics::UpdaterMetrics;
+
+/// Connects to the database (running migrations), opens the store and builds the Cloud
+/// Controller client. Makes no Cloud Controller request.
+pub async fn build_reconciler(config: &UpdaterConfig) -> anyhow::Result<Reconciler> {
+    let db = Db::connect(
+        config.database_url.expose(),
+        ConnectOptions {
+            max_connections: config.database_max_connections,
+            ..ConnectOptions::default()
+        },
+    )
+    .await
+    .context("preparing the database (DATABASE_URL)")?;
+    let store = config
+        .store
+        .clone()
+        .open()
+        .context("opening the target store")?;
+    let cf = CfClient::new(config.cf.clone()).context("building the Cloud Controller client")?;
+    Ok(Reconciler::new(
+        db,
+        store,
+        Arc::new(cf),
+        config.model.clone(),
+        config.reconcile.clone(),
+        UpdaterMetrics::new(),
+    ))
+}
+
+/// The updater service, bound to its port.
+pub struct Service {
+    reconciler: Arc<Reconciler>,
+    server: Server,
+    local_addr: SocketAddr,
+    schedule: Schedule,
+    events_poll: Option<Duration>,
+}
+
+impl Service {
+    pub async fn build(config: UpdaterConfig) -> anyhow::Result<Service> {
+        let reconciler = Arc::new(build_reconciler(&config).await?);
+        let listener =
+            TcpListener::bind((config.listen_host.as_str(), config.port)).with_context(|| {
+                format!(
+                    "listening on {}:{} (LISTEN_HOST, PORT)",
+                    config.listen_host, config.port
+                )
+            })?;
+        let local_addr = listener.local_addr().context("reading the bound address")?;
+        let data = web::Data::from(reconciler.clone());
+        let server = HttpServer::new(move || {
+            App::new()
+                .app_data(data.clone())
+                .route("/health", web::get().to(health))
+                .route("/metrics", web::get().to(metrics))
+        })
+        .workers(1)
+        .disable_signals()
+        .listen(listener)
+        .context("starting the HTTP server")?
+        .run();
+        Ok(Service {
+            reconciler,
+            server,
+            local_addr,
+            schedule: config.schedule,
+            events_poll: config.events_poll,
+        })
+    }
+
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local_addr
+    }
+
+    /// Runs until SIGTERM or Ctrl-C; a pass in progress finishes first.
+    pub async fn run_until_stopped(self) -> anyhow::Result<()> {
+        let handle = self.server.handle();
+        let server = tokio::spawn(self.server);
+        let (ticks, mut full) = mpsc::channel::<()>(1);
+        let scheduler = JobScheduler::new()
+            .await
+            .context("starting the scheduler")?;
+        let job = {
+            let ticks = ticks.clone();
+            let tick = move |_, _| {
+                let ticks = ticks.clone();
+                Box::pin(async move {
+                    // A full pass already waiting makes another one pointless.
+                    let _ = ticks.try_send(());
+                })
+                    as std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>>
+            };
+            match &self.schedule {
+                Schedule::Cron(expr) => Job::new_async(expr.as_str(), tick),
+                Schedule::Every(every) => Job::new_repeated_async(*every, tick),
+            }
+            .context("scheduling the full reconcile")?
+        };
+        scheduler
+            .add(job)
+            .await
+            .context("scheduling the full reconcile")?;
+        scheduler.start().await.context("starting the scheduler")?;
+        // The first full pass at once: the bucket may have drifted while we were down.
+        let _ = ticks.try_send(());
+        tracing::info!(schedule = ?self.schedule, events_poll = ?self.events_poll, "updater started");
+
+        let mut poll = self.events_poll.map(|every| {
+            let mut interval = tokio::time::interval(every);
+            interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            interval
+        });
+        let shutdown = gds_service::shutdown_signal();
+        tokio::pin!(shutdown);
+        loop {
+            tokio::select! {
+                () = &mut shutdown => break,
+                Some(()) = full.recv() => {
+                    match self.reconciler.run_pass(Scope::All).await {
+                        Ok(_) => {}
+                        Err(PassError::Busy) => tracing::info!("full pass skipped: another updater is reconciling"),
+                        Err(e) => tracing::error!(error = %cause_chain(&e), "full pass failed"),
+                    }
+                }
+                _ = async { poll.as_mut().expect("guarded").tick().await }, if poll.is_some() => {
+                    match self.reconciler.follow_events().await {
+                        Ok(_) => {}
+                        Err(PassError::Busy) => tracing::debug!("fast path skipped: another updater is reconciling"),
+                        Err(e) => tracing::warn!(error = %cause_chain(&e), "fast path failed; trying again at the next poll"),
+                    }
+                }
+            }
+        }
+        tracing::info!("stopping");
+        let mut scheduler = scheduler;
+        let _ = scheduler.shutdown().await;
+        handle.stop(true).await;
+        let _ = server.await;
+        self.reconciler.db().close().await;
+        Ok(())
+    }
+}
+
+/// `GET /health`: `200` when the database answers, `503` otherwise.
+async fn health(reconciler: web::Data<Reconciler>) -> HttpResponse {
+    match reconciler.db().ping().await {
+        Ok(()) => json_reply(HttpResponse::Ok(), serde_json::json!({"status": "ok"})),
+        Err(e) => {
+            tracing::error!(error = %cause_chain(&e), "health check: the database does not answer");
+            json_reply(
+                HttpResponse::ServiceUnavailable(),
+                serde_json::json!({"status": "unavailable", "description": "the database does not answer"}),
+            )
+        }
+    }
+}
+
+/// `GET /metrics`: Prometheus text format.
+async fn metrics(reconciler: web::Data<Reconciler>) -> HttpResponse {
+    let metrics = reconciler.metrics();
+    metrics.observe_cf_requests(&reconciler.cf().request_stats());
+    HttpResponse::Ok()
+        .content_type(gds_service::metrics::CONTENT_TYPE)
+        .body(metrics.render())
+}
+
+fn json_reply(
+    mut builder: actix_web::HttpResponseBuilder,
+    body: serde_json::Value,
+) -> HttpResponse {
+    builder
+        .content_type("application/json")
+        .body(body.to_string())
+}
