@@ -10,12 +10,12 @@ help: ## List the targets
 demo: ## Run the demo on embedded defaults (Ctrl-C stops it)
 	@scripts/demo.sh
 
-test: ## Everything CI runs: install test deps, fmt check, clippy, unit and integration tests
+test: ## Everything CI runs: install test deps (moto, PostgreSQL, Prometheus, nginx), fmt check, clippy, all tests
 	@scripts/install-test-deps.sh
 	cargo fmt --all -- --check
 	cargo clippy --workspace --all-targets --locked -- -D warnings
 	cargo build --workspace --bins --examples --locked
-	scripts/s3-test-server.sh cargo test --workspace --locked
+	scripts/s3-test-server.sh scripts/pg-test-server.sh cargo test --workspace --locked
 
 lint: ## Only formatting and clippy
 	cargo fmt --all -- --check && cargo clippy --workspace --all-targets --locked -- -D warnings
@@ -25,7 +25,8 @@ unit: ## Only the tests that need no servers
 
 bench: ## Benchmarks that print figures (see docs/BENCHMARKS.md)
 	@scripts/install-test-deps.sh
-	scripts/s3-test-server.sh cargo test --release -p gds-tests --test integration --locked -- --ignored --nocapture bench_
+	cargo build --release --workspace --bins --locked
+	scripts/s3-test-server.sh scripts/pg-test-server.sh cargo test --release -p gds-tests --test integration --locked -- --ignored --nocapture --test-threads 1 bench_
 
 build: ## Build every binary (debug)
 	cargo build --workspace --bins --locked

@@ -1,7 +1,14 @@
 //! The workspace's integration tests: one binary, so the build is shared. Every test
-//! starts the real processes it needs (the CF simulator, an S3-compatible server) on free
-//! ports; `make test` builds the binaries and starts the S3 server first.
+//! starts the real processes it needs (the CF simulator, the services, Prometheus, nginx)
+//! on free ports; `make test` builds the binaries first and starts the shared servers
+//! (moto, a throwaway PostgreSQL cluster) once for the whole run.
 
+mod broker;
+mod broker_db;
 mod cf_client;
 mod harness;
+mod proxy;
+mod sd_sync;
 mod store_s3;
+mod updater;
+mod updater_bench;
