@@ -57,42 +57,11 @@ async fn sim_requests(sim: &Running) -> Value {
 
 /// Every app GUID the simulator holds, read straight from its v3 API.
 async fn all_guids(sim: &Running) -> BTreeSet<AppGuid> {
-    let http = reqwest::Client::new();
-    let token: Value = http
-        .post(format!("{}/oauth/token", sim.base_url))
-        .basic_auth("cf", Some(""))
-        .form(&[
-            ("grant_type", "password"),
-            ("username", "admin"),
-            ("password", "admin"),
-        ])
-        .send()
+    crate::harness::sim_app_guids(&sim.base_url)
         .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let bearer = format!("bearer {}", token["access_token"].as_str().unwrap());
-    let mut guids = BTreeSet::new();
-    let mut next = Some(format!("{}/v3/apps?per_page=5000", sim.base_url));
-    while let Some(url) = next {
-        let page: Value = http
-            .get(url)
-            .header("Authorization", &bearer)
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
-        for app in page["resources"].as_array().unwrap() {
-            guids.insert(AppGuid::parse(app["guid"].as_str().unwrap()).unwrap());
-        }
-        next = page["pagination"]["next"]["href"]
-            .as_str()
-            .map(str::to_owned);
-    }
-    guids
+        .iter()
+        .map(|g| AppGuid::parse(g).unwrap())
+        .collect()
 }
 
 #[tokio::test]

@@ -69,3 +69,43 @@ pub fn start(name: &str, args: &[&str], env: &[(&str, &str)]) -> Running {
         .unwrap_or_else(|| panic!("unexpected first line from {name}: {line:?}"));
     Running { child, base_url }
 }
+
+/// Every app GUID a running `cf-sim` holds, read through its v3 API as the admin user.
+pub async fn sim_app_guids(sim_url: &str) -> Vec<String> {
+    let http = reqwest::Client::new();
+    let token: serde_json::Value = http
+        .post(format!("{sim_url}/oauth/token"))
+        .basic_auth("cf", Some(""))
+        .form(&[
+            ("grant_type", "password"),
+            ("username", "admin"),
+            ("password", "admin"),
+        ])
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let bearer = format!("bearer {}", token["access_token"].as_str().unwrap());
+    let mut guids = Vec::new();
+    let mut next = Some(format!("{sim_url}/v3/apps?per_page=5000"));
+    while let Some(url) = next {
+        let page: serde_json::Value = http
+            .get(url)
+            .header("Authorization", &bearer)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        for app in page["resources"].as_array().unwrap() {
+            guids.push(app["guid"].as_str().unwrap().to_owned());
+        }
+        next = page["pagination"]["next"]["href"]
+            .as_str()
+            .map(str::to_owned);
+    }
+    guids
+}

@@ -68,43 +68,7 @@ enum Store {
 
 /// Every app GUID the simulator holds.
 async fn app_guids(f: &Fixture) -> Vec<String> {
-    let token: Value = f
-        .http
-        .post(format!("{}/oauth/token", f.sim.base_url))
-        .basic_auth("cf", Some(""))
-        .form(&[
-            ("grant_type", "password"),
-            ("username", "admin"),
-            ("password", "admin"),
-        ])
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let bearer = format!("bearer {}", token["access_token"].as_str().unwrap());
-    let mut guids = Vec::new();
-    let mut next = Some(format!("{}/v3/apps?per_page=5000", f.sim.base_url));
-    while let Some(url) = next {
-        let page: Value = f
-            .http
-            .get(url)
-            .header("Authorization", &bearer)
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
-        for app in page["resources"].as_array().unwrap() {
-            guids.push(app["guid"].as_str().unwrap().to_owned());
-        }
-        next = page["pagination"]["next"]["href"]
-            .as_str()
-            .map(str::to_owned);
-    }
-    guids
+    crate::harness::sim_app_guids(&f.sim.base_url).await
 }
 
 struct Figures {
