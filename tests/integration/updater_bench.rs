@@ -84,7 +84,7 @@ async fn bench_updater() {
         again.max_rss_kb as f64 / 1024.0
     );
 
-    for poll in ["5", "1"] {
+    for poll in ["2", "1"] {
         fast_path(&f, &proxy, &apps, poll).await;
     }
 }
