@@ -7,7 +7,7 @@
 use std::future::Future;
 
 use aws_sdk_s3::error::{ProvideErrorMetadata, SdkError};
-use gds_store::{Bytes, ConfigError, ETag, S3Config, S3Store};
+use gds_store::{Bytes, ConfigError, ETag, S3Config, S3Store, error_chain};
 use prometheus::IntCounter;
 use tokio::sync::mpsc::UnboundedSender;
 
@@ -171,21 +171,6 @@ impl Source for S3Source {
         })?;
         Ok(Some(body.into_bytes()))
     }
-}
-
-/// `err: its source: its source's source…`, each message once.
-fn error_chain(err: &dyn std::error::Error) -> String {
-    let mut chain = err.to_string();
-    let mut source = err.source();
-    while let Some(cause) = source {
-        let text = cause.to_string();
-        if !chain.ends_with(&text) {
-            chain.push_str(": ");
-            chain.push_str(&text);
-        }
-        source = cause.source();
-    }
-    chain
 }
 
 /// An in-memory source for unit tests, with failure injection.

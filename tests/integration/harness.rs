@@ -39,13 +39,20 @@ impl Drop for Running {
 /// Starts `name` with `args`, waits for its ready line on stdout
 /// (`... listening on http://ADDR`) and returns its base URL.
 pub fn start(name: &str, args: &[&str], env: &[(&str, &str)]) -> Running {
-    let mut child = Command::new(bin_path(name))
-        .args(args)
-        .envs(env.iter().copied())
-        .env(
-            "RUST_LOG",
-            std::env::var("TEST_LOG").unwrap_or_else(|_| "warn".into()),
-        )
+    let mut command = Command::new(bin_path(name));
+    command.args(args).envs(env.iter().copied()).env(
+        "RUST_LOG",
+        std::env::var("TEST_LOG").unwrap_or_else(|_| "warn".into()),
+    );
+    let (child, base_url) = spawn_ready(command, name);
+    Running { child, base_url }
+}
+
+/// Spawns `command` with stdout piped, waits (30 s at most) for its first line, which
+/// must read `... listening on URL`, and returns the child and the URL. The rest of
+/// stdout is drained so the child never blocks on a full pipe.
+pub fn spawn_ready(mut command: Command, name: &str) -> (Child, String) {
+    let mut child = command
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
         .spawn()
@@ -57,7 +64,6 @@ pub fn start(name: &str, args: &[&str], env: &[(&str, &str)]) -> Running {
         if let Some(Ok(line)) = lines.next() {
             let _ = tx.send(line);
         }
-        // Keep draining so the child never blocks on a full pipe.
         for _ in lines {}
     });
     let line = rx
@@ -67,7 +73,7 @@ pub fn start(name: &str, args: &[&str], env: &[(&str, &str)]) -> Running {
         .split_once("listening on ")
         .map(|(_, url)| url.trim().trim_end_matches('/').to_owned())
         .unwrap_or_else(|| panic!("unexpected first line from {name}: {line:?}"));
-    Running { child, base_url }
+    (child, base_url)
 }
 
 /// Every app GUID a running `cf-sim` holds, read through its v3 API as the admin user.

@@ -10,7 +10,6 @@ mod prometheus;
 mod s3_stub;
 
 use std::collections::BTreeMap;
-use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -62,28 +61,7 @@ fn sd_sync_command(args: &[String], env: &[(&str, &str)]) -> Command {
 pub fn start_sd_sync(args: &[String]) -> SdSync {
     let mut args = args.to_vec();
     args.extend(["--listen".into(), "127.0.0.1:0".into()]);
-    let mut child = sd_sync_command(&args, &[])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .unwrap_or_else(|e| panic!("cannot start sd-sync: {e}"));
-    let stdout = child.stdout.take().expect("piped stdout");
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        let mut lines = BufReader::new(stdout).lines();
-        if let Some(Ok(line)) = lines.next() {
-            let _ = tx.send(line);
-        }
-        for _ in lines {}
-    });
-    let line = rx
-        .recv_timeout(Duration::from_secs(30))
-        .unwrap_or_else(|_| panic!("sd-sync printed no ready line within 30 s ({args:?})"));
-    let base_url = line
-        .strip_prefix("sd-sync listening on ")
-        .unwrap_or_else(|| panic!("unexpected first line from sd-sync: {line:?}"))
-        .trim()
-        .to_owned();
+    let (child, base_url) = crate::harness::spawn_ready(sd_sync_command(&args, &[]), "sd-sync");
     let pid = child.id();
     SdSync {
         child,

@@ -41,7 +41,7 @@ pub use config::StoreConfig;
 pub use dir::{DirStore, write_file_atomically};
 pub use error::{ConfigError, StoreError};
 pub use memory::MemoryStore;
-pub use s3::{S3Config, S3Store, SecretString};
+pub use s3::{S3Config, S3Store, SecretString, error_chain};
 
 /// Which of the two directories of the bucket an app's target file is in.
 ///

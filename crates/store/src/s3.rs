@@ -318,7 +318,7 @@ impl S3Store {
 /// `err: its source: its source's source…`, e.g. `dispatch failure: io error: client
 /// error (Connect): tcp connect error: Connection refused (os error 111)`. (The SDK's
 /// `DisplayErrorContext` appends a `Debug` dump, too much for a log line.)
-fn error_chain(err: &dyn std::error::Error) -> String {
+pub fn error_chain(err: &dyn std::error::Error) -> String {
     let mut chain = err.to_string();
     let mut source = err.source();
     while let Some(cause) = source {
