@@ -280,17 +280,8 @@ pub fn reply_for(op: Operation, err: &BrokerError) -> Reply {
     }
 }
 
-/// The whole cause chain of an error on one line, for logs.
-pub fn cause_chain(err: &(dyn std::error::Error + 'static)) -> String {
-    let mut line = err.to_string();
-    let mut source = err.source();
-    while let Some(cause) = source {
-        line.push_str(": ");
-        line.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    line
-}
+/// `err: cause: cause's cause…` on one line (the shared formatter).
+pub use gds_store::error_chain as cause_chain;
 
 /// The top-level object of a request body, field by field, with errors that name the
 /// field (serde's own messages only give a line and column).

@@ -693,20 +693,8 @@ fn unix_seconds() -> f64 {
         .map_or(0.0, |d| d.as_secs_f64())
 }
 
-/// An error and its causes on one line.
-pub fn cause_chain(e: &dyn std::error::Error) -> String {
-    let mut out = e.to_string();
-    let mut source = e.source();
-    while let Some(s) = source {
-        let text = s.to_string();
-        if !out.contains(&text) {
-            out.push_str(": ");
-            out.push_str(&text);
-        }
-        source = s.source();
-    }
-    out
-}
+/// `err: cause: cause's cause…` on one line (the shared formatter).
+pub use gds_store::error_chain as cause_chain;
 
 #[cfg(test)]
 mod tests;
