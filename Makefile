@@ -2,12 +2,12 @@
 SHELL := /bin/bash
 .DEFAULT_GOAL := help
 
-.PHONY: help demo test lint unit bench build clean
+.PHONY: help demo test lint unit bench build package clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-8s %s\n", $$1, $$2}'
 
-demo: ## Run the demo on embedded defaults (Ctrl-C stops it)
+demo: ## Run the whole stack on embedded defaults, walk a tenant's story, stay up (Ctrl-C stops it)
 	@scripts/demo.sh
 
 test: ## Everything CI runs: install test deps (moto, PostgreSQL, Prometheus, nginx), fmt check, clippy, all tests
@@ -30,6 +30,9 @@ bench: ## Benchmarks that print figures (see docs/BENCHMARKS.md)
 
 build: ## Build every binary (debug)
 	cargo build --workspace --bins --locked
+
+package: ## Release binaries staged for cf push (target/cf/; see README, Deploying)
+	@scripts/cf-package.sh
 
 clean: ## Remove build output and the test virtualenv
 	cargo clean && rm -rf .venv

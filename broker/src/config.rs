@@ -12,6 +12,39 @@ use gds_targets::ModelConfig;
 /// under the working directory, created at start.
 pub const DEFAULT_DATABASE_URL: &str = "sqlite://.data/broker.db?mode=rwc";
 
+/// The settings the broker reads itself (checked against this crate's sources by a unit
+/// test, see `gds_service::declared`).
+pub const SETTINGS: &[&str] = &[
+    "SERVICE_ID",
+    "SERVICE_NAME",
+    "PLAN_ID",
+    "BROKER_USERNAME",
+    "BROKER_PASSWORD",
+    "DATABASE_URL",
+    "DATABASE_MAX_CONNECTIONS",
+    "PAAS_DOMAIN",
+    "CACHE_EXPIRY_TIME",
+    "LISTEN_HOST",
+];
+
+/// Every setting the `broker` binary reads: its own, those of the reconcile pass behind
+/// `POST /update-targets`, the Cloud Controller client's, the store's and every service's
+/// (`PORT`, `VCAP_SERVICES`, ...), sorted. The deployment manifests are checked against
+/// this list.
+pub fn settings() -> Vec<&'static str> {
+    let mut all = [
+        SETTINGS,
+        gds_updater::ReconcileSettings::SETTINGS,
+        gds_cf::SETTINGS,
+        gds_store::SETTINGS,
+        gds_service::SETTINGS,
+    ]
+    .concat();
+    all.sort_unstable();
+    all.dedup();
+    all
+}
+
 /// A secret: usable, never printed.
 #[derive(Clone, PartialEq, Eq)]
 pub struct Secret(String);
@@ -189,6 +222,26 @@ fn store_error(e: gds_store::ConfigError) -> ConfigError {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn settings_declares_exactly_what_the_sources_read() {
+        let passed_through = [
+            gds_updater::ReconcileSettings::SETTINGS,
+            gds_cf::SETTINGS,
+            gds_store::SETTINGS,
+            gds_service::SETTINGS,
+        ]
+        .concat();
+        // HTTP methods of the OSB routes.
+        let not_settings = ["GET", "PUT", "PATCH", "DELETE", "POST"];
+        gds_service::declared::check_sources(
+            env!("CARGO_MANIFEST_DIR"),
+            SETTINGS,
+            &passed_through,
+            &not_settings,
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+    }
 
     fn complete() -> Vec<(&'static str, &'static str)> {
         vec![

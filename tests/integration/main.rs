@@ -7,6 +7,7 @@ mod broker;
 mod broker_db;
 mod cf_client;
 mod harness;
+mod manifests;
 mod proxy;
 mod sd_sync;
 mod store_s3;

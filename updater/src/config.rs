@@ -34,6 +34,35 @@ impl fmt::Debug for Secret {
     }
 }
 
+/// The settings the updater reads itself, besides [`ReconcileSettings::SETTINGS`] (checked
+/// against this crate's sources by a unit test, see `gds_service::declared`).
+pub const SETTINGS: &[&str] = &[
+    "DATABASE_URL",
+    "DATABASE_MAX_CONNECTIONS",
+    "PAAS_DOMAIN",
+    "UPDATE_TARGETS_SCHEDULE",
+    "UPDATE_TARGETS_RATE_SECONDS",
+    "AUDIT_EVENTS_POLL_SECONDS",
+    "LISTEN_HOST",
+];
+
+/// Every setting the `updater` binary reads: its own, a reconcile pass's, the Cloud
+/// Controller client's, the store's and every service's (`PORT`, `VCAP_SERVICES`, ...),
+/// sorted. The deployment manifests are checked against this list.
+pub fn settings() -> Vec<&'static str> {
+    let mut all = [
+        SETTINGS,
+        ReconcileSettings::SETTINGS,
+        gds_cf::SETTINGS,
+        gds_store::SETTINGS,
+        gds_service::SETTINGS,
+    ]
+    .concat();
+    all.sort_unstable();
+    all.dedup();
+    all
+}
+
 /// When full reconcile passes run.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Schedule {
@@ -69,6 +98,15 @@ impl Default for ReconcileSettings {
 }
 
 impl ReconcileSettings {
+    /// The settings [`ReconcileSettings::from_settings`] reads.
+    pub const SETTINGS: &[&str] = &[
+        "DELETION_MAX_SHARE",
+        "DELETION_MAX_COUNT",
+        "ALLOW_MASS_DELETION",
+        "UPDATER_CONCURRENCY",
+        "UPDATER_LEASE_SECONDS",
+    ];
+
     pub fn from_settings(settings: &Settings) -> Result<Self, SettingsError> {
         let defaults = Limits::default();
         Ok(Self {
@@ -199,6 +237,19 @@ fn store_error(e: gds_store::ConfigError) -> SettingsError {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn settings_declares_exactly_what_the_sources_read() {
+        let passed_through =
+            [gds_cf::SETTINGS, gds_store::SETTINGS, gds_service::SETTINGS].concat();
+        gds_service::declared::check_sources(
+            env!("CARGO_MANIFEST_DIR"),
+            &[SETTINGS, ReconcileSettings::SETTINGS].concat(),
+            &passed_through,
+            &[],
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+    }
 
     fn complete() -> Vec<(&'static str, &'static str)> {
         vec![

@@ -98,6 +98,22 @@ pub struct ConfigError {
     pub reason: String,
 }
 
+/// Every setting [`CfConfig::from_lookup`] reads (checked against this crate's sources by
+/// a unit test, see `gds_service::declared`).
+pub const SETTINGS: &[&str] = &[
+    "API_ENDPOINT",
+    "UAA_ENDPOINT",
+    "UAA_USERNAME",
+    "UAA_PASSWORD",
+    "UAA_CLIENT_ID",
+    "UAA_CLIENT_SECRET",
+    "UAA_VERIFY_TOKEN_SIGNATURE",
+    "EXPORTER_LABEL",
+    "CF_PAGE_SIZE",
+    "CF_MAX_CONCURRENCY",
+    "CF_REQUEST_TIMEOUT_SECONDS",
+];
+
 impl CfConfig {
     /// Reads the Cloud Controller settings through `lookup` (the environment, or a map in
     /// tests; `VCAP_SERVICES` credentials are merged in by the caller's lookup):
@@ -213,6 +229,19 @@ pub(crate) const USER_AGENT: &str = concat!(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn settings_declares_exactly_what_the_sources_read() {
+        // `"GET"`, `"STARTED"`: an HTTP method and an app state; `CARGO_PKG_VERSION` is
+        // read at compile time.
+        gds_service::declared::check_sources(
+            env!("CARGO_MANIFEST_DIR"),
+            SETTINGS,
+            &[],
+            &["GET", "STARTED", "CARGO_PKG_VERSION"],
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+    }
 
     fn lookup(pairs: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> {
         let map: std::collections::HashMap<String, String> = pairs

@@ -18,6 +18,6 @@ mod token;
 mod v3;
 
 pub use client::{AppsSnapshot, CfClient, RequestStats, Strategy};
-pub use config::{CfConfig, ConfigError, Secret, UaaCredentials};
+pub use config::{CfConfig, ConfigError, SETTINGS, Secret, UaaCredentials};
 pub use error::CfError;
 pub use v3::{AuditEvent, EventTarget};

@@ -3,11 +3,17 @@
 //!
 //! Nothing here knows about brokers, targets or buckets.
 
+pub mod declared;
 pub mod metrics;
 pub mod settings;
 pub mod telemetry;
 
 pub use settings::{Settings, SettingsError};
+
+/// The settings every service reads through this crate: `PORT` ([`Settings::port`]),
+/// `VCAP_SERVICES` ([`Settings`], set by Cloud Foundry), `RUST_LOG` and `LOG_FORMAT`
+/// ([`telemetry::init`]). Each service's own list adds to these (see [`declared`]).
+pub const SETTINGS: &[&str] = &["LOG_FORMAT", "PORT", "RUST_LOG", "VCAP_SERVICES"];
 
 /// Resolves when the process is asked to stop (Ctrl-C or SIGTERM, which Cloud Foundry and
 /// systemd send).

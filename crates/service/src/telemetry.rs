@@ -5,7 +5,7 @@ use tracing_subscriber::EnvFilter;
 /// Installs the global subscriber. `RUST_LOG` filters (default `info`); `LOG_FORMAT=text`
 /// gives human-readable lines for a terminal. Call once, first thing in `main`.
 pub fn init(service: &'static str) {
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    let filter = EnvFilter::try_from_env("RUST_LOG").unwrap_or_else(|_| EnvFilter::new("info"));
     let text = std::env::var("LOG_FORMAT").is_ok_and(|f| f == "text");
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)

@@ -6,6 +6,20 @@ use std::sync::Arc;
 
 use crate::{ConfigError, DirStore, S3Config, S3Store, SecretString, TargetStore};
 
+/// Every setting [`StoreConfig::from_lookup`] (and [`S3Store::new`]'s `lookup`) reads,
+/// checked against this crate's sources by a unit test (see `gds_service::declared`).
+pub const SETTINGS: &[&str] = &[
+    "ENVIRONMENT",
+    "TARGETS_PATH",
+    "BUCKET_NAME",
+    "BUCKET_PREFIX",
+    "AWS_REGION",
+    "S3_ENDPOINT",
+    "AWS_ACCESS_KEY_ID",
+    "AWS_SECRET_ACCESS_KEY",
+    "AWS_SESSION_TOKEN",
+];
+
 /// Which store to use.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum StoreConfig {
@@ -84,6 +98,12 @@ impl StoreConfig {
 mod tests {
     use super::*;
     use std::collections::HashMap;
+
+    #[test]
+    fn settings_declares_exactly_what_the_sources_read() {
+        gds_service::declared::check_sources(env!("CARGO_MANIFEST_DIR"), SETTINGS, &[], &[])
+            .unwrap_or_else(|e| panic!("{e}"));
+    }
 
     fn lookup(pairs: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> + use<> {
         let map: HashMap<String, String> = pairs

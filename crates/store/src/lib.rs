@@ -37,7 +37,7 @@ use md5::{Digest, Md5};
 
 /// The body type of [`TargetStore`] files, re-exported so callers need no `bytes` dependency.
 pub use bytes::Bytes;
-pub use config::StoreConfig;
+pub use config::{SETTINGS, StoreConfig};
 pub use dir::{DirStore, write_file_atomically};
 pub use error::{ConfigError, StoreError};
 pub use memory::MemoryStore;
