@@ -2,7 +2,8 @@
 # Installs what the integration tests need besides cargo. Idempotent: a second run only
 # checks and prints one line per dependency.
 #
-#   scripts/install-test-deps.sh
+#   scripts/install-test-deps.sh          # everything
+#   scripts/install-test-deps.sh moto     # only moto (make demo uses this for its S3 chain)
 #
 # - moto (an S3-compatible server, PyPI) in a git-ignored virtualenv at $REPO/.venv,
 #   started by scripts/s3-test-server.sh.
@@ -81,6 +82,7 @@ ensure_moto() {
 
 main() {
     ensure_moto
+    [[ "${1:-}" == moto ]] && return
     local dep
     for dep in "$REPO"/scripts/deps/*.sh; do
         [[ -e "$dep" ]] || continue

@@ -6,6 +6,7 @@
 mod broker;
 mod broker_db;
 mod cf_client;
+mod demo;
 mod harness;
 mod manifests;
 mod proxy;
