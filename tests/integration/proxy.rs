@@ -111,7 +111,8 @@ pub fn start_nginx(router_url: &str) -> Nginx {
     }
 }
 
-async fn router_url(sim: &Running) -> String {
+/// The simulated gorouter's URL (`cf-sim --router-listen`), from `GET /sim`.
+pub async fn router_url(sim: &Running) -> String {
     let index: Value = reqwest::get(format!("{}/sim", sim.base_url))
         .await
         .unwrap()

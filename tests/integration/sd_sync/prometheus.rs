@@ -1,92 +1,14 @@
 //! A real Prometheus (Debian's package, installed by scripts/deps/prometheus.sh) discovers
 //! a target written to the bucket through sd-sync, by file_sd and by http_sd.
 
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command};
+use std::path::Path;
+use std::process::Command;
 use std::time::Duration;
 
 use serde_json::Value;
 
 use super::*;
-
-/// The `prometheus` (or `promtool`) binary: `GDS_TEST_PROMETHEUS_DIR/NAME`, else PATH.
-/// Missing is a failure, not a skip.
-fn prometheus_tool(name: &str) -> PathBuf {
-    let candidates = std::env::var_os("GDS_TEST_PROMETHEUS_DIR")
-        .map(|dir| vec![PathBuf::from(dir)])
-        .unwrap_or_else(|| {
-            std::env::var_os("PATH")
-                .map(|path| std::env::split_paths(&path).collect())
-                .unwrap_or_default()
-        });
-    candidates
-        .into_iter()
-        .map(|dir| dir.join(name))
-        .find(|path| path.is_file())
-        .unwrap_or_else(|| {
-            panic!(
-                "{name} is not installed: run scripts/install-test-deps.sh (it installs \
-                 Debian's prometheus package), or set GDS_TEST_PROMETHEUS_DIR"
-            )
-        })
-}
-
-/// A Prometheus process of our own, on a free loopback port, killed on drop.
-struct Prometheus {
-    child: Child,
-    url: String,
-    log: PathBuf,
-}
-
-impl Drop for Prometheus {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl Prometheus {
-    fn start(config: &Path, data: &Path) -> Prometheus {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        let log = data.with_extension("log");
-        let log_file = std::fs::File::create(&log).unwrap();
-        let child = Command::new(prometheus_tool("prometheus"))
-            .arg(format!("--config.file={}", config.display()))
-            .arg(format!("--storage.tsdb.path={}", data.display()))
-            .arg(format!("--web.listen-address=127.0.0.1:{port}"))
-            .stdout(log_file.try_clone().unwrap())
-            .stderr(log_file)
-            .spawn()
-            .expect("prometheus starts");
-        Prometheus {
-            child,
-            url: format!("http://127.0.0.1:{port}"),
-            log,
-        }
-    }
-
-    fn log_tail(&self) -> String {
-        let log = std::fs::read_to_string(&self.log).unwrap_or_default();
-        let lines: Vec<&str> = log.lines().collect();
-        lines[lines.len().saturating_sub(20)..].join("\n")
-    }
-
-    async fn active_targets(&self) -> Vec<Value> {
-        let Ok(response) = reqwest::get(format!("{}/api/v1/targets?state=active", self.url)).await
-        else {
-            return Vec::new();
-        };
-        let body: Value = response.json().await.unwrap_or(Value::Null);
-        body["data"]["activeTargets"]
-            .as_array()
-            .cloned()
-            .unwrap_or_default()
-    }
-}
+use crate::prometheus::{Prometheus, prometheus_tool};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_target_written_to_the_bucket_reaches_prometheus_through_file_sd_and_http_sd() {
@@ -124,9 +46,7 @@ scrape_configs:
     .unwrap();
     let prometheus = Prometheus::start(&config, &dirs.root().join("prometheus-data"));
     eventually("Prometheus is ready", Duration::from_secs(30), async || {
-        reqwest::get(format!("{}/-/ready", prometheus.url))
-            .await
-            .is_ok_and(|r| r.status().is_success())
+        prometheus.is_ready().await
     })
     .await;
 

@@ -1,0 +1,651 @@
+//! The whole chain, end to end (issue 6), with real parts only: PostgreSQL and moto
+//! (started by `make test`), the CF simulator with its gorouter, the broker, the updater
+//! and sd-sync (release or debug binaries of this workspace), Debian's nginx running the
+//! shipped forward-proxy configuration and Debian's Prometheus.
+//!
+//!     test (as the Cloud Controller) --OSB--> broker --> PostgreSQL, S3 (moto)
+//!     cf-sim (CC API, audit events) <-- broker, updater (default fast path, 2 s)
+//!     S3 --> sd-sync (default poll, 2 s) --> DIR/*.json --file_sd--> Prometheus
+//!                                        \--/targets/DIR --http_sd--/   |
+//!     Prometheus --proxy_url--> nginx (forward-proxy.conf) --> cf-sim router --> "instances"
+//!
+//! The services run with their default intervals; Prometheus' own settings are the
+//! test's (see [`prometheus_config`]). Every step of the tenant story is timed from the
+//! moment the test acts to the moment Prometheus' `/api/v1/targets` shows its effect, and
+//! printed (`e2e: ...` lines on stderr, shown with `--nocapture`). The benchmark
+//! (`bench`, ignored unless asked for) repeats the timed steps for percentiles.
+
+mod bench;
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use reqwest::{Method, StatusCode};
+use serde_json::{Value, json};
+
+use crate::broker::support::{Database, Fixture, Options, WEB_SHOP};
+use crate::harness::{Running, start};
+use crate::prometheus::Prometheus;
+use crate::proxy::{Nginx, router_url, start_nginx};
+use crate::sd_sync::{SdSync, start_sd_sync};
+use crate::store_s3::s3_endpoint;
+
+/// The demo apps used besides web-shop (`cf-sim --demo`; their GUIDs are stable).
+pub const EXPORTER: &str = "d8765d40-26d5-4a27-a7b8-7aea7b709027";
+pub const ORDERS: &str = "a26c0d1c-765d-4667-b9d9-b7f358e47646";
+/// The demo space, where the benchmark creates its apps.
+pub const DEMO_SPACE: &str = "4f5f1950-febb-46aa-bb0a-8184f248e48b";
+pub const APPS_DOMAIN: &str = "apps.example.com";
+
+/// The scrape pool reading sd-sync's files (as manifests/prometheus/file_sd.yml).
+pub const FILE_POOL: &str = "paas-test-targets";
+/// The scrape pool reading sd-sync's HTTP endpoint (as manifests/prometheus/http_sd.yml).
+/// It relabels `sd="http"` onto its targets: otherwise both pools would write the same
+/// series.
+pub const HTTP_POOL: &str = "paas-test-targets-http-sd";
+/// The directory sd-sync mirrors into, hence also `/targets/<this>`.
+const TARGETS_DIR: &str = "test-targets";
+
+/// How long any one step may take to show in Prometheus.
+pub const STEP_TIMEOUT: Duration = Duration::from_secs(60);
+/// How often the test polls Prometheus (the resolution of the timings).
+const POLL: Duration = Duration::from_millis(100);
+
+/// Prometheus' settings for the test: scrapes every second, so that "first successful
+/// scrape" measures discovery and not the scrape interval (production: 30 s); file_sd
+/// relies on inotify with the manifest's 30 s re-read as a safety net; http_sd polls
+/// sd-sync every 2 s, as often as sd-sync polls the bucket (the manifest: 15 s), so that
+/// waiting for both pools adds little to the test's time.
+pub fn prometheus_config(nginx: &str, dir: &Path, sd_sync: &str) -> String {
+    format!(
+        r#"global:
+  scrape_interval: 1s
+  scrape_timeout: 1s
+  evaluation_interval: 1s
+scrape_configs:
+  - job_name: {FILE_POOL}
+    scheme: http
+    proxy_url: {nginx}
+    file_sd_configs:
+      - files: ['{dir}/*.json']
+        refresh_interval: 30s
+  - job_name: {HTTP_POOL}
+    scheme: http
+    proxy_url: {nginx}
+    http_sd_configs:
+      - url: '{sd_sync}/targets/{TARGETS_DIR}'
+        refresh_interval: 2s
+    relabel_configs:
+      - target_label: sd
+        replacement: http
+"#,
+        dir = dir.display(),
+    )
+}
+
+/// The whole system, started on free ports; everything stops when it drops.
+pub struct Stack {
+    /// cf-sim (demo apps, router), the broker on PostgreSQL, the S3 bucket.
+    pub fixture: Fixture,
+    /// The forward proxy Prometheus scrapes through (`nginx.url`).
+    _nginx: Nginx,
+    pub updater: Running,
+    pub sd_sync: SdSync,
+    pub prometheus: Prometheus,
+    /// Where sd-sync mirrors `active/`.
+    pub targets_dir: PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+impl Stack {
+    pub async fn start() -> Stack {
+        // The external programs first: a missing one fails at once with what to install.
+        crate::prometheus::prometheus_tool("prometheus");
+        let fixture = Fixture::start_with(
+            Database::Postgres,
+            Options {
+                sim_args: vec![
+                    "--demo".into(),
+                    "--router-listen".into(),
+                    "127.0.0.1:0".into(),
+                ],
+                env: Vec::new(),
+            },
+        )
+        .await;
+        let nginx = start_nginx(&router_url(&fixture.sim).await);
+        let updater = start_updater(&fixture);
+
+        let dir = tempfile::tempdir().expect("a temporary directory");
+        let targets_dir = dir.path().join(TARGETS_DIR);
+        // Prometheus watches the directory only if it exists when it starts.
+        std::fs::create_dir_all(&targets_dir).unwrap();
+        let sd_sync = start_sd_sync(&[
+            "--mapping".into(),
+            format!(
+                "s3://{}/{}active/={}",
+                fixture.store.bucket(),
+                fixture.store.prefix(),
+                targets_dir.display()
+            ),
+            "--s3-endpoint".into(),
+            s3_endpoint(),
+        ]);
+
+        let config = dir.path().join("prometheus.yml");
+        std::fs::write(
+            &config,
+            prometheus_config(&nginx.url, &targets_dir, &sd_sync.base_url),
+        )
+        .unwrap();
+        let prometheus = Prometheus::start(&config, &dir.path().join("prometheus-data"));
+        let stack = Stack {
+            fixture,
+            _nginx: nginx,
+            updater,
+            sd_sync,
+            prometheus,
+            targets_dir,
+            _dir: dir,
+        };
+        stack
+            .wait("Prometheus, sd-sync and the updater are ready", async |s| {
+                s.prometheus.is_ready().await
+                    && s.sd_sync.get("/health").await.status().is_success()
+                    && health_ok(&s.updater).await
+            })
+            .await;
+        stack
+    }
+
+    /// Polls `check` until it holds; panics after [`STEP_TIMEOUT`] with Prometheus' log.
+    pub async fn wait(&self, what: &str, mut check: impl AsyncFnMut(&Stack) -> bool) {
+        let deadline = Instant::now() + STEP_TIMEOUT;
+        while !check(self).await {
+            assert!(
+                Instant::now() < deadline,
+                "timed out after {STEP_TIMEOUT:?} waiting until {what}\nPrometheus log:\n{}",
+                self.prometheus.log_tail()
+            );
+            tokio::time::sleep(POLL).await;
+        }
+    }
+
+    /// A call to the simulator's control API that must succeed.
+    pub async fn sim(&self, method: Method, path: &str, body: Value) -> Value {
+        self.fixture.sim_control(method, path, body).await
+    }
+
+    /// Waits until Prometheus shows exactly `expected` in both scrape pools (and the
+    /// targets of `up` apps in the file_sd pool have been scraped successfully), and
+    /// returns how long after `started` each became true.
+    pub async fn observe(
+        &self,
+        step: &str,
+        started: Instant,
+        expected: &[AppTargets],
+        up: &[&str],
+    ) -> Seen {
+        let want_file = expected_state(expected, &[]);
+        let want_http = expected_state(expected, &[("sd", "http")]);
+        let want_up: usize = expected
+            .iter()
+            .filter(|a| up.contains(&a.guid.as_str()))
+            .map(|a| a.instances as usize)
+            .sum();
+        let (mut listed, mut scraped, mut http_sd) = (None, None, None);
+        if up.is_empty() {
+            scraped = Some(Duration::ZERO);
+        }
+        loop {
+            let targets = self.prometheus.active_targets().await;
+            let now = started.elapsed();
+            let file_ok = pool_state(&targets, FILE_POOL) == want_file;
+            if listed.is_none() && file_ok {
+                listed = Some(now);
+            }
+            if listed.is_some() && scraped.is_none() && file_ok {
+                let healthy = targets
+                    .iter()
+                    .filter(|t| t["scrapePool"] == FILE_POOL)
+                    .filter(|t| {
+                        up.iter()
+                            .any(|g| t["discoveredLabels"]["__param_cf_app_guid"] == *g)
+                    })
+                    .filter(|t| t["health"] == "up" && t["lastError"] == "")
+                    .count();
+                if healthy == want_up {
+                    scraped = Some(now);
+                }
+            }
+            if http_sd.is_none() && pool_state(&targets, HTTP_POOL) == want_http {
+                http_sd = Some(now);
+            }
+            if let (Some(listed), Some(scraped), Some(http_sd)) = (listed, scraped, http_sd) {
+                let seen = Seen {
+                    listed,
+                    scraped: (!up.is_empty()).then_some(scraped),
+                    http_sd,
+                };
+                eprintln!("e2e: {step} -> {seen}");
+                return seen;
+            }
+            assert!(
+                started.elapsed() < STEP_TIMEOUT,
+                "{step}: Prometheus did not show the expected targets within {STEP_TIMEOUT:?} \
+                 (listed in file_sd: {listed:?}, scraped: {scraped:?}, http_sd: {http_sd:?})\n\
+                 expected (file_sd): {want_file:#?}\nfile_sd pool: {:#?}\nhttp_sd pool: {:#?}\n\
+                 files on the node: {:?}\nPrometheus log:\n{}",
+                pool_state(&targets, FILE_POOL),
+                pool_state(&targets, HTTP_POOL),
+                self.node_files(),
+                self.prometheus.log_tail()
+            );
+            tokio::time::sleep(POLL).await;
+        }
+    }
+
+    /// The `*.json` files sd-sync has put on the node.
+    pub fn node_files(&self) -> Vec<String> {
+        let mut names: Vec<String> = std::fs::read_dir(&self.targets_dir)
+            .map(|entries| {
+                entries
+                    .filter_map(Result::ok)
+                    .filter_map(|e| e.file_name().into_string().ok())
+                    .filter(|n| n.ends_with(".json") && !n.starts_with('.'))
+                    .collect()
+            })
+            .unwrap_or_default();
+        names.sort();
+        names
+    }
+
+    /// Waits until `up{job=JOB}` of the file_sd pool has exactly `instances` series, all 1.
+    pub async fn assert_up_series(&self, job: &str, instances: usize) {
+        let query = format!("up{{job=\"{job}\",sd=\"\"}}");
+        self.wait(
+            &format!("{query} has {instances} series equal to 1"),
+            async |s| {
+                let result = s.prometheus.query(&query).await;
+                result.len() == instances && result.iter().all(|r| r["value"][1] == "1")
+            },
+        )
+        .await;
+    }
+}
+
+/// How long after the test acted Prometheus showed the result.
+#[derive(Clone, Copy, Debug)]
+pub struct Seen {
+    /// The file_sd pool holds exactly the expected targets.
+    pub listed: Duration,
+    /// ...and the step's app's targets have had a successful scrape (`health: up`).
+    pub scraped: Option<Duration>,
+    /// The http_sd pool holds them too.
+    pub http_sd: Duration,
+}
+
+impl std::fmt::Display for Seen {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "listed {:.1} s", self.listed.as_secs_f64())?;
+        if let Some(scraped) = self.scraped {
+            write!(f, ", up {:.1} s", scraped.as_secs_f64())?;
+        }
+        write!(f, " (http_sd: {:.1} s)", self.http_sd.as_secs_f64())
+    }
+}
+
+/// One bound app as Prometheus should show it.
+#[derive(Clone, Debug)]
+pub struct AppTargets {
+    pub guid: String,
+    /// The `job` label (the app name without `-venerable`).
+    pub job: String,
+    /// The route's host name.
+    pub host: String,
+    /// The scrape URL's path.
+    pub path: String,
+    pub instances: u32,
+    /// `None` for the platform's exporters.
+    pub space: Option<String>,
+}
+
+impl AppTargets {
+    /// An app of the demo space scraped at `/metrics` of `<host>.apps.example.com`.
+    pub fn demo(guid: &str, job: &str, host: &str, instances: u32) -> AppTargets {
+        AppTargets {
+            guid: guid.into(),
+            job: job.into(),
+            host: format!("{host}.{APPS_DOMAIN}"),
+            path: "/metrics".into(),
+            instances,
+            space: Some("demo-space".into()),
+        }
+    }
+}
+
+/// One target as the test compares it: its labels after relabelling, and its scrape URL.
+type TargetKey = (BTreeMap<String, String>, String);
+
+/// Every target `expected` makes, sorted, with `extra` labels.
+fn expected_state(expected: &[AppTargets], extra: &[(&str, &str)]) -> Vec<TargetKey> {
+    let mut state: Vec<TargetKey> = expected
+        .iter()
+        .flat_map(|app| {
+            (0..app.instances).map(move |i| {
+                let guid = &app.guid;
+                let mut labels = BTreeMap::from([
+                    ("instance".to_owned(), format!("{guid}:{i}")),
+                    ("job".to_owned(), app.job.clone()),
+                    ("org".to_owned(), "demo-org".to_owned()),
+                ]);
+                if let Some(space) = &app.space {
+                    labels.insert("space".into(), space.clone());
+                }
+                labels.extend(extra.iter().map(|(k, v)| (k.to_string(), v.to_string())));
+                // The __param_* labels, in Prometheus' (sorted) order; the colon encoded.
+                let url = format!(
+                    "http://{}{}?cf_app_guid={guid}&cf_app_instance={guid}%3A{i}&cf_app_instance_index={i}",
+                    app.host, app.path
+                );
+                (labels, url)
+            })
+        })
+        .collect();
+    state.sort();
+    state
+}
+
+/// The targets of `pool`, as [`expected_state`] spells them.
+fn pool_state(targets: &[Value], pool: &str) -> Vec<TargetKey> {
+    let mut state: Vec<TargetKey> = targets
+        .iter()
+        .filter(|t| t["scrapePool"] == pool)
+        .map(|t| {
+            let labels = t["labels"]
+                .as_object()
+                .map(|m| {
+                    m.iter()
+                        .map(|(k, v)| (k.clone(), v.as_str().unwrap_or_default().to_owned()))
+                        .collect()
+                })
+                .unwrap_or_default();
+            (
+                labels,
+                without_default_port(t["scrapeUrl"].as_str().unwrap_or("")),
+            )
+        })
+        .collect();
+    state.sort();
+    state
+}
+
+/// Prometheus 2.42 spells out `:80` in scrape URLs; later versions do not.
+fn without_default_port(url: &str) -> String {
+    match url.strip_prefix("http://") {
+        Some(rest) => {
+            let (authority, tail) = rest.split_at(rest.find(['/', '?']).unwrap_or(rest.len()));
+            format!(
+                "http://{}{tail}",
+                authority.strip_suffix(":80").unwrap_or(authority)
+            )
+        }
+        None => url.to_owned(),
+    }
+}
+
+/// The updater with the environment of a deployment next to this broker, and every
+/// interval at its default (full pass every minute, audit events every 2 s).
+fn start_updater(f: &Fixture) -> Running {
+    let endpoint = s3_endpoint();
+    let env = [
+        ("PAAS_DOMAIN", APPS_DOMAIN),
+        ("API_ENDPOINT", f.sim.base_url.as_str()),
+        ("UAA_USERNAME", "admin"),
+        ("UAA_PASSWORD", "admin"),
+        ("BUCKET_NAME", f.store.bucket()),
+        ("BUCKET_PREFIX", f.store.prefix()),
+        ("S3_ENDPOINT", endpoint.as_str()),
+        ("AWS_REGION", "us-east-1"),
+        ("AWS_ACCESS_KEY_ID", "test"),
+        ("AWS_SECRET_ACCESS_KEY", "test"),
+        ("DATABASE_URL", f.database_url.as_str()),
+        ("LISTEN_HOST", "127.0.0.1"),
+        ("PORT", "0"),
+    ];
+    start("updater", &[], &env)
+}
+
+async fn health_ok(service: &Running) -> bool {
+    reqwest::get(format!("{}/health", service.base_url))
+        .await
+        .is_ok_and(|r| r.status().is_success())
+}
+
+/// Asserts an OSB answer's status, showing the body otherwise.
+#[track_caller]
+pub fn expect_status((status, body): (StatusCode, Value), want: StatusCode, what: &str) {
+    assert_eq!(status, want, "{what}: {body}");
+}
+
+/// The tenant story of issue 6, as the Cloud Controller drives the broker.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_tenant_story_reaches_a_real_prometheus_through_the_forward_proxy() {
+    let stack = Stack::start().await;
+    let f = &stack.fixture;
+    let mut steps: Vec<(&str, Seen)> = Vec::new();
+
+    // Another team's binding stays through the whole story, as on any real node (it also
+    // keeps sd-sync's safety valve, which holds back the deletion of a node's *last*
+    // file for 10 polls, out of the timings). An exporter: no `space` label.
+    let exporter = AppTargets {
+        space: None,
+        ..AppTargets::demo(EXPORTER, "paas-metric-exporter", "paas-metric-exporter", 1)
+    };
+    expect_status(
+        f.provision("platform-prom").await,
+        StatusCode::CREATED,
+        "provision",
+    );
+    let t = Instant::now();
+    expect_status(
+        f.bind("platform-prom", "exporter-binding", EXPORTER, Value::Null)
+            .await,
+        StatusCode::CREATED,
+        "bind the exporter",
+    );
+    let step = "bind an exporter";
+    steps.push((
+        step,
+        stack
+            .observe(step, t, std::slice::from_ref(&exporter), &[EXPORTER])
+            .await,
+    ));
+
+    // cf create-service gds-prometheus prometheus my-prom
+    expect_status(
+        f.provision("my-prom").await,
+        StatusCode::CREATED,
+        "provision",
+    );
+
+    // cf bind-service web-shop my-prom: 2 instances, exact labels, scraped through nginx.
+    let mut web_shop = AppTargets::demo(WEB_SHOP, "web-shop", "web-shop", 2);
+    let t = Instant::now();
+    expect_status(
+        f.bind("my-prom", "web-shop-binding", WEB_SHOP, Value::Null)
+            .await,
+        StatusCode::CREATED,
+        "bind web-shop",
+    );
+    let step = "bind web-shop (2 instances)";
+    steps.push((
+        step,
+        stack
+            .observe(step, t, &[exporter.clone(), web_shop.clone()], &[WEB_SHOP])
+            .await,
+    ));
+    stack.assert_up_series("web-shop", 2).await;
+    let up = stack.prometheus.query("up{job=\"web-shop\",sd=\"\"}").await;
+    for series in &up {
+        let mut names: Vec<&str> = series["metric"]
+            .as_object()
+            .unwrap()
+            .keys()
+            .map(String::as_str)
+            .collect();
+        names.sort();
+        assert_eq!(
+            names,
+            ["__name__", "instance", "job", "org", "space"],
+            "{series}"
+        );
+    }
+
+    // Scale to 3 in the platform: the updater follows the audit event.
+    web_shop.instances = 3;
+    let t = Instant::now();
+    stack
+        .sim(
+            Method::POST,
+            &format!("/sim/apps/{WEB_SHOP}/scale"),
+            json!({"instances": 3}),
+        )
+        .await;
+    let step = "scale web-shop to 3";
+    steps.push((
+        step,
+        stack
+            .observe(step, t, &[exporter.clone(), web_shop.clone()], &[WEB_SHOP])
+            .await,
+    ));
+    stack.assert_up_series("web-shop", 3).await;
+
+    // Stop: the targets go (and `up` goes stale at once).
+    let t = Instant::now();
+    stack
+        .sim(
+            Method::POST,
+            &format!("/sim/apps/{WEB_SHOP}/stop"),
+            json!({}),
+        )
+        .await;
+    let step = "stop web-shop";
+    steps.push((
+        step,
+        stack
+            .observe(step, t, std::slice::from_ref(&exporter), &[])
+            .await,
+    ));
+    stack.assert_up_series("web-shop", 0).await;
+
+    // Start: back, and scraped again.
+    let t = Instant::now();
+    stack
+        .sim(
+            Method::POST,
+            &format!("/sim/apps/{WEB_SHOP}/start"),
+            json!({}),
+        )
+        .await;
+    let step = "start web-shop";
+    steps.push((
+        step,
+        stack
+            .observe(step, t, &[exporter.clone(), web_shop.clone()], &[WEB_SHOP])
+            .await,
+    ));
+
+    // cf bind-service orders-venerable my-prom -c '{"path": "/internal/metrics"}': its
+    // only route has no path, so the parameter alone puts /internal/metrics in the
+    // scrape URL; the job drops "-venerable".
+    let orders = AppTargets {
+        path: "/internal/metrics".into(),
+        ..AppTargets::demo(ORDERS, "orders", "orders", 2)
+    };
+    let t = Instant::now();
+    expect_status(
+        f.bind(
+            "my-prom",
+            "orders-binding",
+            ORDERS,
+            json!({"path": "/internal/metrics"}),
+        )
+        .await,
+        StatusCode::CREATED,
+        "bind orders-venerable",
+    );
+    let step = "bind orders-venerable with a path";
+    steps.push((
+        step,
+        stack
+            .observe(
+                step,
+                t,
+                &[exporter.clone(), web_shop.clone(), orders.clone()],
+                &[ORDERS],
+            )
+            .await,
+    ));
+    stack.assert_up_series("orders", 2).await;
+    let seen = stack
+        .sim(Method::GET, "/sim/router/requests", Value::Null)
+        .await;
+    assert!(
+        seen["requests"].as_array().unwrap().iter().any(|r| {
+            r["app_guid"] == ORDERS && r["path"] == "/internal/metrics" && r["status"] == 200
+        }),
+        "the app answered scrapes at /internal/metrics: {seen}"
+    );
+
+    // The app is deleted in the platform (the broker is not told): its targets go.
+    let t = Instant::now();
+    stack
+        .sim(
+            Method::DELETE,
+            &format!("/sim/apps/{WEB_SHOP}"),
+            Value::Null,
+        )
+        .await;
+    let step = "delete web-shop in the platform";
+    steps.push((
+        step,
+        stack
+            .observe(step, t, &[exporter.clone(), orders.clone()], &[])
+            .await,
+    ));
+
+    // Unbind the rest: gone.
+    let t = Instant::now();
+    expect_status(
+        f.unbind("my-prom", "web-shop-binding").await,
+        StatusCode::OK,
+        "unbind the deleted web-shop",
+    );
+    expect_status(
+        f.unbind("my-prom", "orders-binding").await,
+        StatusCode::OK,
+        "unbind orders-venerable",
+    );
+    let step = "unbind the rest";
+    steps.push((
+        step,
+        stack
+            .observe(step, t, std::slice::from_ref(&exporter), &[])
+            .await,
+    ));
+    stack.assert_up_series("orders", 0).await;
+
+    // cf delete-service my-prom
+    expect_status(
+        f.deprovision("my-prom").await,
+        StatusCode::OK,
+        "deprovision",
+    );
+
+    eprintln!("e2e: summary (from the action to Prometheus' /api/v1/targets):");
+    for (step, seen) in &steps {
+        eprintln!("e2e:   {step:<36} {seen}");
+    }
+}
