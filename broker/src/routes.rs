@@ -310,8 +310,16 @@ pub async fn health(broker: web::Data<Broker>) -> HttpResponse {
     }
 }
 
-/// `GET /metrics`: Prometheus text format. No auth.
-pub async fn metrics(metrics: web::Data<BrokerMetrics>) -> HttpResponse {
+/// `GET /metrics`: Prometheus text format. No auth. The broker's own metrics, and the
+/// `gds_updater_*` metrics of the passes `POST /update-targets` ran (one registry).
+pub async fn metrics(
+    metrics: web::Data<BrokerMetrics>,
+    reconciler: web::Data<gds_updater::Reconciler>,
+) -> HttpResponse {
+    // The Cloud Controller client is shared: bring its request counters up to date.
+    reconciler
+        .metrics()
+        .observe_cf_requests(&reconciler.cf().request_stats());
     HttpResponse::Ok()
         .content_type(gds_service::metrics::CONTENT_TYPE)
         .body(gds_service::metrics::render(&metrics.registry))

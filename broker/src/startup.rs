@@ -53,14 +53,15 @@ impl Application {
             CfClient::new(config.cf.clone()).context("building the Cloud Controller client")?,
         );
         let metrics = BrokerMetrics::new();
-        // `POST /update-targets` runs the updater's pass, under the same lease.
+        // `POST /update-targets` runs the updater's pass, under the same lease; its
+        // metrics (`gds_updater_*`) are served on the broker's `/metrics`.
         let reconciler = Reconciler::new(
             db.clone(),
             store.clone(),
             cf.clone(),
             config.model.clone(),
             config.reconcile.clone(),
-            UpdaterMetrics::new(),
+            UpdaterMetrics::registered_in(metrics.registry.clone()),
         );
         let broker = Broker::new(
             db.clone(),

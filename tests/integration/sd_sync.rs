@@ -7,7 +7,7 @@
 mod bench;
 mod mirroring;
 mod prometheus;
-mod s3_stub;
+pub(crate) mod s3_stub;
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;

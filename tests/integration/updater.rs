@@ -9,7 +9,7 @@ use gds_targets::AppGuid;
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 
-use crate::broker::support::{API_APP, Database, Fixture, WEB_SHOP, on_both_databases};
+use crate::broker::support::{API_APP, Database, Fixture, Options, WEB_SHOP, on_both_databases};
 use crate::harness::{Running, bin_path, start};
 use crate::store_s3::s3_endpoint;
 
@@ -69,7 +69,12 @@ async fn run_updater(f: &Fixture, args: &[&str], extra: &[(&str, &str)]) -> Exit
 
 /// `updater --once`, which must succeed.
 async fn once(f: &Fixture) -> Exit {
-    let exit = run_updater(f, &["--once"], &[]).await;
+    once_with(f, &[]).await
+}
+
+/// `updater --once` with `extra` settings, which must succeed.
+async fn once_with(f: &Fixture, extra: &[(&str, &str)]) -> Exit {
+    let exit = run_updater(f, &["--once"], extra).await;
     assert_eq!(
         exit.code,
         Some(0),
@@ -551,4 +556,108 @@ async fn the_brokers_update_targets_runs_the_same_pass() {
     assert_eq!(f.file(TargetState::Active, API_APP).await, None);
     assert!(f.file(TargetState::Active, WEB_SHOP).await.is_some());
     assert_eq!(f.db().await.orphaned_bindings().await.unwrap().len(), 1);
+}
+
+/// Cloud Controller list pages are offsets: an app deleted from page 1 while page 2 is
+/// being asked for shifts page 2's first app out of sight. That app must not be taken
+/// for deleted (its file removed, its binding orphaned): the updater looks it up by GUID.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_app_deleted_between_two_pages_costs_no_other_app_its_target() {
+    // 400 apps in pages of 200, 301 of them bound: listing everything (3 requests) is
+    // cheaper than asking by GUID (4 chunks of 100), so the updater lists.
+    const PAGE: usize = 200;
+    let f = Fixture::start_with(
+        Database::Sqlite,
+        Options {
+            sim_args: vec![
+                "--seed-apps".into(),
+                "400".into(),
+                "--seed-spaces".into(),
+                "20".into(),
+            ],
+            env: Vec::new(),
+        },
+    )
+    .await;
+    let apps = crate::harness::sim_app_guids(&f.sim.base_url).await;
+    assert_eq!(apps.len(), 400);
+    assert_eq!(f.provision(INSTANCE).await.0, StatusCode::CREATED);
+    let (status, body) = f.bind(INSTANCE, "binding-0", &apps[0], Value::Null).await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    let db = f.db().await;
+    let parameters = db.binding("binding-0").await.unwrap().unwrap().parameters;
+    for (i, app) in apps.iter().enumerate().take(301).skip(1) {
+        let mut tx = db.lock_app(&guid(app)).await.unwrap();
+        tx.insert_binding(&gds_db::NewBinding {
+            binding_id: format!("binding-{i}"),
+            instance_id: INSTANCE.into(),
+            parameters: parameters.clone(),
+        })
+        .await
+        .unwrap();
+        tx.commit().await.unwrap();
+    }
+    let page_size = [("CF_PAGE_SIZE", "200")];
+    once_with(&f, &page_size).await;
+    let (deleted, shifted) = (&apps[0], &apps[PAGE]);
+    assert!(groups(&f, TargetState::Active, shifted).await.is_some());
+
+    // The count, page 1 and page 2 of the apps each take a second; the app goes while
+    // page 2 waits (the simulator counts a request before it delays it).
+    sim(
+        &f,
+        Method::POST,
+        "/sim/faults",
+        json!({"path_prefix": "/v3/apps", "delay_ms": 1000, "count": 3}),
+    )
+    .await;
+    sim(&f, Method::DELETE, "/sim/requests", json!({})).await;
+    let pass = {
+        let mut env = updater_env(&f, &page_size);
+        env.push(("RUST_LOG".into(), "info".into()));
+        tokio::spawn(async move {
+            tokio::process::Command::new(bin_path("updater"))
+                .arg("--once")
+                .envs(env)
+                .output()
+                .await
+                .expect("the updater runs")
+        })
+    };
+    wait_for(
+        "the pass to ask for page 2 of the apps",
+        Duration::from_secs(20),
+        async || {
+            let counts = sim(&f, Method::GET, "/sim/requests", Value::Null).await;
+            counts["by_endpoint"]["GET /v3/apps"].as_u64().unwrap_or(0) >= 3
+        },
+    )
+    .await;
+    sim(
+        &f,
+        Method::DELETE,
+        &format!("/sim/apps/{deleted}"),
+        Value::Null,
+    )
+    .await;
+    let output = pass.await.unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "{stdout}{stderr}");
+    assert!(
+        stderr.contains("apps missing from the listing were found by GUID"),
+        "the listing did not shift as arranged:\n{stdout}\n{stderr}"
+    );
+    assert!(stdout.contains(": 0 action(s) applied"), "{stdout}");
+    assert!(groups(&f, TargetState::Active, shifted).await.is_some());
+    assert!(db.orphaned_bindings().await.unwrap().is_empty());
+
+    // The next pass sees the deletion itself.
+    once_with(&f, &page_size).await;
+    assert_eq!(f.file(TargetState::Active, deleted).await, None);
+    assert_eq!(f.file(TargetState::Inactive, deleted).await, None);
+    let orphaned = db.orphaned_bindings().await.unwrap();
+    assert_eq!(orphaned.len(), 1, "{orphaned:?}");
+    assert!(groups(&f, TargetState::Active, shifted).await.is_some());
+    db.close().await;
 }

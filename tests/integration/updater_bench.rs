@@ -10,7 +10,14 @@
 //! - Store requests: the updater talks to moto through a counting proxy in this test,
 //!   which parses each HTTP/1.1 request head (and skips its `Content-Length` body).
 //! - Wall time: around the `updater --once` process (start-up included), and the pass's
-//!   own duration from its summary line.
+//!   own duration from its summary line. No-change passes run `NO_CHANGE_RUNS` times
+//!   against each store; the medians are printed at the end, with the load average.
+//! - Where the time goes: the pass' `pass phases` debug line (when each read was in,
+//!   planning, applying) and the Cloud Controller client's per-response debug lines
+//!   (waiting vs parsing); the process' CPU time (`/usr/bin/time -f %U+%S`).
+//! - Our time vs moto's: the no-change pass also runs against the in-process S3 stub of
+//!   sd-sync's benchmark, serving a copy of the same bucket, with no latency (a store
+//!   that costs nothing) and with `STUB_PAGE_MS` per listing page.
 //! - Peak memory: `/usr/bin/time -f %M` (maximum resident set size of the process).
 //! - Fast path: the running updater (audit-event poll), a scale through the simulator's
 //!   control API, the bucket polled every 50 ms until the file has the new count.
@@ -30,6 +37,7 @@ use tokio::net::{TcpListener, TcpStream};
 
 use crate::broker::support::{Database, Fixture, Options};
 use crate::harness::{Running, bin_path, start};
+use crate::sd_sync::s3_stub::{Latency, S3Stub};
 use crate::store_s3::s3_endpoint;
 
 const APPS: usize = 10_000;
@@ -37,6 +45,11 @@ const SPACES: usize = 1_000;
 const CC_DELAY_MS: u64 = 10;
 const INSTANCE: &str = "bench-si";
 const SCALES: usize = 5;
+/// No-change passes per store (the median is reported).
+const NO_CHANGE_RUNS: usize = 3;
+/// The second S3 stub's latency per listing page (sd-sync's benchmark uses the same).
+const STUB_PAGE_MS: u64 = 100;
+const STUB_BUCKET: &str = "updater-bench-stub";
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "benchmark: run with make bench"]
@@ -69,24 +82,147 @@ async fn bench_updater() {
         "\nbench_updater: {APPS} bound apps in {SPACES} spaces, Cloud Controller +{CC_DELAY_MS} ms \
          per request, PostgreSQL, S3 = moto through a counting proxy"
     );
+    println!("bench_updater: load before the passes: {}", load_average());
 
-    let first = measured_pass(&f, &proxy, "first pass (empty bucket)").await;
-    let again = measured_pass(&f, &proxy, "no-change pass").await;
-    assert!(
-        again.summary.contains(": 0 action(s) applied"),
-        "{}",
-        again.summary
-    );
+    let moto = StoreEndpoint {
+        url: proxy.endpoint.clone(),
+        bucket: f.store.bucket().to_owned(),
+    };
+    let first = measured_pass(&f, &moto, Some(&proxy), "first pass (empty bucket)").await;
+    let mut again = Vec::new();
+    for run in 1..=NO_CHANGE_RUNS {
+        let what = format!("no-change pass {run}/{NO_CHANGE_RUNS}, moto");
+        let pass = measured_pass(&f, &moto, Some(&proxy), &what).await;
+        assert!(
+            pass.summary.contains(": 0 action(s) applied"),
+            "{}",
+            pass.summary
+        );
+        again.push(pass);
+    }
     println!(
         "bench_updater: peak memory (max RSS, /usr/bin/time -f %M): {:.1} MB first pass, \
          {:.1} MB no-change pass",
         first.max_rss_kb as f64 / 1024.0,
-        again.max_rss_kb as f64 / 1024.0
+        again.iter().map(|p| p.max_rss_kb).max().unwrap_or(0) as f64 / 1024.0
     );
+
+    // The same bucket served by the in-process S3 stub (sd-sync's benchmark's): what the
+    // pass costs when the store answers like S3 rather than like moto.
+    let objects = bucket_contents(&f).await;
+    let mut stub_passes = Vec::new();
+    for (latency_ms, label) in [
+        (0, "S3 stub, 0 ms/page"),
+        (STUB_PAGE_MS, "S3 stub, 100 ms/page"),
+    ] {
+        let stub = S3Stub::start(
+            STUB_BUCKET,
+            objects.clone(),
+            Latency {
+                list_page: Duration::from_millis(latency_ms),
+                get: Duration::from_millis(latency_ms / 5),
+            },
+        )
+        .await;
+        let store = StoreEndpoint {
+            url: stub.url.clone(),
+            bucket: STUB_BUCKET.to_owned(),
+        };
+        for run in 1..=NO_CHANGE_RUNS {
+            let what = format!("no-change pass {run}/{NO_CHANGE_RUNS}, {label}");
+            let pass = measured_pass(&f, &store, None, &what).await;
+            assert!(
+                pass.summary.contains(": 0 action(s) applied"),
+                "{}",
+                pass.summary
+            );
+            stub_passes.push((label, pass));
+        }
+    }
+    println!("bench_updater: no-change pass, summary (median of {NO_CHANGE_RUNS}):");
+    summarise("moto", &again.iter().collect::<Vec<_>>());
+    for label in ["S3 stub, 0 ms/page", "S3 stub, 100 ms/page"] {
+        let passes: Vec<&Pass> = stub_passes
+            .iter()
+            .filter(|(l, _)| *l == label)
+            .map(|(_, p)| p)
+            .collect();
+        summarise(label, &passes);
+    }
+    println!("bench_updater: load after the passes: {}", load_average());
 
     for poll in ["2", "1"] {
         fast_path(&f, &proxy, &apps, poll).await;
     }
+}
+
+/// `/proc/loadavg`'s first three fields: the machine is shared, so say how busy it was.
+fn load_average() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .map(|l| l.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
+        .unwrap_or_else(|_| "unknown".into())
+}
+
+/// One line per store: the median pass and where its time went.
+fn summarise(label: &str, passes: &[&Pass]) {
+    let median = |f: &dyn Fn(&Pass) -> f64| {
+        let mut v: Vec<f64> = passes.iter().map(|p| f(p)).collect();
+        v.sort_by(f64::total_cmp);
+        v[v.len() / 2]
+    };
+    println!(
+        "bench_updater:   {label:<22} process {:.2} s, pass {:.0} ms, CPU {:.2} s | \
+         bindings {:.0} ms, Cloud Controller done at {:.0} ms (waiting {:.0} ms, parsing {:.0} ms, \
+         summed over requests), active/ listed at {:.0} ms, inactive/ at {:.0} ms, \
+         planning {:.0} ms, applying {:.0} ms",
+        median(&|p| p.wall.as_secs_f64()),
+        median(&|p| p.phase("pass")),
+        median(&|p| p.cpu_seconds),
+        median(&|p| p.phase("bindings_read_ms")),
+        median(&|p| p.phase("cloud_controller_read_ms")),
+        median(&|p| p.cc_wait_ms),
+        median(&|p| p.cc_parse_ms),
+        median(&|p| p.phase("active_listed_ms")),
+        median(&|p| p.phase("inactive_listed_ms")),
+        median(&|p| p.phase("planning_ms")),
+        median(&|p| p.phase("applying_ms")),
+    );
+}
+
+/// Every target file in the bucket, key -> content (for the S3 stub).
+async fn bucket_contents(f: &Fixture) -> BTreeMap<String, String> {
+    let started = Instant::now();
+    let mut objects = BTreeMap::new();
+    for state in TargetState::ALL {
+        let listed = f.store.list_apps(state).await.unwrap();
+        let mut readers = tokio::task::JoinSet::new();
+        for chunk in listed.chunks(listed.len().div_ceil(16).max(1)) {
+            let (store, apps) = (f.store.clone(), chunk.to_vec());
+            readers.spawn(async move {
+                let mut read = Vec::new();
+                for t in apps {
+                    let (body, _) = store
+                        .read_app(state, &t.app_guid)
+                        .await
+                        .unwrap()
+                        .expect("listed");
+                    read.push((
+                        format!("{}{}/{}.json", store.prefix(), state.dir_name(), t.app_guid),
+                        String::from_utf8(body.to_vec()).unwrap(),
+                    ));
+                }
+                read
+            });
+        }
+        let read = readers.join_all().await.into_iter().flatten();
+        objects.extend(read);
+    }
+    println!(
+        "bench_updater: copied the bucket ({} files) for the S3 stub in {:.1} s",
+        objects.len(),
+        started.elapsed().as_secs_f64()
+    );
+    objects
 }
 
 /// Every app GUID the simulator holds (before any fault is set).
@@ -159,10 +295,16 @@ async fn bind_all(f: &Fixture, apps: &[String]) {
     );
 }
 
-/// The updater's environment; its store is reached through the counting proxy.
+/// Where the updater's store is: moto (through the counting proxy) or an S3 stub.
+struct StoreEndpoint {
+    url: String,
+    bucket: String,
+}
+
+/// The updater's environment, with its store at `store`.
 fn updater_env(
     f: &Fixture,
-    proxy: &CountingProxy,
+    store: &StoreEndpoint,
     extra: &[(&str, &str)],
 ) -> Vec<(String, String)> {
     let mut env: Vec<(String, String)> = [
@@ -170,9 +312,9 @@ fn updater_env(
         ("API_ENDPOINT", f.sim.base_url.as_str()),
         ("UAA_USERNAME", "admin"),
         ("UAA_PASSWORD", "admin"),
-        ("BUCKET_NAME", f.store.bucket()),
+        ("BUCKET_NAME", store.bucket.as_str()),
         ("BUCKET_PREFIX", f.store.prefix()),
-        ("S3_ENDPOINT", proxy.endpoint.as_str()),
+        ("S3_ENDPOINT", store.url.as_str()),
         ("AWS_REGION", "us-east-1"),
         ("AWS_ACCESS_KEY_ID", "test"),
         ("AWS_SECRET_ACCESS_KEY", "test"),
@@ -190,20 +332,48 @@ fn updater_env(
 struct Pass {
     summary: String,
     max_rss_kb: u64,
+    /// Around the process, start-up included.
+    wall: Duration,
+    /// User + system CPU time of the process.
+    cpu_seconds: f64,
+    /// The pass' `pass phases` debug line (milliseconds since the pass started), plus
+    /// `pass`: the pass' own duration.
+    phases: Value,
+    /// Summed over the Cloud Controller responses: waiting for them, and parsing them.
+    cc_wait_ms: f64,
+    cc_parse_ms: f64,
 }
 
-/// One `updater --once` under `/usr/bin/time`, with its figures printed.
-async fn measured_pass(f: &Fixture, proxy: &CountingProxy, what: &str) -> Pass {
+impl Pass {
+    fn phase(&self, name: &str) -> f64 {
+        self.phases[name].as_f64().unwrap_or(f64::NAN)
+    }
+}
+
+/// One `updater --once` under `/usr/bin/time`, with its figures printed. Store requests
+/// are counted when the store is reached through `proxy`.
+async fn measured_pass(
+    f: &Fixture,
+    store: &StoreEndpoint,
+    proxy: Option<&CountingProxy>,
+    what: &str,
+) -> Pass {
     f.sim_control(Method::DELETE, "/sim/requests", json!({}))
         .await;
-    proxy.reset();
+    if let Some(proxy) = proxy {
+        proxy.reset();
+    }
     let started = Instant::now();
     let output = tokio::process::Command::new("/usr/bin/time")
-        .args(["-f", "bench-max-rss-kb=%M"])
+        .args(["-f", "bench-max-rss-kb=%M bench-cpu=%U+%S"])
         .arg(bin_path("updater"))
         .arg("--once")
-        .envs(updater_env(f, proxy, &[]))
-        .env("RUST_LOG", "warn")
+        .envs(updater_env(f, store, &[]))
+        // The phase timings and the Cloud Controller responses, at debug level.
+        .env(
+            "RUST_LOG",
+            "warn,gds_updater::engine=debug,gds_cf::client=debug",
+        )
         .output()
         .await
         .expect("/usr/bin/time and the updater run");
@@ -216,41 +386,107 @@ async fn measured_pass(f: &Fixture, proxy: &CountingProxy, what: &str) -> Pass {
         .find(|l| l.contains("pass succeeded"))
         .unwrap_or_else(|| panic!("{what}: no summary in {stdout}"))
         .to_owned();
-    let max_rss_kb: u64 = stderr
+    let time_line = stderr
         .lines()
-        .find_map(|l| l.strip_prefix("bench-max-rss-kb="))
-        .and_then(|n| n.trim().parse().ok())
-        .unwrap_or_else(|| panic!("{what}: no max RSS in {stderr}"));
+        .find(|l| l.starts_with("bench-max-rss-kb="))
+        .unwrap_or_else(|| panic!("{what}: no /usr/bin/time line in {stderr}"));
+    let field = |name: &str| {
+        time_line
+            .split_whitespace()
+            .find_map(|w| w.strip_prefix(name))
+            .unwrap_or_else(|| panic!("{what}: no {name} in {time_line}"))
+    };
+    let max_rss_kb: u64 = field("bench-max-rss-kb=").parse().unwrap();
+    let cpu_seconds: f64 = field("bench-cpu=")
+        .split('+')
+        .map(|t| t.parse::<f64>().unwrap())
+        .sum();
+    let logs: Vec<Value> = stderr
+        .lines()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .collect();
+    let mut phases = logs
+        .iter()
+        .find(|l| l["message"] == "pass phases")
+        .cloned()
+        .unwrap_or_else(|| panic!("{what}: no phase timings in {stderr}"));
+    let pass_ms: f64 = summary
+        .split(" in ")
+        .nth(1)
+        .and_then(|rest| rest.split(" ms").next())
+        .and_then(|ms| ms.parse().ok())
+        .unwrap_or(f64::NAN);
+    phases["pass"] = json!(pass_ms);
+    let responses: Vec<&Value> = logs
+        .iter()
+        .filter(|l| l["message"] == "Cloud Controller response")
+        .collect();
+    let sum = |key: &str| {
+        responses
+            .iter()
+            .filter_map(|l| l[key].as_f64())
+            .sum::<f64>()
+    };
+    let (cc_wait_ms, cc_parse_ms) = (sum("wait_ms"), sum("parse_ms"));
     let cc = f
         .sim_control(Method::GET, "/sim/requests", Value::Null)
         .await;
-    assert!(!proxy.unparsed.load(Ordering::Relaxed), "a chunked request");
     println!("bench_updater: {what}: {}", summary.trim());
     println!(
-        "bench_updater: {what}: wall time {:.2} s (process, start-up included)",
-        wall.as_secs_f64()
+        "bench_updater: {what}: wall time {:.2} s (process, start-up included), CPU {:.2} s \
+         (user+system)",
+        wall.as_secs_f64(),
+        cpu_seconds
+    );
+    let ms = |name: &str| phases[name].as_f64().unwrap_or(f64::NAN);
+    println!(
+        "bench_updater: {what}: since the pass started: bindings read at {:.0} ms; Cloud \
+         Controller answered at {:.0} ms ({} responses: {:.0} ms waiting, {:.0} ms parsing, \
+         summed); active/ listed at {:.0} ms; inactive/ at {:.0} ms; then planning {:.0} ms, \
+         applying {:.0} ms",
+        ms("bindings_read_ms"),
+        ms("cloud_controller_read_ms"),
+        responses.len(),
+        cc_wait_ms,
+        cc_parse_ms,
+        ms("active_listed_ms"),
+        ms("inactive_listed_ms"),
+        ms("planning_ms"),
+        ms("applying_ms"),
     );
     println!(
         "bench_updater: {what}: Cloud Controller requests {} (+{} UAA): {}",
         cc["total_cc"], cc["total_uaa"], cc["by_endpoint"]
     );
-    println!(
-        "bench_updater: {what}: store requests {}: {:?}",
-        proxy.requests.load(Ordering::Relaxed),
-        proxy.by_kind.lock().unwrap()
-    );
+    if let Some(proxy) = proxy {
+        assert!(!proxy.unparsed.load(Ordering::Relaxed), "a chunked request");
+        println!(
+            "bench_updater: {what}: store requests {}: {:?}",
+            proxy.requests.load(Ordering::Relaxed),
+            proxy.by_kind.lock().unwrap()
+        );
+    }
     Pass {
         summary,
         max_rss_kb,
+        wall,
+        cpu_seconds,
+        phases,
+        cc_wait_ms,
+        cc_parse_ms,
     }
 }
 
 /// The running updater's fast path with `AUDIT_EVENTS_POLL_SECONDS=poll`: SCALES scales,
 /// each timed from the control request to the rewritten file in the bucket.
 async fn fast_path(f: &Fixture, proxy: &CountingProxy, apps: &[String], poll: &str) {
+    let moto = StoreEndpoint {
+        url: proxy.endpoint.clone(),
+        bucket: f.store.bucket().to_owned(),
+    };
     let env = updater_env(
         f,
-        proxy,
+        &moto,
         &[
             // No scheduled pass during the measurement (besides the one at start).
             ("UPDATE_TARGETS_SCHEDULE", "0 0 0 1 1 *"),

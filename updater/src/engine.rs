@@ -1,8 +1,8 @@
 //! One reconcile pass: read -> pure plan -> apply (STYLE.md, the reconciler models).
 //!
-//! - **Read**: the bindings (desired: which apps, with whose parameters), then, at once,
-//!   the Cloud Controller's view of exactly those apps (batched) and the bucket listing.
-//!   A failed read becomes a `None` the planner knows how to treat: nothing is deleted
+//! - **Read**, all at once: the bindings (desired: which apps, with whose parameters)
+//!   followed by the Cloud Controller's view of exactly those apps (batched), and the
+//!   bucket listing of each state. A failed read becomes a `None` the planner knows how to treat: nothing is deleted
 //!   or moved on its account, and the pass reports failure.
 //! - **Plan**: [`gds_reconcile::plan`], pure.
 //! - **Apply**: each app's actions in order, under that app's database lock, with
@@ -74,6 +74,46 @@ pub struct PassReport {
     /// Apps whose actions failed, with the reason.
     pub failed: Vec<(AppGuid, String)>,
     pub duration: Duration,
+    /// Where the time went.
+    pub timings: PassTimings,
+}
+
+/// Where a pass' time went, each measured from the start of the pass (the reads overlap,
+/// so their times are not to be added up). Logged at debug level (`pass phases`), for
+/// operators and the benchmark.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct PassTimings {
+    /// The bindings were read from the database.
+    pub bindings_read: Duration,
+    /// The Cloud Controller had answered (it is asked once the bindings are known).
+    pub cloud_controller_read: Duration,
+    /// The listing of `active/` was complete.
+    pub active_listed: Duration,
+    /// The listing of `inactive/` was complete.
+    pub inactive_listed: Duration,
+    /// Every read was done (the latest of the four above).
+    pub reads_done: Duration,
+    /// Time spent planning.
+    pub planning: Duration,
+    /// Time spent applying the plan (and updating the orphan count).
+    pub applying: Duration,
+}
+
+impl PassTimings {
+    fn log(&self, scope: &'static str) {
+        let ms = |d: Duration| d.as_secs_f64() * 1000.0;
+        tracing::debug!(
+            scope,
+            bindings_read_ms = ms(self.bindings_read),
+            cloud_controller_read_ms = ms(self.cloud_controller_read),
+            active_listed_ms = ms(self.active_listed),
+            inactive_listed_ms = ms(self.inactive_listed),
+            reads_done_ms = ms(self.reads_done),
+            planning_ms = ms(self.planning),
+            applying_ms = ms(self.applying),
+            "pass phases"
+        );
+    }
 }
 
 impl PassReport {
@@ -137,6 +177,8 @@ struct Read {
     /// parameters the plan used): apply re-checks it under the app's lock.
     newest: BTreeMap<AppGuid, String>,
     failures: Vec<String>,
+    /// The read phases of [`PassTimings`].
+    timings: PassTimings,
 }
 
 /// The reconcile engine: the database, the bucket, the Cloud Controller.
@@ -195,7 +237,8 @@ impl Reconciler {
     /// Reads and plans without changing anything (`--dry-run`). Takes no lease.
     pub async fn dry_run(&self, scope: &Scope) -> Result<PassReport, PassError> {
         let started = Instant::now();
-        let read = self.read(scope).await?;
+        let read = self.read(scope, started).await?;
+        let planning = Instant::now();
         let plan = plan(
             &read.desired,
             &read.actual,
@@ -203,6 +246,11 @@ impl Reconciler {
             scope,
             self.settings.limits,
         );
+        let timings = PassTimings {
+            planning: planning.elapsed(),
+            ..read.timings
+        };
+        timings.log(scope_label(scope));
         Ok(PassReport {
             scope: scope_label(scope),
             plan,
@@ -211,6 +259,7 @@ impl Reconciler {
             superseded: Vec::new(),
             failed: Vec::new(),
             duration: started.elapsed(),
+            timings,
         })
     }
 
@@ -275,7 +324,7 @@ impl Reconciler {
     pub(crate) async fn pass_locked(&self, scope: &Scope) -> Result<PassReport, PassError> {
         let started = Instant::now();
         let label = scope_label(scope);
-        let read = match self.read(scope).await {
+        let read = match self.read(scope, started).await {
             Ok(read) => read,
             Err(e) => {
                 self.metrics
@@ -289,6 +338,7 @@ impl Reconciler {
                 return Err(e);
             }
         };
+        let planning = Instant::now();
         let plan = plan(
             &read.desired,
             &read.actual,
@@ -296,6 +346,10 @@ impl Reconciler {
             scope,
             self.settings.limits,
         );
+        let mut timings = PassTimings {
+            planning: planning.elapsed(),
+            ..read.timings
+        };
         if !plan.held_back.is_empty() {
             tracing::warn!(
                 held_back = plan.held_back.len(),
@@ -312,6 +366,7 @@ impl Reconciler {
         if !plan.actions.is_empty() || !plan.orphaned.is_empty() {
             tracing::info!(plan = %plan, "applying");
         }
+        let applying = Instant::now();
         let outcome = self.apply(&plan, &read.newest).await;
         if !plan.orphaned.is_empty() || scope == &Scope::All {
             match self.db.orphaned_binding_count().await {
@@ -319,6 +374,8 @@ impl Reconciler {
                 Err(e) => tracing::warn!(error = %e, "cannot count orphaned bindings"),
             }
         }
+        timings.applying = applying.elapsed();
+        timings.log(label);
         self.metrics.observe_cf_requests(&self.cf.request_stats());
         let report = PassReport {
             scope: label,
@@ -328,6 +385,7 @@ impl Reconciler {
             superseded: outcome.superseded,
             failed: outcome.failed,
             duration: started.elapsed(),
+            timings,
         };
         self.metrics
             .pass_duration
@@ -353,43 +411,50 @@ impl Reconciler {
         Ok(report)
     }
 
-    /// Desired and actual state. Bindings first: the Cloud Controller is asked about
-    /// exactly the bound apps in scope (never a crawl of the foundation), and the newest
-    /// binding of each is what apply re-checks.
-    async fn read(&self, scope: &Scope) -> Result<Read, PassError> {
-        let bindings = self.db.all_bindings().await?;
-        let mut bound = BTreeMap::new();
-        let mut newest = BTreeMap::new();
-        // Newest first within each app: the first one seen decides (DESIGN.md 3a).
-        for binding in bindings {
-            if newest.contains_key(&binding.app_guid) {
-                continue;
-            }
-            let params = match BindingParams::from_json(Some(&binding.parameters_json())) {
-                Ok(params) => params,
-                Err(e) => {
-                    // Validated on bind, so only a hand-edited row gets here.
-                    tracing::warn!(binding_id = %binding.binding_id, error = %e,
-                        "stored binding parameters no longer validate: using none");
-                    BindingParams::default()
-                }
+    /// Desired and actual state. The Cloud Controller is asked, once the bindings are
+    /// read, about exactly the bound apps in scope (never a crawl of the foundation); the
+    /// newest binding of each is what apply re-checks. The store is listed meanwhile.
+    async fn read(&self, scope: &Scope, started: Instant) -> Result<Read, PassError> {
+        // The bindings, then the Cloud Controller about exactly those apps; meanwhile the
+        // two listings, which need neither. The order of the reads does not matter for
+        // safety: whatever a bind or unbind changes between them, apply re-checks each
+        // app's newest binding under the app's lock before touching its files ([`apply`]).
+        let desired = async {
+            let bindings = self.db.all_bindings().await?;
+            let bindings_read = started.elapsed();
+            let (bound, newest) = newest_bindings(bindings);
+            let wanted: BTreeSet<AppGuid> = match scope {
+                Scope::All => bound.keys().cloned().collect(),
+                Scope::Apps(apps) => apps
+                    .iter()
+                    .filter(|a| bound.contains_key(*a))
+                    .cloned()
+                    .collect(),
             };
-            newest.insert(binding.app_guid.clone(), binding.binding_id.clone());
-            bound.insert(binding.app_guid, params);
-        }
-        let wanted: BTreeSet<AppGuid> = match scope {
-            Scope::All => bound.keys().cloned().collect(),
-            Scope::Apps(apps) => apps
-                .iter()
-                .filter(|a| bound.contains_key(*a))
-                .cloned()
-                .collect(),
+            let (cc, cc_read) = timed(started, self.cf.apps_info(&wanted)).await;
+            Ok::<_, PassError>((bound, newest, cc, bindings_read, cc_read))
         };
-        let (cc, active, inactive) = tokio::join!(
-            self.cf.apps_info(&wanted),
-            self.listing(TargetState::Active, scope),
-            self.listing(TargetState::Inactive, scope),
-        );
+        // A database failure ends the pass at once (the listings are dropped).
+        let listed = |state| async move {
+            Ok::<_, PassError>(timed(started, self.listing(state, scope)).await)
+        };
+        let (
+            (bound, newest, cc, bindings_read, cc_read),
+            (active, active_t),
+            (inactive, inactive_t),
+        ) = tokio::try_join!(
+            desired,
+            listed(TargetState::Active),
+            listed(TargetState::Inactive)
+        )?;
+        let timings = PassTimings {
+            bindings_read,
+            cloud_controller_read: cc_read,
+            active_listed: active_t,
+            inactive_listed: inactive_t,
+            reads_done: started.elapsed(),
+            ..PassTimings::default()
+        };
         let mut failures = Vec::new();
         let cc = cc
             .map_err(|e| {
@@ -421,6 +486,7 @@ impl Reconciler {
             actual: Actual { active, inactive },
             newest,
             failures,
+            timings,
         })
     }
 
@@ -678,6 +744,38 @@ async fn apply_action(store: &dyn TargetStore, action: &Action) -> Result<(), St
         }
         Action::Remove { app, state, .. } => store.remove_app(*state, app).await,
     }
+}
+
+/// Each bound app's parameters and newest binding, from `bindings` ordered by app and
+/// newest first (the first one seen decides, DESIGN.md 3a).
+fn newest_bindings(
+    bindings: Vec<gds_db::Binding>,
+) -> (BTreeMap<AppGuid, BindingParams>, BTreeMap<AppGuid, String>) {
+    let mut bound = BTreeMap::new();
+    let mut newest = BTreeMap::new();
+    for binding in bindings {
+        if newest.contains_key(&binding.app_guid) {
+            continue;
+        }
+        let params = match BindingParams::from_json(Some(&binding.parameters_json())) {
+            Ok(params) => params,
+            Err(e) => {
+                // Validated on bind, so only a hand-edited row gets here.
+                tracing::warn!(binding_id = %binding.binding_id, error = %e,
+                    "stored binding parameters no longer validate: using none");
+                BindingParams::default()
+            }
+        };
+        newest.insert(binding.app_guid.clone(), binding.binding_id.clone());
+        bound.insert(binding.app_guid, params);
+    }
+    (bound, newest)
+}
+
+/// `read`'s output, and the time since `started` at which it was done.
+async fn timed<T>(started: Instant, read: impl Future<Output = T>) -> (T, Duration) {
+    let result = read.await;
+    (result, started.elapsed())
 }
 
 fn scope_label(scope: &Scope) -> &'static str {

@@ -44,8 +44,15 @@ impl Default for UpdaterMetrics {
 }
 
 impl UpdaterMetrics {
+    /// The metrics in a registry of their own (the updater's `/metrics`).
     pub fn new() -> Self {
-        let registry = Registry::new();
+        Self::registered_in(Registry::new())
+    }
+
+    /// The metrics, registered in `registry` (a shared handle): how a process that runs
+    /// passes besides its own work (the broker's `POST /update-targets`) serves them on
+    /// its one `/metrics`. Panics if `registry` already has a metric of the same name.
+    pub fn registered_in(registry: Registry) -> Self {
         let last_success = Gauge::new(
             "gds_updater_last_success_timestamp_seconds",
             "Unix time at which the last successful reconcile pass ended.",
@@ -159,8 +166,30 @@ impl UpdaterMetrics {
         }
     }
 
-    /// The text exposition.
+    /// The text exposition of the whole registry (with whatever else it holds).
     pub fn render(&self) -> String {
         gds_service::metrics::render(&self.registry)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn metrics_registered_in_a_shared_registry_render_with_its_other_metrics() {
+        let registry = Registry::new();
+        let other = prometheus::IntCounter::new("other_total", "Another process' metric.").unwrap();
+        registry.register(Box::new(other.clone())).unwrap();
+        other.inc();
+        let metrics = UpdaterMetrics::registered_in(registry.clone());
+        metrics.passes.with_label_values(&["full", "ok"]).inc();
+        let text = gds_service::metrics::render(&registry);
+        assert!(text.contains("other_total 1"), "{text}");
+        assert!(
+            text.contains(r#"gds_updater_passes_total{outcome="ok",scope="full"} 1"#),
+            "{text}"
+        );
+        assert_eq!(metrics.render(), text);
     }
 }

@@ -253,6 +253,49 @@ fn list_response<'a, T: Listed>(
     json_response(200, &body)
 }
 
+/// [`list_response`] for the big lists a reconciler reads every pass (apps, processes,
+/// routes): the page's resources come serialised from [`SimState::presented`] and the
+/// body is written around them. The same JSON as `list_response` would give.
+#[allow(clippy::too_many_arguments)]
+fn cached_list_response<'a, T: Listed>(
+    state: &SimState,
+    generation: u64,
+    kind: &'static str,
+    q: &ListQuery,
+    url: &str,
+    mut rows: Vec<(u64, &'a T)>,
+    guid: impl Fn(&T) -> &str,
+    present: impl Fn(&T) -> Value,
+    included: impl FnOnce(&[(u64, &'a T)]) -> Option<Value>,
+) -> HttpResponse {
+    order(&mut rows, &q.order_by);
+    let (page, pagination) = q.paginate(&rows, url);
+    let items = state.presented(generation, kind, page, guid, present);
+    let included = included(page);
+    let mut body = Vec::with_capacity(items.iter().map(|i| i.len() + 1).sum::<usize>() + 1024);
+    let write = |body: &mut Vec<u8>, value: &Value| {
+        serde_json::to_writer(body, value).expect("serialising JSON cannot fail")
+    };
+    body.extend_from_slice(b"{\"pagination\":");
+    write(&mut body, &pagination);
+    body.extend_from_slice(b",\"resources\":[");
+    for (i, item) in items.iter().enumerate() {
+        if i > 0 {
+            body.push(b',');
+        }
+        body.extend_from_slice(item.as_bytes());
+    }
+    body.push(b']');
+    if let Some(included) = included {
+        body.extend_from_slice(b",\"included\":");
+        write(&mut body, &included);
+    }
+    body.push(b'}');
+    HttpResponse::Ok()
+        .content_type("application/json; charset=utf-8")
+        .body(body)
+}
+
 fn set(q: &ListQuery, name: &str) -> Option<HashSet<String>> {
     q.filter(name)
         .map(|vs| vs.iter().cloned().collect::<HashSet<_>>())
@@ -295,6 +338,7 @@ fn app_included(q: &ListQuery) -> (bool, bool) {
 pub async fn list_apps(state: Data, req: HttpRequest) -> CcResult {
     let q = ListQuery::parse(req.query_string(), &APPS)?;
     let w = state.world();
+    let generation = state.world_generation();
     let base = &state.base_url;
     let names: Option<HashSet<String>> = q
         .filter("names")
@@ -313,10 +357,14 @@ pub async fn list_apps(state: Data, req: HttpRequest) -> CcResult {
             && (orgs.is_none() || contains(&orgs, w.org_of_space(&a.space_guid).unwrap_or("")))
     });
     let (with_spaces, with_orgs) = app_included(&q);
-    Ok(list_response(
+    Ok(cached_list_response(
+        &state,
+        generation,
+        "app",
         &q,
         &format!("{base}/v3/apps"),
         rows,
+        |a| a.guid.as_str(),
         |a| present::app(base, a),
         |page| {
             (with_spaces || with_orgs).then(|| {
@@ -487,13 +535,18 @@ fn filter_processes(w: &World, q: &ListQuery, rows: &mut Vec<(u64, &Process)>) {
 pub async fn list_processes(state: Data, req: HttpRequest) -> CcResult {
     let q = ListQuery::parse(req.query_string(), &PROCESSES)?;
     let w = state.world();
+    let generation = state.world_generation();
     let mut rows = candidates(&w.processes, &q);
     filter_processes(&w, &q, &mut rows);
     let base = &state.base_url;
-    Ok(list_response(
+    Ok(cached_list_response(
+        &state,
+        generation,
+        "process in a list",
         &q,
         &format!("{base}/v3/processes"),
         rows,
+        |p| p.guid.as_str(),
         |p| present::process(base, &w, p, true),
         |_| None,
     ))
@@ -726,13 +779,18 @@ fn routes_included(base: &str, w: &World, q: &ListQuery, page: &[(u64, &Route)])
 pub async fn list_routes(state: Data, req: HttpRequest) -> CcResult {
     let q = ListQuery::parse(req.query_string(), &ROUTES)?;
     let w = state.world();
+    let generation = state.world_generation();
     let mut rows = candidates(&w.routes, &q);
     filter_routes(&w, &q, &mut rows);
     let base = &state.base_url;
-    Ok(list_response(
+    Ok(cached_list_response(
+        &state,
+        generation,
+        "route",
         &q,
         &format!("{base}/v3/routes"),
         rows,
+        |r| r.guid.as_str(),
         |r| present::route(base, &w, r),
         |page| routes_included(base, &w, &q, page),
     ))

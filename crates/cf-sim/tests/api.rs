@@ -1109,3 +1109,96 @@ async fn the_root_points_at_itself_for_uaa_and_v2_is_disabled() {
     let unknown = get!(app, token, "/v3/nonsense");
     assert_eq!(error_of(&unknown), (404, "CF-NotFound", 10000));
 }
+
+/// The big lists serve resources from a cache of presented JSON (`SimState::presented`):
+/// a page from the cache is the same as the first one, and every change to the world
+/// (through the v3 API, the control API, a reset) shows in the next page.
+#[actix_web::test]
+async fn cached_list_pages_follow_every_change_to_the_world() {
+    let app = test::init_service(cf_sim::app(state(SimConfig {
+        demo: true,
+        ..SimConfig::default()
+    })))
+    .await;
+    let token = admin_token!(app);
+    let shop = cf_sim::seed::demo_app_guid("web-shop").unwrap();
+    // The app's row in an apps page, or its web process' row in a processes page.
+    let row = |page: &Value| -> Value {
+        page["resources"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|r| r["guid"] == shop || r["relationships"]["app"]["data"]["guid"] == shop)
+            .cloned()
+            .unwrap_or(Value::Null)
+    };
+    let lists = async || {
+        (
+            get!(
+                app,
+                token,
+                "/v3/apps?include=space.organization&per_page=5000"
+            )
+            .body,
+            get!(app, token, "/v3/processes?types=web&per_page=5000").body,
+            get!(app, token, "/v3/routes?include=domain&per_page=5000").body,
+        )
+    };
+    let first = lists().await;
+    assert_eq!(lists().await, first);
+    let (apps, processes, routes) = &first;
+    for page in [apps, processes, routes] {
+        assert!(
+            page["pagination"]["total_results"].as_u64().unwrap() > 0,
+            "{page}"
+        );
+    }
+    assert!(
+        apps["included"]["spaces"]
+            .as_array()
+            .is_some_and(|s| !s.is_empty())
+    );
+    assert!(
+        routes["included"]["domains"]
+            .as_array()
+            .is_some_and(|d| !d.is_empty())
+    );
+    assert_eq!(
+        (&row(apps)["name"], &row(apps)["state"]),
+        (&json!("web-shop"), &json!("STARTED"))
+    );
+    assert_eq!(row(processes)["instances"], 2);
+
+    let renamed = send!(
+        app,
+        patch,
+        token,
+        format!("/v3/apps/{shop}"),
+        json!({"name": "web-shop-2"})
+    );
+    assert_eq!(renamed.status, 200, "{}", renamed.body);
+    let (apps, _, _) = lists().await;
+    assert_eq!(row(&apps)["name"], "web-shop-2");
+
+    let scaled = control!(
+        app,
+        post,
+        format!("/sim/apps/{shop}/scale"),
+        json!({"instances": 5})
+    );
+    assert_eq!(scaled.status, 200, "{}", scaled.body);
+    let stopped = control!(app, post, format!("/sim/apps/{shop}/stop"), "");
+    assert_eq!(stopped.status, 200, "{}", stopped.body);
+    let (apps, processes, _) = lists().await;
+    assert_eq!(row(&apps)["state"], "STOPPED");
+    assert_eq!(row(&processes)["instances"], 5);
+
+    let reset = control!(app, post, "/sim/reset", json!({"empty": true}));
+    assert_eq!(reset.status, 200, "{}", reset.body);
+    let (apps, processes, routes) = lists().await;
+    for page in [&apps, &processes, &routes] {
+        assert_eq!(page["pagination"]["total_results"], 0, "{page}");
+    }
+    control!(app, post, "/sim/reset", json!({}));
+    assert_eq!(lists().await, first);
+}

@@ -206,7 +206,29 @@ impl CfClient {
             Strategy::ListAll => self.fetch_everything().await?,
             Strategy::Filter => self.fetch_filtered(wanted).await?,
         };
-        Ok(assemble(wanted, resources, &self.config.exporter_label))
+        let mut snapshot = assemble(wanted, resources, &self.config.exporter_label);
+        if strategy == Strategy::ListAll && !snapshot.missing.is_empty() {
+            // Pages are offsets: an app deleted from an earlier page between two page
+            // requests shifts a row of the next page out of sight. An app missing from
+            // the listing is only reported missing (and its targets removed) once a look-up
+            // by GUID does not find it either.
+            let unseen = std::mem::take(&mut snapshot.missing);
+            let confirmed = assemble(
+                &unseen,
+                self.fetch_filtered(&unseen).await?,
+                &self.config.exporter_label,
+            );
+            if confirmed.missing.len() < unseen.len() {
+                tracing::info!(
+                    found = unseen.len() - confirmed.missing.len(),
+                    "apps missing from the listing were found by GUID (the listing shifted)"
+                );
+            }
+            snapshot.apps.extend(confirmed.apps);
+            snapshot.failed.extend(confirmed.failed);
+            snapshot.missing = confirmed.missing;
+        }
+        Ok(snapshot)
     }
 
     /// Every app our user can see (a handful of requests at any scale). For tools and the
@@ -456,6 +478,7 @@ impl CfClient {
             if self.remaining.load(Ordering::Relaxed) == 0 {
                 tokio::time::sleep(LOW_HEADROOM_PAUSE).await;
             }
+            let sent = std::time::Instant::now();
             let outcome = {
                 let _permit = self
                     .permits
@@ -502,10 +525,21 @@ impl CfClient {
                 self.remaining.store(remaining as i64, Ordering::Relaxed);
             }
             if status.is_success() {
-                return serde_json::from_slice(&body).map_err(|e| CfError::InvalidResponse {
+                let waited = sent.elapsed();
+                let parsed = serde_json::from_slice(&body).map_err(|e| CfError::InvalidResponse {
                     endpoint: endpoint.to_owned(),
                     reason: e.to_string(),
                 });
+                // Where a pass' Cloud Controller time goes: waiting (for a permit, the
+                // network and the Cloud Controller) or parsing.
+                tracing::debug!(
+                    endpoint,
+                    bytes = body.len(),
+                    wait_ms = waited.as_secs_f64() * 1000.0,
+                    parse_ms = (sent.elapsed() - waited).as_secs_f64() * 1000.0,
+                    "Cloud Controller response"
+                );
+                return parsed;
             }
             let (title, detail) = error_parts(&body);
             match status {
@@ -779,6 +813,7 @@ fn error_parts(body: &[u8]) -> (String, String) {
         ),
     }
 }
+
 
 #[cfg(test)]
 mod tests;

@@ -25,6 +25,7 @@ on_both_databases!(
     deprovisioning_removes_what_the_platform_left_bound,
     every_auth_and_version_failure_is_refused,
     operations_endpoints_need_no_auth_and_count_routes_not_ids,
+    the_passes_of_update_targets_show_on_the_brokers_metrics,
 );
 
 /// The file the broker must write for the demo app `web-shop` (2 instances, one route),
@@ -766,4 +767,74 @@ async fn operations_endpoints_need_no_auth_and_count_routes_not_ids(db: Database
     for raw in ["si-metrics", "b-metrics", WEB_SHOP] {
         assert!(!text.contains(raw), "raw id {raw} in metrics:\n{text}");
     }
+}
+
+/// `POST /update-targets` runs the updater's pass in the broker: its `gds_updater_*`
+/// metrics are on the broker's `/metrics`, next to the broker's own.
+async fn the_passes_of_update_targets_show_on_the_brokers_metrics(db: Database) {
+    use gds_store::TargetStore;
+
+    let f = Fixture::start(db).await;
+    assert_eq!(f.provision("si-1").await.0, StatusCode::CREATED);
+    assert_eq!(
+        f.bind("si-1", "b-1", WEB_SHOP, Value::Null).await.0,
+        StatusCode::CREATED
+    );
+    // A file nobody is bound to: the pass removes it.
+    f.store
+        .write_app(
+            TargetState::Active,
+            &gds_targets::AppGuid::parse(API_APP).unwrap(),
+            "[]".into(),
+        )
+        .await
+        .unwrap();
+
+    let (status, body) = send(
+        f.http
+            .post(format!("{}/update-targets", f.broker.base_url))
+            .basic_auth(USERNAME, Some(PASSWORD)),
+    )
+    .await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{body}");
+    assert!(
+        body["description"]
+            .as_str()
+            .unwrap_or_default()
+            .starts_with("full pass succeeded"),
+        "{body}"
+    );
+    assert_eq!(f.file(TargetState::Active, API_APP).await, None);
+
+    let text = f
+        .http
+        .get(format!("{}/metrics", f.broker.base_url))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    for line in [
+        r#"gds_updater_passes_total{outcome="ok",scope="full"} 1"#,
+        r#"gds_updater_pass_duration_seconds_count{scope="full"} 1"#,
+        r#"gds_updater_actions_total{kind="remove",outcome="applied"} 1"#,
+        // As listed, before the removal.
+        r#"gds_updater_targets{state="active"} 2"#,
+        r#"gds_updater_held_back_deletions 0"#,
+        r#"observe_broker_http_requests_total{code="202",method="post",path="/update-targets"} 1"#,
+    ] {
+        assert!(text.contains(line), "{line} missing from:\n{text}");
+    }
+    // The Cloud Controller client is shared with the binds: its counters are current.
+    assert!(
+        text.contains(
+            r#"gds_updater_cf_requests_total{endpoint="GET /v3/apps/:guid",status="200"}"#
+        ),
+        "{text}"
+    );
+    assert!(
+        text.contains("gds_updater_last_success_timestamp_seconds 1"),
+        "{text}"
+    );
 }
