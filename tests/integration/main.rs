@@ -9,6 +9,7 @@ mod cf_client;
 mod demo;
 mod e2e;
 mod harness;
+mod import;
 mod manifests;
 mod prometheus;
 mod proxy;

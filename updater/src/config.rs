@@ -44,6 +44,10 @@ pub const SETTINGS: &[&str] = &[
     "UPDATE_TARGETS_RATE_SECONDS",
     "AUDIT_EVENTS_POLL_SECONDS",
     "LISTEN_HOST",
+    // `--import-bindings` only (`crate::import::CatalogIds`).
+    "SERVICE_ID",
+    "SERVICE_NAME",
+    "PLAN_ID",
 ];
 
 /// Every setting the `updater` binary reads: its own, a reconcile pass's, the Cloud

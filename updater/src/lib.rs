@@ -8,11 +8,14 @@
 //! - [`events`]: the fast path, audit events since a cursor kept in the database.
 //! - [`service`]: the long-running process: the schedule, the fast path, `/health` and
 //!   `/metrics`.
+//! - [`import`]: `--import-bindings`, the one-off cut-over from another broker: the
+//!   Cloud Controller's instances and bindings of our plan into the database.
 //! - [`config`]: settings from the environment and `VCAP_SERVICES`.
 
 pub mod config;
 pub mod engine;
 pub mod events;
+pub mod import;
 pub mod metrics;
 pub mod service;
 

@@ -4,6 +4,11 @@
 //!                          audit-event fast path; /health and /metrics on PORT
 //!     updater --once       one full pass; exit 0 when it succeeded, 1 otherwise
 //!     updater --dry-run    print the plan of a full pass; change nothing
+//!     updater --import-bindings [--dry-run]
+//!                          record the instances and bindings of our plan that the Cloud
+//!                          Controller has and the database lacks (the cut-over from
+//!                          another broker, see gds_updater::import); with --dry-run,
+//!                          list them
 //!
 //! Configuration comes from the environment (and `VCAP_SERVICES`); a missing or invalid
 //! setting prints one line naming it and exits 2.
@@ -12,13 +17,16 @@ use std::io::Write;
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
+use gds_cf::CfClient;
+use gds_db::{ConnectOptions, Db};
 use gds_reconcile::Scope;
 use gds_service::Settings;
 use gds_updater::engine::cause_chain;
+use gds_updater::import::{self, CatalogIds};
 use gds_updater::service::{Service, build_reconciler};
 use gds_updater::{PassError, UpdaterConfig};
 
-const USAGE: &str = "usage: updater [--once | --dry-run]";
+const USAGE: &str = "usage: updater [--once | --dry-run | --import-bindings [--dry-run]]";
 
 /// How long `--once` waits for another updater's pass to finish.
 const ONCE_LEASE_WAIT: Duration = Duration::from_secs(60);
@@ -28,6 +36,7 @@ enum Mode {
     Serve,
     Once,
     DryRun,
+    Import { dry_run: bool },
 }
 
 #[tokio::main]
@@ -36,8 +45,17 @@ async fn main() -> ExitCode {
     for arg in std::env::args().skip(1) {
         mode = match (arg.as_str(), mode) {
             ("--once", Mode::Serve | Mode::Once) => Mode::Once,
+            ("--dry-run", Mode::Import { .. }) => Mode::Import { dry_run: true },
             ("--dry-run", _) => Mode::DryRun,
             ("--once", Mode::DryRun) => Mode::DryRun,
+            ("--import-bindings", Mode::Serve | Mode::Import { .. }) => {
+                Mode::Import { dry_run: false }
+            }
+            ("--import-bindings", Mode::DryRun) => Mode::Import { dry_run: true },
+            ("--once", Mode::Import { .. }) | ("--import-bindings", Mode::Once) => {
+                eprintln!("updater: --once and --import-bindings do not combine; {USAGE}");
+                return ExitCode::from(2);
+            }
             ("-h" | "--help", _) => {
                 println!("{USAGE}");
                 return ExitCode::SUCCESS;
@@ -49,7 +67,14 @@ async fn main() -> ExitCode {
         };
     }
     gds_service::telemetry::init("updater");
-    let config = match Settings::from_env().and_then(|s| UpdaterConfig::from_settings(&s)) {
+    let settings = match Settings::from_env() {
+        Ok(settings) => settings,
+        Err(e) => {
+            eprintln!("updater: invalid configuration: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let config = match UpdaterConfig::from_settings(&settings) {
         Ok(config) => config,
         Err(e) => {
             eprintln!("updater: invalid configuration: {e}");
@@ -60,6 +85,13 @@ async fn main() -> ExitCode {
         Mode::Serve => serve(config).await,
         Mode::Once => once(config).await,
         Mode::DryRun => dry_run(config).await,
+        Mode::Import { dry_run } => match CatalogIds::from_settings(&settings) {
+            Ok(ids) => import_bindings(config, ids, dry_run).await,
+            Err(e) => {
+                eprintln!("updater: invalid configuration: {e}");
+                ExitCode::from(2)
+            }
+        },
     }
 }
 
@@ -143,6 +175,58 @@ async fn dry_run(config: UpdaterConfig) -> ExitCode {
         }
         Err(e) => {
             eprintln!("updater: dry run failed: {}", cause_chain(&e));
+            ExitCode::from(1)
+        }
+    }
+}
+
+/// `--import-bindings`: reads the Cloud Controller, then records what the database lacks
+/// (or, with `--dry-run`, lists it). Needs the database and the Cloud Controller, not the
+/// store.
+async fn import_bindings(config: UpdaterConfig, ids: CatalogIds, dry_run: bool) -> ExitCode {
+    let db = match Db::connect(
+        config.database_url.expose(),
+        ConnectOptions {
+            max_connections: config.database_max_connections,
+            ..ConnectOptions::default()
+        },
+    )
+    .await
+    {
+        Ok(db) => db,
+        Err(e) => {
+            eprintln!(
+                "updater: cannot start: preparing the database (DATABASE_URL): {}",
+                cause_chain(&e)
+            );
+            return ExitCode::from(1);
+        }
+    };
+    let cf = match CfClient::new(config.cf.clone()) {
+        Ok(cf) => cf,
+        Err(e) => {
+            eprintln!(
+                "updater: cannot start: building the Cloud Controller client: {}",
+                cause_chain(&e)
+            );
+            return ExitCode::from(1);
+        }
+    };
+    let result = import::run(&db, &cf, &ids, dry_run).await;
+    db.close().await;
+    match result {
+        Ok(report) => {
+            print!("{report}");
+            let _ = std::io::stdout().flush();
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            let outcome = if e.recorded_nothing() {
+                "nothing was recorded"
+            } else {
+                "what was recorded stays (it is correct); run the import again for the rest"
+            };
+            eprintln!("updater: import failed ({outcome}): {}", cause_chain(&e));
             ExitCode::from(1)
         }
     }

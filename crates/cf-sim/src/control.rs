@@ -133,7 +133,11 @@ pub async fn index(state: Data) -> HttpResponse {
         (uaa.down, uaa.issued_count)
     };
     let w = state.world();
-    let endpoints: BTreeMap<&str, &str> = ENDPOINTS.iter().copied().collect();
+    let endpoints: BTreeMap<&str, &str> = ENDPOINTS
+        .iter()
+        .chain(crate::services::ENDPOINTS)
+        .copied()
+        .collect();
     json_response(
         200,
         &json!({
@@ -148,6 +152,9 @@ pub async fn index(state: Data) -> HttpResponse {
                 "routes": w.routes.len(),
                 "domains": w.domains.len(),
                 "audit_events": w.events.len(),
+                "service_offerings": w.services.offerings.len(),
+                "service_instances": w.services.instances.len(),
+                "service_credential_bindings": w.services.bindings.len(),
             },
             "uaa": {"down": down, "tokens_issued": issued},
             "rate_limit": {"limit": state.config.rate_limit, "window_seconds": state.config.rate_limit_window},

@@ -40,6 +40,7 @@
 //! | `GET /v3/spaces`, `/v3/organizations` (+ `/:guid`) | spaces take `include=organization` |
 //! | `GET /v3/audit_events` (+ `/:guid`) | `types, target_guids (+[not]), space_guids, organization_guids, created_ats[lt/lte/gt/gte]` |
 //! | `GET /v3/jobs/:guid` | always `COMPLETE` |
+//! | `GET /v3/service_offerings`, `/v3/service_plans`, `/v3/service_instances`, `/v3/service_credential_bindings` (+ `/:guid`) | read-only, seeded through the control API; filters, `include` and `fields` in [`services`] |
 //!
 //! Lists use the CC envelope: absolute `first/last/next/previous` hrefs repeating every
 //! parameter plus `page` and `per_page`, sorted, CGI-escaped (`,` → `%2C`), `null` at
@@ -100,7 +101,9 @@
 //!
 //! See [`control::ENDPOINTS`] (also served by `GET /sim`): create orgs, spaces, apps
 //! and routes; map/unmap, scale, stop, start, rename, delete and rolling-deploy apps
-//! (recording the same audit events as the CC API, actor = the admin user); seed
+//! (recording the same audit events as the CC API, actor = the admin user); record a
+//! broker's service offering and plans, service instances and credential bindings as an
+//! old broker left them (no broker is called; [`services::ENDPOINTS`]); seed
 //! (`POST /sim/seed`, deterministic) or add the demo (`POST /sim/demo`); inject faults
 //! and latency (`POST /sim/faults`); revoke all tokens (`POST /sim/uaa/revoke`) or take
 //! UAA down (`POST /sim/uaa/down`); read and reset request counters (`/sim/requests`,
@@ -126,6 +129,7 @@ pub mod query;
 pub mod router;
 pub mod seed;
 pub mod server;
+pub mod services;
 pub mod state;
 pub mod uaa;
 pub mod uaa_api;

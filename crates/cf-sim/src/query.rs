@@ -165,6 +165,9 @@ pub struct ListQuery {
     pub filters: BTreeMap<String, Vec<String>>,
     /// `target_guids[not]`-style negated filters.
     pub not_filters: BTreeMap<String, Vec<String>>,
+    /// `fields[RESOURCE]=key,key` (sparse related resources, e.g. `fields[space]=guid`),
+    /// for the endpoints whose spec lists `fields`; the handler checks resources and keys.
+    pub fields: BTreeMap<String, Vec<String>>,
     /// `created_ats` / `updated_ats` comparisons: (field, op, bounds).
     pub timestamps: Vec<(String, TsOp, Vec<i64>)>,
     /// Every parameter except `page`/`per_page`, decoded, for the pagination links.
@@ -282,6 +285,9 @@ impl ListQuery {
                         }
                         Some("not") if base == "target_guids" => {
                             q.not_filters.insert(base.to_string(), values);
+                        }
+                        Some(resource) if base == "fields" => {
+                            q.fields.insert(resource.to_string(), values);
                         }
                         Some(_) => errors.push(format!("'{key}' is not a valid filter")),
                     }

@@ -108,6 +108,7 @@ fn routes(cfg: &mut web::ServiceConfig) {
         .service(resource("/v3/audit_events").route(get().to(cc::list_events)))
         .service(resource("/v3/audit_events/{guid}").route(get().to(cc::get_event)))
         .service(resource("/v3/jobs/{guid}").route(get().to(cc::get_job)))
+        .configure(crate::services::cc_routes)
         .service(resource(V3_CATCH_ALL).to(cc::v3_unknown))
         // UAA.
         .service(resource("/oauth/token").route(post().to(uaa_api::token)))
@@ -141,6 +142,7 @@ fn routes(cfg: &mut web::ServiceConfig) {
             resource("/sim/routes/{guid}/destinations/{app_guid}")
                 .route(delete().to(control::unmap_route)),
         )
+        .configure(crate::services::control_routes)
         .service(resource("/sim/seed").route(post().to(control::seed_world)))
         .service(resource("/sim/demo").route(post().to(control::demo_world)))
         .service(

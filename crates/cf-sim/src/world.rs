@@ -243,6 +243,8 @@ pub struct World {
     pub domains: Table<Domain>,
     pub events: Table<Event>,
     pub jobs: HashMap<String, Job>,
+    /// Service offerings, plans, instances and credential bindings ([`crate::services`]).
+    pub services: crate::services::Services,
     next_seq: u64,
     /// The shared, external domain used when a route names none.
     pub apps_domain_guid: String,
@@ -732,6 +734,8 @@ impl World {
             at,
         );
         self.apps.remove(guid);
+        // The CC unbinds a deleted app's service bindings (sending each broker an unbind).
+        self.services.remove_bindings_of_app(guid);
         let job = Job {
             guid: random_guid(),
             operation: "app.delete".into(),

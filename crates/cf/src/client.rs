@@ -814,6 +814,7 @@ fn error_parts(body: &[u8]) -> (String, String) {
     }
 }
 
+pub(crate) mod services;
 
 #[cfg(test)]
 mod tests;

@@ -10,6 +10,10 @@
 //!   `401 CF-InvalidAuthToken` fetches a new one and retries once.
 //! - `429` is waited out (`Retry-After`, else `X-RateLimit-Reset`, else back-off), as are
 //!   `502`/`503`/`504` and transport errors, a bounded number of times.
+//!
+//! Besides apps, it reads service offerings, plans, instances and app credential bindings
+//! (every page, or an error), for the updater's one-off `--import-bindings`
+//! ([`CfClient::service_instances_of_plan`], [`CfClient::app_bindings_of_instances`]).
 
 mod client;
 mod config;
@@ -17,6 +21,9 @@ mod error;
 mod token;
 mod v3;
 
+pub use client::services::{
+    CredentialBinding, LastOperation, ServiceInstance, ServiceOffering, ServicePlan,
+};
 pub use client::{AppsSnapshot, CfClient, RequestStats, Strategy};
 pub use config::{CfConfig, ConfigError, SETTINGS, Secret, UaaCredentials};
 pub use error::CfError;
