@@ -10,7 +10,8 @@
 //!   get their writes. A per-app failure skips only that app.
 //! - A failed listing plans writes only (unconditionally, as their need cannot be known).
 //! - Deletions and deactivations beyond a share of all targets are held back
-//!   ([`Limits`]) unless the operator allows them.
+//!   ([`Limits`]) unless the operator allows them; so is every deletion while the database
+//!   holds no binding at all (a new or wrong database must not empty the bucket).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
@@ -409,9 +410,14 @@ pub fn plan(
         plan.orphaned.clear();
     }
 
+    // An empty bindings table in front of a bucket with files is a new database (a
+    // cut-over before `updater --import-bindings`) or a wrong `DATABASE_URL`, never a reason
+    // to empty the bucket: hold every deletion back, however few, unless allowed.
+    let no_bindings = desired.bound.is_empty();
     let destructive = plan.actions.iter().filter(|a| a.is_destructive()).count();
-    let too_many = destructive > limits.max_count
-        && destructive as f64 > limits.max_share * actual.total() as f64;
+    let too_many = no_bindings
+        || (destructive > limits.max_count
+            && destructive as f64 > limits.max_share * actual.total() as f64);
     if too_many && !limits.allow_mass_deletion {
         let (held, kept): (Vec<_>, Vec<_>) =
             plan.actions.drain(..).partition(Action::is_destructive);

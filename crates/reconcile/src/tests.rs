@@ -217,8 +217,11 @@ fn a_deleted_app_loses_both_files_and_its_bindings_are_orphaned() {
 
 #[test]
 fn a_file_without_a_binding_is_removed() {
+    let shop = app(SHOP, "shop", AppState::Started, 1);
     let w = World {
-        active: Some(vec![(STRAY, stale())]),
+        bound: vec![SHOP],
+        active: Some(vec![(SHOP, ETag::of(&body(&shop))), (STRAY, stale())]),
+        apps: vec![shop],
         ..World::default()
     };
     assert_plan(
@@ -226,6 +229,31 @@ fn a_file_without_a_binding_is_removed() {
         "plan: 1 action(s), 0 held back, 0 skipped, 0 orphaned\n  \
          remove     active/aaaaaaaa-0000-4000-8000-000000000004.json  (not bound)\n",
     );
+}
+
+#[test]
+fn a_database_without_bindings_empties_nothing_unless_allowed() {
+    // A new database in front of the original broker's bucket, or a wrong DATABASE_URL.
+    let w = World {
+        active: Some(vec![(STRAY, stale())]),
+        ..World::default()
+    };
+    assert_plan(
+        &w.plan(),
+        "plan: 0 action(s), 1 held back, 0 skipped, 0 orphaned\n  \
+         held back: remove     active/aaaaaaaa-0000-4000-8000-000000000004.json  (not bound)\n",
+    );
+    let allowed = w.plan_with(
+        &Scope::All,
+        Limits {
+            allow_mass_deletion: true,
+            ..Limits::default()
+        },
+    );
+    assert_eq!(allowed.actions.len(), 1, "{allowed}");
+    // The fast path too (`desired.bound` is the whole table whatever the scope).
+    let scoped = w.plan_with(&Scope::Apps([g(STRAY)].into()), Limits::default());
+    assert_eq!(scoped.held_back.len(), 1, "{scoped}");
 }
 
 #[test]
@@ -320,8 +348,13 @@ fn mass_deletion_is_held_back_unless_allowed() {
 #[test]
 fn a_few_deletions_or_a_small_share_pass_the_valve() {
     // 10 deletions: not more than 10, however large the share.
+    let shop = app(SHOP, "shop", AppState::Started, 1);
+    let mut active = many_strays(10);
+    active.push((SHOP, ETag::of(&body(&shop))));
     let w = World {
-        active: Some(many_strays(10)),
+        bound: vec![SHOP],
+        apps: vec![shop],
+        active: Some(active),
         ..World::default()
     };
     assert_eq!(w.plan().actions.len(), 10);
