@@ -18,6 +18,9 @@
 //! - Our time vs moto's: the no-change pass also runs against the in-process S3 stub of
 //!   sd-sync's benchmark, serving a copy of the same bucket, with no latency (a store
 //!   that costs nothing) and with `STUB_PAGE_MS` per listing page.
+//! - The running service's scheduled no-change passes (`running_passes`), from the
+//!   second on listed in parallel ranges: each pass' time, listing times, ranges and
+//!   store requests, from its log and the proxy's or stub's counters.
 //! - Peak memory: `/usr/bin/time -f %M` (maximum resident set size of the process).
 //! - Fast path: the running updater (audit-event poll), a scale through the simulator's
 //!   control API, the bucket polled every 50 ms until the file has the new count.
@@ -50,6 +53,12 @@ const NO_CHANGE_RUNS: usize = 3;
 /// The second S3 stub's latency per listing page (sd-sync's benchmark uses the same).
 const STUB_PAGE_MS: u64 = 100;
 const STUB_BUCKET: &str = "updater-bench-stub";
+/// Full passes of the running updater per store: the one at start, then scheduled ones.
+const RUNNING_PASSES: usize = 4;
+/// `UPDATE_TARGETS_RATE_SECONDS` of the running updater: well over a pass against moto
+/// (5–8 s at load 3), so that no pass is running (holding the reconcile lease, which the
+/// next store's updater would have to wait out) when the updater is stopped.
+const RUNNING_RATE_SECONDS: &str = "15";
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "benchmark: run with make bench"]
@@ -139,6 +148,34 @@ async fn bench_updater() {
             stub_passes.push((label, pass));
         }
     }
+    // The running service: its scheduled passes list with the previous pass' keys as
+    // range boundaries (`TargetStore::list_apps_hinted`), which `--once` cannot.
+    let mut running = Vec::new();
+    running.push((
+        "moto",
+        running_passes(&f, &moto, Requests::Proxy(&proxy), "moto").await,
+    ));
+    for (latency_ms, label) in [
+        (0, "S3 stub, 0 ms/page"),
+        (STUB_PAGE_MS, "S3 stub, 100 ms/page"),
+    ] {
+        let stub = S3Stub::start(
+            STUB_BUCKET,
+            objects.clone(),
+            Latency {
+                list_page: Duration::from_millis(latency_ms),
+                get: Duration::from_millis(latency_ms / 5),
+            },
+        )
+        .await;
+        let store = StoreEndpoint {
+            url: stub.url.clone(),
+            bucket: STUB_BUCKET.to_owned(),
+        };
+        let passes = running_passes(&f, &store, Requests::Stub(&stub), label).await;
+        running.push((label, passes));
+    }
+
     println!("bench_updater: no-change pass, summary (median of {NO_CHANGE_RUNS}):");
     summarise("moto", &again.iter().collect::<Vec<_>>());
     for label in ["S3 stub, 0 ms/page", "S3 stub, 100 ms/page"] {
@@ -148,6 +185,13 @@ async fn bench_updater() {
             .map(|(_, p)| p)
             .collect();
         summarise(label, &passes);
+    }
+    println!(
+        "bench_updater: running updater, no-change scheduled passes 2..={}, summary:",
+        RUNNING_PASSES
+    );
+    for (label, passes) in &running {
+        summarise_running(label, passes);
     }
     println!("bench_updater: load after the passes: {}", load_average());
 
@@ -475,6 +519,157 @@ async fn measured_pass(
         cc_wait_ms,
         cc_parse_ms,
     }
+}
+
+/// How store requests are counted: by the proxy in front of moto, or by the stub itself
+/// (listings only: a no-change pass reads no file).
+enum Requests<'a> {
+    Proxy(&'a CountingProxy),
+    Stub(&'a S3Stub),
+}
+
+impl Requests<'_> {
+    fn take(&self) -> String {
+        match self {
+            Requests::Proxy(proxy) => {
+                let n = proxy.requests.load(Ordering::Relaxed);
+                let kinds = format!("{:?}", proxy.by_kind.lock().unwrap());
+                proxy.reset();
+                format!("{n} {kinds}")
+            }
+            Requests::Stub(stub) => format!(
+                "{} (listing pages)",
+                stub.list_requests.swap(0, Ordering::Relaxed)
+            ),
+        }
+    }
+}
+
+/// One full pass of the running updater, from its log.
+struct RunningPass {
+    pass_ms: f64,
+    active_listed_ms: f64,
+    inactive_listed_ms: f64,
+    ranges: String,
+    store_requests: String,
+}
+
+/// The running updater (`UPDATE_TARGETS_RATE_SECONDS`, the fast path off) for
+/// `RUNNING_PASSES` full passes with nothing to change, each printed with its store
+/// requests (counted between the end of one pass and the end of the next: the updater
+/// makes none in between).
+async fn running_passes(
+    f: &Fixture,
+    store: &StoreEndpoint,
+    requests: Requests<'_>,
+    label: &str,
+) -> Vec<RunningPass> {
+    use tokio::io::AsyncBufReadExt;
+    requests.take();
+    let mut child = tokio::process::Command::new(bin_path("updater"))
+        .envs(updater_env(
+            f,
+            store,
+            &[
+                ("UPDATE_TARGETS_RATE_SECONDS", RUNNING_RATE_SECONDS),
+                ("AUDIT_EVENTS_POLL_SECONDS", "0"),
+            ],
+        ))
+        .env(
+            "RUST_LOG",
+            "warn,gds_updater::engine=debug,gds_cf::client=info",
+        )
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("the updater starts");
+    let mut lines = tokio::io::BufReader::new(child.stderr.take().unwrap()).lines();
+    let mut passes = Vec::new();
+    let mut phases = Value::Null;
+    let mut ranges = Vec::new();
+    let started = Instant::now();
+    while passes.len() < RUNNING_PASSES {
+        let line = tokio::time::timeout(Duration::from_secs(120), lines.next_line())
+            .await
+            .unwrap_or_else(|_| panic!("running updater, {label}: no log line for 120 s"))
+            .unwrap()
+            .unwrap_or_else(|| panic!("running updater, {label}: exited"));
+        let Ok(log) = serde_json::from_str::<Value>(&line) else {
+            continue;
+        };
+        let message = log["message"].as_str().unwrap_or_default();
+        if message == "pass phases" && log["scope"] == "full" {
+            phases = log.clone();
+        } else if message == "listed" {
+            ranges.push(format!(
+                "{}/ {}",
+                log["state"].as_str().unwrap_or("?"),
+                log["ranges"]
+            ));
+        } else if message.starts_with("full pass ") {
+            assert!(
+                message.contains("full pass succeeded")
+                    && message.contains(": 0 action(s) applied"),
+                "running updater, {label}: {message}"
+            );
+            let pass_ms: f64 = message
+                .split(" in ")
+                .nth(1)
+                .and_then(|rest| rest.split(" ms").next())
+                .and_then(|ms| ms.parse().ok())
+                .unwrap_or(f64::NAN);
+            ranges.sort();
+            let pass = RunningPass {
+                pass_ms,
+                active_listed_ms: phases["active_listed_ms"].as_f64().unwrap_or(f64::NAN),
+                inactive_listed_ms: phases["inactive_listed_ms"].as_f64().unwrap_or(f64::NAN),
+                ranges: ranges.join(", "),
+                store_requests: requests.take(),
+            };
+            ranges.clear();
+            println!(
+                "bench_updater: running updater, {label}, full pass {} (at {:.1} s): {:.0} ms; \
+                 active/ listed at {:.0} ms, inactive/ at {:.0} ms; ranges {}; store \
+                 requests {}",
+                passes.len() + 1,
+                started.elapsed().as_secs_f64(),
+                pass.pass_ms,
+                pass.active_listed_ms,
+                pass.inactive_listed_ms,
+                pass.ranges,
+                pass.store_requests,
+            );
+            passes.push(pass);
+        }
+    }
+    // The pass has logged its summary but may not have released the reconcile lease yet:
+    // killed now, the next updater would wait for the lease to expire.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    child.kill().await.unwrap();
+    passes
+}
+
+/// The running updater's passes from the second on (those with range boundaries).
+fn summarise_running(label: &str, passes: &[RunningPass]) {
+    let later = &passes[1..];
+    let range = |values: Vec<f64>| {
+        let min = values.iter().copied().fold(f64::INFINITY, f64::min);
+        let max = values.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+        format!("{min:.0}–{max:.0} ms")
+    };
+    println!(
+        "bench_updater:   {label}: pass {} (first pass {:.0} ms); active/ listed at {}; \
+         store requests per pass: {}",
+        range(later.iter().map(|p| p.pass_ms).collect()),
+        passes[0].pass_ms,
+        range(later.iter().map(|p| p.active_listed_ms).collect()),
+        later
+            .iter()
+            .map(|p| p.store_requests.as_str())
+            .collect::<Vec<_>>()
+            .join("; "),
+    );
 }
 
 /// The running updater's fast path with `AUDIT_EVENTS_POLL_SECONDS=poll`: SCALES scales,

@@ -13,14 +13,14 @@
 //! a pass holds the `reconcile` lease ([`gds_db::Db::try_acquire_lease`]).
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::sync::Arc;
+use std::sync::{Arc, PoisonError};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use futures::stream::{self, StreamExt};
 use gds_cf::CfClient;
 use gds_db::{Db, DbError};
 use gds_reconcile::{Action, Actual, Desired, Plan, Scope, plan};
-use gds_store::{Bytes, ETag, StoreError, TargetState, TargetStore};
+use gds_store::{Bytes, ETag, ListHint, StoreError, TargetState, TargetStore};
 use gds_targets::{AppGuid, BindingParams, ModelConfig};
 
 use crate::config::ReconcileSettings;
@@ -191,6 +191,10 @@ pub struct Reconciler {
     metrics: UpdaterMetrics,
     /// This process' identity as a lease holder.
     holder: String,
+    /// What the previous complete listing of each state remembered, so that the next one
+    /// lists its ranges concurrently ([`TargetStore::list_apps_hinted`]). Empty in a new
+    /// process: the first pass (and so `--once` and `--dry-run`) lists page by page.
+    list_hints: std::sync::Mutex<BTreeMap<TargetState, ListHint>>,
 }
 
 impl std::fmt::Debug for Reconciler {
@@ -219,6 +223,7 @@ impl Reconciler {
             settings,
             metrics,
             holder: uuid::Uuid::new_v4().to_string(),
+            list_hints: std::sync::Mutex::default(),
         }
     }
 
@@ -492,10 +497,12 @@ impl Reconciler {
 
     /// One state's listing, with ETags, as far as `scope` needs it.
     ///
-    /// A full pass lists the whole state (ceil(N/1000) requests). A fast-path pass over a
-    /// few apps reads just their files instead (one request per app and state): listing
-    /// 10,000 targets to rewrite one would cost seconds. The planner only looks at apps in
-    /// scope, so the two are equivalent for it.
+    /// A full pass lists the whole state (ceil(N/1000) requests; from the second pass of
+    /// the process on, all pages at once, using the previous listing's keys as range
+    /// boundaries: see `list_hints`). A fast-path pass over a few apps reads just their
+    /// files instead (one request per app and state): listing 10,000 targets to rewrite
+    /// one would cost seconds. The planner only looks at apps in scope, so the two are
+    /// equivalent for it.
     async fn listing(
         &self,
         state: TargetState,
@@ -516,7 +523,26 @@ impl Reconciler {
             .await?;
             return Ok(found.into_iter().flatten().collect());
         }
-        let entries = self.store.list_apps(state).await?;
+        // Passes never overlap (the lease), so the hint is the previous pass' listing's.
+        // A failed listing keeps the old hint: a stale hint costs requests, never
+        // correctness.
+        let hints = || {
+            self.list_hints
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+        };
+        let hint = hints().get(&state).cloned();
+        let (entries, next) = self.store.list_apps_hinted(state, hint.as_ref()).await?;
+        tracing::debug!(
+            %state,
+            ranges = hint.as_ref().map_or(1, ListHint::ranges),
+            targets = entries.len(),
+            "listed"
+        );
+        match next {
+            Some(next) => hints().insert(state, next),
+            None => hints().remove(&state),
+        };
         if scope == &Scope::All {
             self.metrics
                 .targets

@@ -22,7 +22,7 @@ use bytes::Bytes;
 use futures::{StreamExt, TryStreamExt};
 use gds_targets::AppGuid;
 
-use crate::{ETag, MemoryStore, StoreError, StoredTarget, TargetState, TargetStore};
+use crate::{ETag, ListHint, MemoryStore, StoreError, StoredTarget, TargetState, TargetStore};
 
 /// A store under test plus raw access to what lies beneath it, to plant entries the
 /// store itself would never write. Implement the methods with `async fn`.
@@ -445,7 +445,8 @@ pub async fn reading_a_missing_file_returns_none(store: &dyn TargetStore) {
 }
 
 /// A listing of more than one S3 page ([`MANY_FILES`] files, written
-/// [`WRITE_CONCURRENCY`] at a time) is complete, sorted and has the right ETags.
+/// [`WRITE_CONCURRENCY`] at a time) is complete, sorted and has the right ETags; and
+/// [`TargetStore::list_apps_hinted`] returns the same listing whatever the hint.
 pub async fn a_listing_of_more_than_a_thousand_files_is_complete(store: &dyn TargetStore) {
     let mut expected: Vec<StoredTarget> = futures::stream::iter(0..MANY_FILES)
         .map(|i| async move {
@@ -474,6 +475,62 @@ pub async fn a_listing_of_more_than_a_thousand_files_is_complete(store: &dyn Tar
         "the listing of {MANY_FILES} files is not the sorted set that was written"
     );
     assert_only(store, TargetState::Inactive, &[]).await;
+
+    // A hinted listing is the same listing, with or without a hint, with a hint that is
+    // stale (files added and removed since, the first one and a range boundary among
+    // them) or made for the other state.
+    let hinted = |hint: Option<ListHint>| async move {
+        let call = format!("list_apps_hinted(active, {hint:?})");
+        must(
+            &call,
+            store
+                .list_apps_hinted(TargetState::Active, hint.as_ref())
+                .await,
+        )
+    };
+    let (listed, hint) = hinted(None).await;
+    assert!(
+        listed == expected,
+        "a listing without a hint differs from list_apps"
+    );
+    let (listed, same) = hinted(hint.clone()).await;
+    assert!(
+        listed == expected,
+        "a listing with a fresh hint differs from list_apps"
+    );
+    assert_eq!(same, hint, "an unchanged listing gave another hint");
+    for gone in [0, 999, 1000, 1001, MANY_FILES - 1] {
+        let app = &expected[gone].app_guid;
+        must(
+            "remove_app",
+            store.remove_app(TargetState::Active, app).await,
+        );
+    }
+    for i in 0..30 {
+        let app = new_app();
+        must(
+            "write_app",
+            store
+                .write_app(TargetState::Active, &app, Bytes::from(format!("[{i}]")))
+                .await,
+        );
+    }
+    let expected = list(store, TargetState::Active).await;
+    assert_eq!(expected.len(), MANY_FILES - 5 + 30);
+    let (listed, _) = hinted(hint).await;
+    assert!(
+        listed == expected,
+        "a listing with a stale hint differs from list_apps"
+    );
+    let (_, inactive_hint) = must(
+        "list_apps_hinted(inactive)",
+        store.list_apps_hinted(TargetState::Inactive, None).await,
+    );
+    let (listed, _) = hinted(inactive_hint).await;
+    assert!(
+        listed == expected,
+        "a listing with the other state's hint differs from list_apps"
+    );
 }
 
 /// Entries that are not `<app guid>.json` directly in a state directory are skipped by

@@ -24,6 +24,7 @@ mod dir;
 mod error;
 mod layout;
 mod memory;
+mod ranges;
 mod s3;
 
 #[cfg(any(test, feature = "conformance"))]
@@ -138,6 +139,37 @@ pub struct StoredTarget {
     pub etag: ETag,
 }
 
+/// What a complete listing of one state remembers for listing that state again faster
+/// ([`TargetStore::list_apps_hinted`]).
+///
+/// For [`S3Store`], every 1000th key of the listing: the next listing asks for the
+/// ranges between them all at once, one request per range, instead of one page after the
+/// other (see the `ranges` module). Opaque: only the store that made it reads it, and a
+/// hint that does not fit (another state, another store) is ignored. A stale hint never
+/// makes a listing wrong, only (when many keys were added) a little more expensive.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ListHint {
+    /// The listed directory (with any prefix), e.g. `eu-west-1/active/`.
+    dir: String,
+    /// Strictly increasing keys under `dir`.
+    boundaries: Vec<String>,
+}
+
+impl ListHint {
+    /// How many ranges a listing with this hint asks for at once.
+    pub fn ranges(&self) -> usize {
+        self.boundaries.len() + 1
+    }
+
+    /// Whether the hint can be used to list `dir`: made for it, with boundaries in it
+    /// and strictly increasing (which the range listing needs to be exact).
+    fn fits(&self, dir: &str) -> bool {
+        self.dir == dir
+            && self.boundaries.iter().all(|b| b.starts_with(dir))
+            && self.boundaries.windows(2).all(|w| w[0] < w[1])
+    }
+}
+
 /// The bucket of target files, spoken to in domain verbs.
 ///
 /// Implementations are cheap to share (`Arc<dyn TargetStore>`) and safe to call
@@ -175,6 +207,22 @@ pub trait TargetStore: Send + Sync + fmt::Debug {
     /// Entries whose name is not `<app guid>.json` are skipped with a warning; they are
     /// never returned and never deleted.
     async fn list_apps(&self, state: TargetState) -> Result<Vec<StoredTarget>, StoreError>;
+
+    /// [`TargetStore::list_apps`], using `hint` from the previous listing of `state` to
+    /// list faster, and returning the hint for the next one (`None` when the backend has
+    /// no use for hints). The listing is exactly what `list_apps` would return, whatever
+    /// the hint: complete or an error, never partial.
+    ///
+    /// For callers that list the same state again and again (the long-running updater).
+    /// The provided implementation ignores hints and calls `list_apps`.
+    async fn list_apps_hinted(
+        &self,
+        state: TargetState,
+        hint: Option<&ListHint>,
+    ) -> Result<(Vec<StoredTarget>, Option<ListHint>), StoreError> {
+        let _ = hint;
+        Ok((self.list_apps(state).await?, None))
+    }
 
     /// Moves the app's file from `from` to `to` (replacing any file already at `to`) and
     /// returns its ETag, which is unchanged by the move.

@@ -1,6 +1,6 @@
-//! A minimal in-memory S3 for benchmarks: `ListObjectsV2` (prefix, delimiter, pages of at
-//! most 1,000 keys) and `GetObject`, path-style, no authentication, with a configurable
-//! latency per request.
+//! A minimal in-memory S3 for benchmarks: `ListObjectsV2` (prefix, delimiter, start-after,
+//! pages of at most 1,000 keys) and `GetObject`, path-style, no authentication, with a
+//! configurable latency per request, counting the listing requests.
 //!
 //! Why: moto serves about 250 reads per second on this machine and lists 10,000 keys in
 //! seconds, so against moto a benchmark measures moto. With latencies like S3's within a
@@ -8,6 +8,7 @@
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use gds_store::ETag;
@@ -25,6 +26,8 @@ pub struct Latency {
 /// The running stub, stopped on drop.
 pub struct S3Stub {
     pub url: String,
+    /// `ListObjectsV2` requests served so far.
+    pub list_requests: Arc<AtomicU64>,
     acceptor: JoinHandle<()>,
 }
 
@@ -39,11 +42,13 @@ struct Bucket {
     /// key -> (content, quoted ETag)
     objects: BTreeMap<String, (Vec<u8>, String)>,
     latency: Latency,
+    list_requests: Arc<AtomicU64>,
 }
 
 impl S3Stub {
     /// Serves `objects` (key -> content) in bucket `name`.
     pub async fn start(name: &str, objects: BTreeMap<String, String>, latency: Latency) -> S3Stub {
+        let list_requests = Arc::new(AtomicU64::new(0));
         let bucket = Arc::new(Bucket {
             name: name.to_owned(),
             objects: objects
@@ -54,6 +59,7 @@ impl S3Stub {
                 })
                 .collect(),
             latency,
+            list_requests: list_requests.clone(),
         });
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let url = format!("http://{}", listener.local_addr().unwrap());
@@ -62,7 +68,11 @@ impl S3Stub {
                 tokio::spawn(serve_connection(stream, bucket.clone()));
             }
         });
-        S3Stub { url, acceptor }
+        S3Stub {
+            url,
+            list_requests,
+            acceptor,
+        }
     }
 }
 
@@ -125,6 +135,7 @@ fn respond(
     if (path == bucket_path || path == format!("{bucket_path}/"))
         && params.get("list-type").map(String::as_str) == Some("2")
     {
+        bucket.list_requests.fetch_add(1, Ordering::Relaxed);
         let body = list(bucket, &params);
         return (
             "200 OK",
@@ -164,8 +175,10 @@ fn list(bucket: &Bucket, params: &BTreeMap<String, String>) -> Vec<u8> {
         .and_then(|m| m.parse().ok())
         .unwrap_or(1000)
         .min(1000);
+    // The continuation token is the last key returned; as on S3, it wins over start-after.
     let start_after = params
         .get("continuation-token")
+        .or_else(|| params.get("start-after"))
         .cloned()
         .unwrap_or_default();
     let mut contents = String::new();
