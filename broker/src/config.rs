@@ -1,8 +1,6 @@
 //! The broker's typed configuration, read once at start from [`Settings`] (the environment,
 //! then the credentials of user-provided services in `VCAP_SERVICES`).
 
-use std::fmt;
-
 use gds_cf::CfConfig;
 use gds_service::{Settings, SettingsError};
 use gds_store::StoreConfig;
@@ -45,24 +43,8 @@ pub fn settings() -> Vec<&'static str> {
     all
 }
 
-/// A secret: usable, never printed.
-#[derive(Clone, PartialEq, Eq)]
-pub struct Secret(String);
-
-impl Secret {
-    pub fn new(value: impl Into<String>) -> Self {
-        Self(value.into())
-    }
-    pub fn expose(&self) -> &str {
-        &self.0
-    }
-}
-
-impl fmt::Debug for Secret {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("Secret([redacted])")
-    }
-}
+/// A secret: usable, never printed (the Cloud Controller client's type).
+pub use gds_cf::Secret;
 
 /// The catalog's identifiers (DESIGN.md section 3: one service, one plan `prometheus`).
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -1,6 +1,5 @@
 //! The updater's typed configuration, read once at start from [`Settings`].
 
-use std::fmt;
 use std::time::Duration;
 
 use gds_cf::CfConfig;
@@ -15,24 +14,8 @@ pub const DEFAULT_DATABASE_URL: &str = "sqlite://.data/broker.db?mode=rwc";
 /// Every minute, at second 0.
 pub const DEFAULT_SCHEDULE: &str = "0 * * * * *";
 
-/// A secret: usable, never printed.
-#[derive(Clone, PartialEq, Eq)]
-pub struct Secret(String);
-
-impl Secret {
-    pub fn new(value: impl Into<String>) -> Self {
-        Self(value.into())
-    }
-    pub fn expose(&self) -> &str {
-        &self.0
-    }
-}
-
-impl fmt::Debug for Secret {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("Secret([redacted])")
-    }
-}
+/// A secret: usable, never printed (the Cloud Controller client's type).
+pub use gds_cf::Secret;
 
 /// The settings the updater reads itself, besides [`ReconcileSettings::SETTINGS`] (checked
 /// against this crate's sources by a unit test, see `gds_service::declared`).
