@@ -28,7 +28,10 @@ usage: sd-sync --mapping s3://BUCKET/PREFIX=DIR [--mapping ...] [options]
   --s3-endpoint URL          S3_ENDPOINT      S3-compatible store (path-style addressing)
   --region REGION            AWS_REGION       default region of the buckets
                                               (us-east-1 with an endpoint)
-  --interval DURATION        SD_SYNC_INTERVAL             poll interval (2s)
+  --interval DURATION        SD_SYNC_INTERVAL             a bucket write is installed within
+                                                          about this long (2s): polls start
+                                                          this much minus the recent syncs'
+                                                          cost apart
   --listen ADDR:PORT         SD_SYNC_LISTEN, or PORT      HTTP listener (127.0.0.1:9280;
                                                           0.0.0.0:PORT when only PORT is set)
   --stale-after DURATION     SD_SYNC_STALE_AFTER          /targets answers 503 when the last

@@ -10,7 +10,7 @@
 //!
 //! Modules: [`config`] (flags and environment), [`mapping`], [`source`] (S3 listing and
 //! reads), [`plan`] (pure: what to fetch and delete), [`valve`], [`mirror`] (one mapping's
-//! sync), [`http`] (`/targets`, `/health`, `/metrics`).
+//! sync), [`schedule`] (when polls start), [`http`] (`/targets`, `/health`, `/metrics`).
 
 pub mod config;
 pub mod duration;
@@ -20,6 +20,7 @@ pub mod mapping;
 pub mod metrics;
 pub mod mirror;
 pub mod plan;
+pub mod schedule;
 pub mod source;
 pub mod valve;
 
@@ -28,11 +29,12 @@ use std::time::Duration;
 
 use anyhow::Context;
 use gds_store::S3Config;
-use tokio::time::MissedTickBehavior;
+use tokio::time::Instant;
 
 use crate::config::Config;
 use crate::metrics::Metrics;
 use crate::mirror::{Mirror, MirrorConfig};
+use crate::schedule::Schedule;
 use crate::source::S3Source;
 
 /// sd-sync with its mirrors opened (directories created and indexed), not yet syncing.
@@ -151,14 +153,20 @@ impl Running {
     }
 }
 
-/// Polls one mapping every `interval` (start to start; a sync that overruns delays the
-/// next one instead of queueing several).
+/// Polls one mapping so that a bucket write is installed within about `interval`: each
+/// poll starts `interval` minus the recent syncs' cost after the previous one started (see
+/// [`schedule`]); a sync that overruns delays the next one instead of queueing several.
 async fn sync_loop(mut mirror: Mirror<S3Source>, interval: Duration) {
-    let mut ticker = tokio::time::interval(interval);
-    ticker.set_missed_tick_behavior(MissedTickBehavior::Delay);
+    let mut schedule = Schedule::new(interval);
+    let period_gauge = mirror.metrics().poll_period.clone();
+    period_gauge.set(interval.as_secs_f64());
     loop {
-        ticker.tick().await;
-        // Failures are logged and counted by the mirror; the next tick retries.
+        let started = Instant::now();
+        // Failures are logged and counted by the mirror; the next poll retries.
         let _ = mirror.sync_once().await;
+        schedule.record(started.elapsed());
+        let period = schedule.period();
+        period_gauge.set(period.as_secs_f64());
+        tokio::time::sleep_until((started + period).max(Instant::now())).await;
     }
 }

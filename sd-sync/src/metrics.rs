@@ -24,6 +24,7 @@ pub struct Metrics {
     last_listing: GaugeVec,
     last_success: GaugeVec,
     duration: HistogramVec,
+    poll_period: GaugeVec,
     requests: IntCounterVec,
 }
 
@@ -43,6 +44,8 @@ pub struct MappingMetrics {
     pub last_listing: Gauge,
     pub last_success: Gauge,
     pub duration: Histogram,
+    /// Set by the sync loop; see [`crate::schedule`].
+    pub poll_period: Gauge,
     pub requests: RequestCounters,
 }
 
@@ -150,6 +153,12 @@ impl Metrics {
                 "Unix time of the last sync that listed, fetched and installed without error.",
             ),
             duration,
+            poll_period: gauge(
+                r,
+                "sd_sync_poll_period_seconds",
+                "Time from the start of one poll to the start of the next: the interval \
+                 less the recent syncs' cost, so that a write is installed within the interval.",
+            ),
             requests: counter(
                 r,
                 "sd_sync_s3_requests_total",
@@ -177,6 +186,7 @@ impl Metrics {
             last_listing: self.last_listing.with_label_values(l),
             last_success: self.last_success.with_label_values(l),
             duration: self.duration.with_label_values(l),
+            poll_period: self.poll_period.with_label_values(l),
             requests: RequestCounters {
                 list: self.requests.with_label_values(&[name, "list"]),
                 get: self.requests.with_label_values(&[name, "get"]),

@@ -217,6 +217,11 @@ impl<S: Source> Mirror<S> {
         })
     }
 
+    /// This mapping's metrics.
+    pub fn metrics(&self) -> &MappingMetrics {
+        &self.metrics
+    }
+
     /// The part the HTTP side reads.
     pub fn shared(&self) -> Arc<MirrorShared> {
         self.shared.clone()

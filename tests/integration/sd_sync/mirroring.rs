@@ -17,7 +17,7 @@ async fn new_changed_and_deleted_objects_reach_the_directory() {
     let bucket = Bucket::new().await;
     let dirs = TargetDirs::new();
     let dir = dirs.dir("targets");
-    let _sd_sync = start_sd_sync(&args(&[(&bucket, "active/", &dir)], &s3_endpoint()));
+    let sd_sync = start_sd_sync(&args(&[(&bucket, "active/", &dir)], &s3_endpoint()));
 
     let (a, b) = (guid(1), guid(2));
     bucket
@@ -54,6 +54,13 @@ async fn new_changed_and_deleted_objects_reach_the_directory() {
         dir_files(&dir) == BTreeMap::from([(format!("{a}.json"), changed.clone())])
     })
     .await;
+
+    // Polls start early by the recent syncs' cost (at most a quarter of the 200 ms
+    // interval), so that a write is installed within the interval.
+    let period = sd_sync
+        .metric("sd_sync_poll_period_seconds{mapping=\"targets\"}")
+        .await;
+    assert!((0.15..0.2).contains(&period), "poll period {period} s");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
