@@ -7,6 +7,9 @@
 use std::future::Future;
 
 use aws_sdk_s3::error::{ProvideErrorMetadata, SdkError};
+use std::sync::{Arc, Mutex};
+
+use gds_store::ranges::{ListedKey, Page, PageRequest, boundaries_of, list_in_ranges_streaming};
 use gds_store::{Bytes, ConfigError, ETag, S3Config, S3Store, error_chain};
 use prometheus::IntCounter;
 use tokio::sync::mpsc::UnboundedSender;
@@ -16,6 +19,9 @@ use crate::plan::ListedObject;
 
 /// The most keys S3 returns per `ListObjectsV2` page: one request per 1,000 objects.
 const LIST_PAGE_SIZE: i32 = 1000;
+
+/// How many ranges of a listing are read at once (16,000 objects in about one page's time).
+const LIST_RANGES_AT_ONCE: usize = 16;
 
 /// Why a listing or a read failed, in one line for the log.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -51,6 +57,8 @@ pub struct S3Source {
     bucket: String,
     prefix: String,
     requests: RequestCounters,
+    /// Every 1,000th key of the last complete listing (see [`gds_store::ranges`]).
+    boundaries: Arc<Mutex<Vec<String>>>,
 }
 
 impl S3Source {
@@ -69,6 +77,7 @@ impl S3Source {
             bucket,
             prefix,
             requests,
+            boundaries: Arc::default(),
         })
     }
 
@@ -93,10 +102,17 @@ impl S3Source {
 }
 
 impl Source for S3Source {
+    /// With the boundaries of the previous complete listing, lists the ranges between them
+    /// concurrently ([`gds_store::ranges`]): as many requests as page after page, one per
+    /// 1,000 objects, in about the time of one page however large the bucket.
     async fn list(&self, pages: &Pages) -> Result<(), SourceError> {
-        let mut continuation: Option<String> = None;
-        loop {
+        let boundaries = self.boundaries.lock().expect("boundaries lock").clone();
+        let fetch = |request: PageRequest| async move {
             self.requests.list.inc();
+            let (start_after, continuation) = match request {
+                PageRequest::StartAfter(start) => (start, None),
+                PageRequest::Continue(token) => (None, Some(token)),
+            };
             // The delimiter keeps "subdirectories" out of the pages: only objects directly
             // under the prefix are mirrored.
             let page = self
@@ -106,42 +122,61 @@ impl Source for S3Source {
                 .prefix(&self.prefix)
                 .delimiter("/")
                 .max_keys(LIST_PAGE_SIZE)
-                .set_continuation_token(continuation.take())
+                .set_start_after(start_after)
+                .set_continuation_token(continuation)
                 .send()
                 .await
                 .map_err(|e| self.describe("ListObjectsV2", &self.prefix, &e))?;
-            let mut listed = Vec::with_capacity(page.contents().len());
-            for object in page.contents() {
-                let Some(name) = object.key().and_then(|k| k.strip_prefix(&self.prefix)) else {
-                    continue;
-                };
-                if !is_managed_name(name) {
-                    tracing::debug!(bucket = %self.bucket, key = ?object.key(), "not a *.json object: skipped");
-                    continue;
-                }
-                listed.push(ListedObject {
-                    name: name.to_owned(),
-                    etag: ETag::from_store(object.e_tag().unwrap_or_default()),
-                    size: object.size().unwrap_or(0).max(0) as u64,
-                });
-            }
-            // A closed receiver means the sync is gone; the listing is then moot.
-            let _ = pages.send(listed);
+            let keys = page
+                .contents()
+                .iter()
+                .filter_map(|object| {
+                    Some(ListedKey {
+                        key: object.key()?.to_owned(),
+                        etag: object.e_tag().unwrap_or_default().to_owned(),
+                        size: object.size().unwrap_or(0).max(0) as u64,
+                    })
+                })
+                .collect();
             if page.is_truncated() != Some(true) {
-                break;
+                return Ok(Page { keys, next: None });
             }
             match page.next_continuation_token() {
-                Some(token) if !token.is_empty() => continuation = Some(token.to_owned()),
+                Some(token) if !token.is_empty() => Ok(Page {
+                    keys,
+                    next: Some(token.to_owned()),
+                }),
                 // Stopping here would silently drop the remaining pages.
-                _ => {
-                    return Err(SourceError(format!(
-                        "S3 ListObjectsV2 s3://{}/{}: a truncated page without a \
-                         continuation token",
-                        self.bucket, self.prefix
-                    )));
-                }
+                _ => Err(SourceError(format!(
+                    "S3 ListObjectsV2 s3://{}/{}: a truncated page without a \
+                     continuation token",
+                    self.bucket, self.prefix
+                ))),
             }
-        }
+        };
+        let on_keys = |keys: &[ListedKey]| {
+            let listed = keys
+                .iter()
+                .filter_map(|object| {
+                    let name = object.key.strip_prefix(&self.prefix)?;
+                    if !is_managed_name(name) {
+                        tracing::debug!(bucket = %self.bucket, key = %object.key, "not a *.json object: skipped");
+                        return None;
+                    }
+                    Some(ListedObject {
+                        name: name.to_owned(),
+                        etag: ETag::from_store(&object.etag),
+                        size: object.size,
+                    })
+                })
+                .collect();
+            // A closed receiver means the sync is gone; the listing is then moot.
+            let _ = pages.send(listed);
+        };
+        let keys =
+            list_in_ranges_streaming(&boundaries, LIST_RANGES_AT_ONCE, fetch, on_keys).await?;
+        *self.boundaries.lock().expect("boundaries lock") =
+            boundaries_of(&keys, LIST_PAGE_SIZE as usize);
         Ok(())
     }
 

@@ -24,7 +24,7 @@ mod dir;
 mod error;
 mod layout;
 mod memory;
-mod ranges;
+pub mod ranges;
 mod s3;
 
 #[cfg(any(test, feature = "conformance"))]

@@ -3,8 +3,8 @@
 //!
 //! A sequential `ListObjectsV2` listing of N keys takes ceil(N/1000) requests, one after
 //! the other: each page needs the previous page's continuation token. With 100 ms a page
-//! that is 0.9 s for 9,000 keys. A long-running lister (the updater) lists the same
-//! prefix again and again, though, and the keys change little between two listings. So:
+//! that is 0.9 s for 9,000 keys. A long-running lister (the updater, sd-sync) lists the
+//! same prefix again and again, though, and the keys change little between two listings. So:
 //!
 //! - after a complete listing, remember every 1000th key, `b_1 = k_1000`, `b_2 = k_2000`,
 //!   … (the page boundaries of that listing; [`boundaries_of`]), but never the very last
@@ -38,15 +38,16 @@ use futures::stream::{self, StreamExt, TryStreamExt};
 
 /// One key of a listing page, with whatever the store says about it.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub(crate) struct ListedKey {
+pub struct ListedKey {
     pub key: String,
     pub etag: String,
+    pub size: u64,
 }
 
 /// A page request: either the first page of a range (`start_after`, none for the first
 /// range) or the next page of a range (`continuation`).
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub(crate) enum PageRequest {
+pub enum PageRequest {
     StartAfter(Option<String>),
     Continue(String),
 }
@@ -54,7 +55,7 @@ pub(crate) enum PageRequest {
 /// A page: its keys in ascending order, and the continuation token when there are more
 /// (the page was truncated). A truncated page without a token is the fetcher's error.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub(crate) struct Page {
+pub struct Page {
     pub keys: Vec<ListedKey>,
     pub next: Option<String>,
 }
@@ -62,10 +63,28 @@ pub(crate) struct Page {
 /// Lists every key, as the ranges that `boundaries` (strictly increasing) delimit, up to
 /// `concurrency` ranges at a time, and returns them in ascending order. `fetch` gets one
 /// page. Fails as soon as any page fails.
-pub(crate) async fn list_in_ranges<F, Fut, E>(
+pub async fn list_in_ranges<F, Fut, E>(
     boundaries: &[String],
     concurrency: usize,
     fetch: F,
+) -> Result<Vec<ListedKey>, E>
+where
+    F: Fn(PageRequest) -> Fut,
+    Fut: Future<Output = Result<Page, E>>,
+{
+    list_in_ranges_streaming(boundaries, concurrency, fetch, |_| {}).await
+}
+
+/// [`list_in_ranges`], also handing each page's keys of its range to `on_keys` as the
+/// page arrives (ranges interleave: the calls are in no particular order, but together
+/// they are the listing, each key once), so that work on them can start before the
+/// listing ends. Keys handed over before a failure were listed, but the listing is not
+/// complete.
+pub async fn list_in_ranges_streaming<F, Fut, E>(
+    boundaries: &[String],
+    concurrency: usize,
+    fetch: F,
+    on_keys: impl Fn(&[ListedKey]),
 ) -> Result<Vec<ListedKey>, E>
 where
     F: Fn(PageRequest) -> Fut,
@@ -80,9 +99,10 @@ where
         .cloned()
         .map(Some)
         .chain(std::iter::once(None));
+    let on_keys = &on_keys;
     let ranges: Vec<_> = starts
         .zip(ends)
-        .map(|(start, end)| list_range(&fetch, start, end))
+        .map(|(start, end)| list_range(&fetch, start, end, on_keys))
         .collect();
     // `buffered` keeps the ranges in order, so the concatenation is sorted; `try_collect`
     // returns the first error and drops the ranges still running.
@@ -98,6 +118,7 @@ async fn list_range<F, Fut, E>(
     fetch: &F,
     start: Option<String>,
     end: Option<String>,
+    on_keys: &impl Fn(&[ListedKey]),
 ) -> Result<Vec<ListedKey>, E>
 where
     F: Fn(PageRequest) -> Fut,
@@ -107,6 +128,7 @@ where
     let mut request = PageRequest::StartAfter(start.clone());
     loop {
         let page = fetch(request).await?;
+        let before = listed.len();
         let mut reached_end = false;
         for key in page.keys {
             // Never a key at or before the range's start or the key before it: that would
@@ -129,6 +151,7 @@ where
             }
             listed.push(key);
         }
+        on_keys(&listed[before..]);
         match page.next {
             Some(token) if !reached_end => request = PageRequest::Continue(token),
             // The end of the range, or of the whole listing.
@@ -139,7 +162,7 @@ where
 
 /// The boundaries for the next listing after the complete listing `keys` (ascending),
 /// with `page_size` keys a page: every `page_size`th key, except the last key.
-pub(crate) fn boundaries_of(keys: &[ListedKey], page_size: usize) -> Vec<String> {
+pub fn boundaries_of(keys: &[ListedKey], page_size: usize) -> Vec<String> {
     let page_size = page_size.max(1);
     keys.iter()
         .enumerate()
@@ -207,16 +230,26 @@ mod tests {
                 .map(|k| ListedKey {
                     key: k.clone(),
                     etag: format!("etag-{k}"),
+                    size: k.len() as u64,
                 })
                 .collect();
             let next = rest.next().map(|_| keys.last().unwrap().key.clone());
             Ok(Page { keys, next })
         }
 
+        /// Lists with `boundaries`; checks that the keys streamed page by page are the
+        /// listing, each once.
         async fn list(&self, boundaries: &[String]) -> Result<Vec<ListedKey>, String> {
             self.requests.store(0, Ordering::SeqCst);
             self.max_in_flight.store(0, Ordering::SeqCst);
-            list_in_ranges(boundaries, 16, |r| self.fetch(r)).await
+            let streamed = Mutex::new(Vec::new());
+            let on_keys = |keys: &[ListedKey]| streamed.lock().unwrap().extend_from_slice(keys);
+            let listed =
+                list_in_ranges_streaming(boundaries, 16, |r| self.fetch(r), on_keys).await?;
+            let mut streamed = streamed.into_inner().unwrap();
+            streamed.sort_by(|a, b| a.key.cmp(&b.key));
+            assert_eq!(streamed, listed, "the streamed keys are not the listing");
+            Ok(listed)
         }
 
         fn requests(&self) -> usize {
@@ -229,6 +262,7 @@ mod tests {
                 .map(|k| ListedKey {
                     key: k.clone(),
                     etag: format!("etag-{k}"),
+                    size: k.len() as u64,
                 })
                 .collect()
         }
@@ -279,6 +313,7 @@ mod tests {
                 .map(|key| ListedKey {
                     key,
                     etag: String::new(),
+                    size: 0,
                 })
                 .collect::<Vec<_>>()
         };

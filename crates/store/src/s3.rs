@@ -509,6 +509,7 @@ impl TargetStore for S3Store {
                         Some(ListedKey {
                             key: object.key()?.to_owned(),
                             etag: object.e_tag().unwrap_or_default().to_owned(),
+                            size: object.size().unwrap_or(0).max(0) as u64,
                         })
                     })
                     .collect();
@@ -540,7 +541,7 @@ impl TargetStore for S3Store {
             dir: dir.clone(),
         };
         let mut listed = Vec::with_capacity(keys.len());
-        for ListedKey { key, etag } in keys {
+        for ListedKey { key, etag, .. } in keys {
             let Some(name) = key.strip_prefix(&dir) else {
                 continue;
             };

@@ -488,3 +488,73 @@ async fn once_syncs_every_mapping_and_exits_non_zero_when_a_listing_fails() {
     assert!(stderr.contains("ListObjectsV2"), "{stderr}");
     assert_eq!(dir_files(&dir).len(), 1, "nothing deleted");
 }
+
+/// Over 1,000 objects the listing is split into ranges at the previous listing's every
+/// 1,000th key and read concurrently; changes anywhere (in each range, the boundary keys
+/// themselves removed, a range grown past a page) still reach the directory exactly.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_large_bucket_is_listed_in_ranges_and_mirrored_exactly() {
+    use super::s3_stub::{Latency, S3Stub};
+    use std::sync::atomic::Ordering;
+
+    let key = |app: &str| format!("active/{app}.json");
+    let mut objects: BTreeMap<String, String> = (0..2500)
+        .map(|n| (key(&guid(n)), target_file(&guid(n), "app", 1)))
+        .collect();
+    let latency = Latency {
+        list_page: Duration::from_millis(5),
+        get: Duration::ZERO,
+    };
+    let stub = S3Stub::start("ranges", objects.clone(), latency).await;
+    let dirs = TargetDirs::new();
+    let dir = dirs.dir("ranges");
+    let sd_sync = start_sd_sync(&[
+        "--mapping".into(),
+        format!("s3://ranges/active/={}", dir.display()),
+        "--s3-endpoint".into(),
+        stub.url.clone(),
+        "--interval".into(),
+        "200ms".into(),
+    ]);
+    let expected = |objects: &BTreeMap<String, String>| -> BTreeMap<String, String> {
+        objects
+            .iter()
+            .map(|(k, v)| (k.strip_prefix("active/").unwrap().to_owned(), v.clone()))
+            .collect()
+    };
+    eventually("the first sync", WAIT, async || {
+        dir_files(&dir) == expected(&objects)
+    })
+    .await;
+    eventually("a listing in ranges", WAIT, async || {
+        stub.ranged_requests.load(Ordering::SeqCst) >= 2
+    })
+    .await;
+
+    let mut change = |app: String, content: Option<String>| {
+        match &content {
+            Some(content) => stub.put(&key(&app), content),
+            None => stub.remove(&key(&app)),
+        }
+        match content {
+            Some(content) => objects.insert(key(&app), content),
+            None => objects.remove(&key(&app)),
+        };
+    };
+    // One change in each range, the first two ranges' last keys (the boundaries) gone,
+    // and 1,200 new keys inside the second range.
+    for n in [5, 1500, 2400] {
+        change(guid(n), Some(target_file(&guid(n), "changed", 2)));
+    }
+    change(guid(999), None);
+    change(guid(1999), None);
+    for i in 0..1200 {
+        let app = format!("{}{i:04}", guid(1500));
+        change(app.clone(), Some(target_file(&app, "new", 1)));
+    }
+    eventually("every change is mirrored", WAIT, async || {
+        dir_files(&dir) == expected(&objects)
+    })
+    .await;
+    assert_eq!(sd_sync.targets("/targets").await, dir_groups(&dir));
+}

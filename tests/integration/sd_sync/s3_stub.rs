@@ -1,14 +1,15 @@
 //! A minimal in-memory S3 for benchmarks: `ListObjectsV2` (prefix, delimiter, start-after,
 //! pages of at most 1,000 keys) and `GetObject`, path-style, no authentication, with a
-//! configurable latency per request, counting the listing requests.
+//! configurable latency per request, counting the listing requests. Objects are written
+//! with [`S3Stub::put`] and [`S3Stub::remove`] (there is no `PutObject`).
 //!
 //! Why: moto serves about 250 reads per second on this machine and lists 10,000 keys in
 //! seconds, so against moto a benchmark measures moto. With latencies like S3's within a
 //! region, the stub shows what sd-sync itself costs.
 
 use std::collections::BTreeMap;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use gds_store::ETag;
@@ -28,6 +29,10 @@ pub struct S3Stub {
     pub url: String,
     /// `ListObjectsV2` requests served so far.
     pub list_requests: Arc<AtomicU64>,
+    /// Those of them that started after a key (`start-after`, no continuation token): the
+    /// later ranges of a listing in ranges.
+    pub ranged_requests: Arc<AtomicU64>,
+    bucket: Arc<Bucket>,
     acceptor: JoinHandle<()>,
 }
 
@@ -40,40 +45,61 @@ impl Drop for S3Stub {
 struct Bucket {
     name: String,
     /// key -> (content, quoted ETag)
-    objects: BTreeMap<String, (Vec<u8>, String)>,
+    objects: RwLock<BTreeMap<String, (Vec<u8>, String)>>,
     latency: Latency,
     list_requests: Arc<AtomicU64>,
+    ranged_requests: Arc<AtomicU64>,
 }
 
 impl S3Stub {
     /// Serves `objects` (key -> content) in bucket `name`.
     pub async fn start(name: &str, objects: BTreeMap<String, String>, latency: Latency) -> S3Stub {
         let list_requests = Arc::new(AtomicU64::new(0));
+        let ranged_requests = Arc::new(AtomicU64::new(0));
         let bucket = Arc::new(Bucket {
             name: name.to_owned(),
-            objects: objects
-                .into_iter()
-                .map(|(key, content)| {
-                    let etag = format!("\"{}\"", ETag::of(content.as_bytes()));
-                    (key, (content.into_bytes(), etag))
-                })
-                .collect(),
+            objects: RwLock::new(
+                objects
+                    .into_iter()
+                    .map(|(key, content)| (key, stored(content)))
+                    .collect(),
+            ),
             latency,
             list_requests: list_requests.clone(),
+            ranged_requests: ranged_requests.clone(),
         });
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let url = format!("http://{}", listener.local_addr().unwrap());
+        let served = bucket.clone();
         let acceptor = tokio::spawn(async move {
             while let Ok((stream, _)) = listener.accept().await {
-                tokio::spawn(serve_connection(stream, bucket.clone()));
+                tokio::spawn(serve_connection(stream, served.clone()));
             }
         });
         S3Stub {
             url,
             list_requests,
+            ranged_requests,
+            bucket,
             acceptor,
         }
     }
+
+    /// Creates or replaces object `key`: listings and reads that start from now on see it.
+    pub fn put(&self, key: &str, content: &str) {
+        let mut objects = self.bucket.objects.write().unwrap();
+        objects.insert(key.to_owned(), stored(content.to_owned()));
+    }
+
+    /// Removes object `key`.
+    pub fn remove(&self, key: &str) {
+        self.bucket.objects.write().unwrap().remove(key);
+    }
+}
+
+fn stored(content: String) -> (Vec<u8>, String) {
+    let etag = format!("\"{}\"", ETag::of(content.as_bytes()));
+    (content.into_bytes(), etag)
 }
 
 /// HTTP/1.1 with keep-alive; requests without bodies (the SDK's GETs) only.
@@ -136,6 +162,9 @@ fn respond(
         && params.get("list-type").map(String::as_str) == Some("2")
     {
         bucket.list_requests.fetch_add(1, Ordering::Relaxed);
+        if params.contains_key("start-after") && !params.contains_key("continuation-token") {
+            bucket.ranged_requests.fetch_add(1, Ordering::Relaxed);
+        }
         let body = list(bucket, &params);
         return (
             "200 OK",
@@ -146,7 +175,7 @@ fn respond(
         );
     }
     if let Some(key) = path.strip_prefix(&format!("{bucket_path}/"))
-        && let Some((content, etag)) = bucket.objects.get(key)
+        && let Some((content, etag)) = bucket.objects.read().unwrap().get(key)
     {
         return (
             "200 OK",
@@ -185,7 +214,8 @@ fn list(bucket: &Bucket, params: &BTreeMap<String, String>) -> Vec<u8> {
     let mut count = 0;
     let mut last = None;
     let mut truncated = false;
-    let range = bucket.objects.range::<String, _>((
+    let objects = bucket.objects.read().unwrap();
+    let range = objects.range::<String, _>((
         std::ops::Bound::Excluded(start_after.clone()),
         std::ops::Bound::Unbounded,
     ));
