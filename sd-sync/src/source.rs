@@ -9,16 +9,16 @@ use std::future::Future;
 use aws_sdk_s3::error::{ProvideErrorMetadata, SdkError};
 use std::sync::{Arc, Mutex};
 
-use gds_store::ranges::{ListedKey, Page, PageRequest, boundaries_of, list_in_ranges_streaming};
-use gds_store::{Bytes, ConfigError, ETag, S3Config, S3Store, error_chain};
+use gds_store::ranges::{ListedKey, PageRequest, boundaries_of, list_in_ranges_streaming};
+use gds_store::{
+    Bytes, ConfigError, ETag, LIST_PAGE_SIZE, ListPageError, S3Config, S3Store, error_chain,
+    list_page,
+};
 use prometheus::IntCounter;
 use tokio::sync::mpsc::UnboundedSender;
 
 use crate::filesd::is_managed_name;
 use crate::plan::ListedObject;
-
-/// The most keys S3 returns per `ListObjectsV2` page: one request per 1,000 objects.
-const LIST_PAGE_SIZE: i32 = 1000;
 
 /// How many ranges of a listing are read at once (16,000 objects in about one page's time).
 const LIST_RANGES_AT_ONCE: usize = 16;
@@ -109,50 +109,17 @@ impl Source for S3Source {
         let boundaries = self.boundaries.lock().expect("boundaries lock").clone();
         let fetch = |request: PageRequest| async move {
             self.requests.list.inc();
-            let (start_after, continuation) = match request {
-                PageRequest::StartAfter(start) => (start, None),
-                PageRequest::Continue(token) => (None, Some(token)),
-            };
             // The delimiter keeps "subdirectories" out of the pages: only objects directly
             // under the prefix are mirrored.
-            let page = self
-                .client
-                .list_objects_v2()
-                .bucket(&self.bucket)
-                .prefix(&self.prefix)
-                .delimiter("/")
-                .max_keys(LIST_PAGE_SIZE)
-                .set_start_after(start_after)
-                .set_continuation_token(continuation)
-                .send()
+            list_page(&self.client, &self.bucket, &self.prefix, Some("/"), request)
                 .await
-                .map_err(|e| self.describe("ListObjectsV2", &self.prefix, &e))?;
-            let keys = page
-                .contents()
-                .iter()
-                .filter_map(|object| {
-                    Some(ListedKey {
-                        key: object.key()?.to_owned(),
-                        etag: object.e_tag().unwrap_or_default().to_owned(),
-                        size: object.size().unwrap_or(0).max(0) as u64,
-                    })
+                .map_err(|e| match e {
+                    ListPageError::Request(e) => self.describe("ListObjectsV2", &self.prefix, &e),
+                    e @ ListPageError::NoContinuationToken => SourceError(format!(
+                        "S3 ListObjectsV2 s3://{}/{}: {e}",
+                        self.bucket, self.prefix
+                    )),
                 })
-                .collect();
-            if page.is_truncated() != Some(true) {
-                return Ok(Page { keys, next: None });
-            }
-            match page.next_continuation_token() {
-                Some(token) if !token.is_empty() => Ok(Page {
-                    keys,
-                    next: Some(token.to_owned()),
-                }),
-                // Stopping here would silently drop the remaining pages.
-                _ => Err(SourceError(format!(
-                    "S3 ListObjectsV2 s3://{}/{}: a truncated page without a \
-                     continuation token",
-                    self.bucket, self.prefix
-                ))),
-            }
         };
         let on_keys = |keys: &[ListedKey]| {
             let listed = keys

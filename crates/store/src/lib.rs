@@ -42,7 +42,9 @@ pub use config::{SETTINGS, StoreConfig};
 pub use dir::{DirStore, write_file_atomically};
 pub use error::{ConfigError, StoreError};
 pub use memory::MemoryStore;
-pub use s3::{S3Config, S3Store, SecretString, error_chain};
+pub use s3::{
+    LIST_PAGE_SIZE, ListPageError, S3Config, S3Store, SecretString, error_chain, list_page,
+};
 
 /// Which of the two directories of the bucket an app's target file is in.
 ///

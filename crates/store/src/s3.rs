@@ -15,6 +15,7 @@ use aws_sdk_s3::config::{
     BehaviorVersion, Credentials, Region, RequestChecksumCalculation, ResponseChecksumValidation,
 };
 use aws_sdk_s3::error::{ProvideErrorMetadata, SdkError};
+use aws_sdk_s3::operation::list_objects_v2::ListObjectsV2Error;
 use aws_sdk_s3::primitives::ByteStream;
 use aws_sdk_s3::types::{BucketLocationConstraint, CreateBucketConfiguration};
 use bytes::Bytes;
@@ -25,8 +26,8 @@ use crate::{
     ConfigError, ETag, ListHint, StoreError, StoredTarget, TargetState, TargetStore, layout,
 };
 
-/// The most keys S3 returns per `ListObjectsV2` page.
-const LIST_PAGE_SIZE: i32 = 1000;
+/// The most keys S3 returns per `ListObjectsV2` page, and what [`list_page`] asks for.
+pub const LIST_PAGE_SIZE: i32 = 1000;
 /// At most this many ranges of a hinted listing are requested at once (10,000 targets
 /// are 10 ranges; 100,000 would be 100).
 const LIST_RANGE_CONCURRENCY: usize = 16;
@@ -36,6 +37,64 @@ const ATTEMPT_TIMEOUT: Duration = Duration::from_secs(10);
 /// For the whole call, retries included.
 const OPERATION_TIMEOUT: Duration = Duration::from_secs(30);
 const MAX_ATTEMPTS: u32 = 3;
+
+/// Why [`list_page`] failed.
+#[derive(Debug, thiserror::Error)]
+pub enum ListPageError {
+    #[error("{}", error_chain(.0))]
+    Request(Box<SdkError<ListObjectsV2Error>>),
+    /// Stopping at such a page would silently drop the remaining pages.
+    #[error("a truncated page without a continuation token")]
+    NoContinuationToken,
+}
+
+/// One `ListObjectsV2` page (at most 1,000 keys) of `prefix` in `bucket`, as
+/// [`crate::ranges`] asks for it. With a `delimiter`, keys with one after the prefix are
+/// left out (S3 returns them as common prefixes).
+pub async fn list_page(
+    client: &aws_sdk_s3::Client,
+    bucket: &str,
+    prefix: &str,
+    delimiter: Option<&str>,
+    request: PageRequest,
+) -> Result<Page, ListPageError> {
+    let (start_after, continuation) = match request {
+        PageRequest::StartAfter(start) => (start, None),
+        PageRequest::Continue(token) => (None, Some(token)),
+    };
+    let page = client
+        .list_objects_v2()
+        .bucket(bucket)
+        .prefix(prefix)
+        .set_delimiter(delimiter.map(str::to_owned))
+        .max_keys(LIST_PAGE_SIZE)
+        .set_start_after(start_after)
+        .set_continuation_token(continuation)
+        .send()
+        .await
+        .map_err(|e| ListPageError::Request(Box::new(e)))?;
+    let keys = page
+        .contents()
+        .iter()
+        .filter_map(|object| {
+            Some(ListedKey {
+                key: object.key()?.to_owned(),
+                etag: object.e_tag().unwrap_or_default().to_owned(),
+                size: object.size().unwrap_or(0).max(0) as u64,
+            })
+        })
+        .collect();
+    if page.is_truncated() != Some(true) {
+        return Ok(Page { keys, next: None });
+    }
+    match page.next_continuation_token() {
+        Some(token) if !token.is_empty() => Ok(Page {
+            keys,
+            next: Some(token.to_owned()),
+        }),
+        _ => Err(ListPageError::NoContinuationToken),
+    }
+}
 
 /// A secret string (an S3 secret key, a session token) whose `Debug` is redacted.
 #[derive(Clone, PartialEq, Eq)]
@@ -487,50 +546,19 @@ impl TargetStore for S3Store {
         let fetch = |request: PageRequest| {
             let dir = &dir;
             async move {
-                let (start_after, continuation) = match request {
-                    PageRequest::StartAfter(start) => (start, None),
-                    PageRequest::Continue(token) => (None, Some(token)),
-                };
-                let page = self
-                    .client
-                    .list_objects_v2()
-                    .bucket(&self.bucket)
-                    .prefix(dir)
-                    .max_keys(LIST_PAGE_SIZE)
-                    .set_start_after(start_after)
-                    .set_continuation_token(continuation)
-                    .send()
+                list_page(&self.client, &self.bucket, dir, None, request)
                     .await
-                    .map_err(|e| self.error("ListObjectsV2", dir, e))?;
-                let keys = page
-                    .contents()
-                    .iter()
-                    .filter_map(|object| {
-                        Some(ListedKey {
-                            key: object.key()?.to_owned(),
-                            etag: object.e_tag().unwrap_or_default().to_owned(),
-                            size: object.size().unwrap_or(0).max(0) as u64,
-                        })
+                    .map_err(|e| match e {
+                        ListPageError::Request(e) => self.error("ListObjectsV2", dir, *e),
+                        ListPageError::NoContinuationToken => StoreError::Rejected {
+                            context: format!(
+                                "S3 ListObjectsV2 s3://{}/{dir}: {}",
+                                self.bucket,
+                                ListPageError::NoContinuationToken
+                            ),
+                            source: None,
+                        },
                     })
-                    .collect();
-                if page.is_truncated() != Some(true) {
-                    return Ok(Page { keys, next: None });
-                }
-                match page.next_continuation_token() {
-                    Some(token) if !token.is_empty() => Ok(Page {
-                        keys,
-                        next: Some(token.to_owned()),
-                    }),
-                    // Stopping here would silently drop the remaining pages.
-                    _ => Err(StoreError::Rejected {
-                        context: format!(
-                            "S3 ListObjectsV2 s3://{}/{dir}: a truncated page without a \
-                             continuation token",
-                            self.bucket
-                        ),
-                        source: None,
-                    }),
-                }
             }
         };
         // Any failing page fails the whole listing: see the trait on why a partial
