@@ -290,7 +290,7 @@ async fn bench_propagation(endpoint: &str, dirs: &TargetDirs) {
     let dir = dirs.dir("propagation");
     let (sd_sync, _) = first_sync(endpoint, bucket.name(), &dir, BACKGROUND).await;
     let bucket = &bucket;
-    let delays = propagation_delays(&dir, BACKGROUND, async |key, content| {
+    let delays = propagation_delays(&sd_sync, &dir, BACKGROUND, async |key, content| {
         bucket.put(&key, &content).await
     })
     .await;
@@ -313,8 +313,10 @@ async fn bench_stub_propagation(dirs: &TargetDirs) {
     let dir = dirs.dir("stub-propagation");
     let (sd_sync, _) = first_sync(&stub.url, "stub-bucket", &dir, OBJECTS).await;
     let stub = &stub;
-    let delays =
-        propagation_delays(&dir, OBJECTS, async |key, content| stub.put(&key, &content)).await;
+    let delays = propagation_delays(&sd_sync, &dir, OBJECTS, async |key, content| {
+        stub.put(&key, &content)
+    })
+    .await;
     report_propagation(
         &format!(
             "S3 stub ({} per list page, {} per GET), {} writes into {OBJECTS} objects",
@@ -330,13 +332,18 @@ async fn bench_stub_propagation(dirs: &TargetDirs) {
 }
 
 /// Writes (with `put(key, content)`) one of the `background` objects at a time at a
-/// random point of the poll cycle and measures how long it takes to reach `dir`, sorted.
-/// `GDS_BENCH_SD_SYNC_WRITES` (default 100) writes.
+/// uniformly random point of the poll cycle (a random part of the poll period after the
+/// previous write arrived), as writes independent of sd-sync would land, and measures how
+/// long each takes to reach `dir`, sorted. `GDS_BENCH_SD_SYNC_WRITES` (default 100)
+/// writes.
 async fn propagation_delays(
+    sd_sync: &SdSync,
     dir: &Path,
     background: usize,
     put: impl AsyncFn(String, String),
 ) -> Vec<Duration> {
+    let name = dir.file_name().unwrap().to_str().unwrap();
+    let period = format!("sd_sync_poll_period_seconds{{mapping=\"{name}\"}}");
     let writes: usize = std::env::var("GDS_BENCH_SD_SYNC_WRITES")
         .ok()
         .and_then(|w| w.parse().ok())
@@ -344,7 +351,8 @@ async fn propagation_delays(
     let mut delays = Vec::with_capacity(writes);
     let mut seed = 0x5eed_u64;
     for n in 0..writes {
-        tokio::time::sleep(jitter(&mut seed, Duration::from_secs(2))).await;
+        let period = Duration::from_secs_f64(sd_sync.metric(&period).await);
+        tokio::time::sleep(jitter(&mut seed, period)).await;
         let app = guid(n % background);
         let content = target_file(&app, &format!("changed-{n}"), 2);
         let path = dir.join(format!("{app}.json"));
