@@ -5,8 +5,9 @@
 //! read, the install). With a fixed period `P` the delay is `U(0, P) + c`, so its p99 is
 //! `0.99 P + c`: a 2 s timer can never install 99 % of writes within 2 s, because `c` is
 //! at least one listing round trip. sd-sync therefore starts each poll early by what the
-//! recent syncs cost (the slowest of the last [`WINDOW`], plus a margin of
-//! `interval / 50`), so that a write is installed within about `interval`; the lead is at
+//! recent syncs cost (the slowest of the last [`WINDOW`], plus a margin of 5 % of the
+//! interval for a sync slower than those), so that a write is installed within about
+//! `interval`; the lead is at
 //! most a quarter of the interval, so a slow or failing store never makes sd-sync poll
 //! more than a third more often than the interval says.
 //!
@@ -48,7 +49,7 @@ impl Schedule {
         let Some(slowest) = self.recent.iter().max() else {
             return Duration::ZERO;
         };
-        (*slowest + self.interval / 50).min(self.interval / 4)
+        (*slowest + self.interval / 20).min(self.interval / 4)
     }
 
     /// From the start of one poll to the start of the next.
@@ -76,10 +77,10 @@ mod tests {
         schedule.record(ms(250));
         schedule.record(ms(300));
         schedule.record(ms(100));
-        // 300 ms + 2000 ms / 50.
-        assert_eq!(schedule.lead(), ms(340));
-        assert_eq!(schedule.period(), ms(1660));
-        // The delay's p99 is then at most 0.99 * 1660 ms + 300 ms < 2 s.
+        // 300 ms + 5 % of 2000 ms.
+        assert_eq!(schedule.lead(), ms(400));
+        assert_eq!(schedule.period(), ms(1600));
+        // The delay's p99 is then at most 0.99 * 1600 ms + 300 ms < 2 s.
         assert!(schedule.period().mul_f64(0.99) + ms(300) < ms(2000));
     }
 
@@ -93,12 +94,12 @@ mod tests {
     #[test]
     fn a_slow_sync_is_forgotten_after_the_window() {
         let mut schedule = Schedule::new(ms(2000));
-        schedule.record(ms(400));
+        schedule.record(ms(450));
         for _ in 0..WINDOW - 1 {
             schedule.record(ms(60));
         }
-        assert_eq!(schedule.lead(), ms(440));
+        assert_eq!(schedule.lead(), ms(500));
         schedule.record(ms(60));
-        assert_eq!(schedule.lead(), ms(100));
+        assert_eq!(schedule.lead(), ms(160));
     }
 }
