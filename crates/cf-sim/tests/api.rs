@@ -1,27 +1,17 @@
 //! The simulator's HTTP behaviour, in-process (`actix_web::test`, no socket).
 
+#[macro_use]
+mod common;
+
 use std::collections::HashSet;
 
-use actix_web::http::header::HeaderMap;
 use actix_web::test::{self, TestRequest};
 use actix_web::web;
 use base64::Engine;
 use cf_sim::{SimConfig, SimState};
 use serde_json::{Value, json};
 
-const BASE: &str = "http://cf.test";
-
-struct Reply {
-    status: u16,
-    headers: HeaderMap,
-    body: Value,
-}
-
-impl Reply {
-    fn header(&self, name: &str) -> Option<&str> {
-        self.headers.get(name).and_then(|v| v.to_str().ok())
-    }
-}
+use common::{BASE, Reply, guids, path_of};
 
 fn state(config: SimConfig) -> web::Data<SimState> {
     web::Data::new(SimState::new(config, BASE).unwrap())
@@ -33,39 +23,6 @@ fn seeded(apps: usize, spaces: usize) -> SimConfig {
         seed_spaces: Some(spaces),
         ..SimConfig::default()
     }
-}
-
-/// Calls the in-process app; the body is parsed as JSON, else kept as a string.
-macro_rules! call {
-    ($app:expr, $req:expr) => {{
-        let res = test::call_service(&$app, $req.to_request()).await;
-        let status = res.status().as_u16();
-        let headers = res.headers().clone();
-        let bytes = test::read_body(res).await;
-        let body: Value = serde_json::from_slice(&bytes)
-            .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&bytes).into_owned()));
-        Reply {
-            status,
-            headers,
-            body,
-        }
-    }};
-}
-
-/// An admin user token (password grant through the `cf` client).
-macro_rules! admin_token {
-    ($app:expr) => {{
-        let r = call!(
-            $app,
-            TestRequest::post()
-                .uri("/oauth/token")
-                .insert_header(("Authorization", "Basic Y2Y6"))
-                .insert_header(("Content-Type", "application/x-www-form-urlencoded"))
-                .set_payload("grant_type=password&username=admin&password=admin")
-        );
-        assert_eq!(r.status, 200, "{}", r.body);
-        r.body["access_token"].as_str().unwrap().to_string()
-    }};
 }
 
 /// A client_credentials token of the broker client (global auditor).
@@ -85,17 +42,6 @@ macro_rules! client_token {
     }};
 }
 
-macro_rules! get {
-    ($app:expr, $token:expr, $uri:expr) => {
-        call!(
-            $app,
-            TestRequest::get()
-                .uri(&$uri)
-                .insert_header(("Authorization", format!("bearer {}", $token)))
-        )
-    };
-}
-
 macro_rules! send {
     ($app:expr, $method:ident, $token:expr, $uri:expr, $body:expr) => {
         call!(
@@ -107,36 +53,6 @@ macro_rules! send {
                 .set_payload($body.to_string())
         )
     };
-}
-
-macro_rules! control {
-    ($app:expr, $method:ident, $uri:expr, $body:expr) => {
-        call!(
-            $app,
-            TestRequest::$method()
-                .uri(&$uri)
-                .insert_header(("Content-Type", "application/json"))
-                .set_payload($body.to_string())
-        )
-    };
-}
-
-fn path_of(href: &Value) -> String {
-    href["href"]
-        .as_str()
-        .unwrap()
-        .strip_prefix(BASE)
-        .unwrap()
-        .to_string()
-}
-
-fn guids(body: &Value) -> Vec<String> {
-    body["resources"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|r| r["guid"].as_str().unwrap().to_string())
-        .collect()
 }
 
 fn error_of(r: &Reply) -> (u16, &str, i64) {

@@ -2,12 +2,15 @@
 //! instances and bindings seeded through the control API, read back through the CC v3
 //! endpoints with their shapes, filters, `fields`/`include` and pagination.
 
+#[macro_use]
+mod common;
+
 use actix_web::test::{self, TestRequest};
 use actix_web::web;
 use cf_sim::{SimConfig, SimState};
 use serde_json::{Value, json};
 
-const BASE: &str = "http://cf.test";
+use common::{BASE, guids, path_of};
 
 const ORG: &str = "0a000000-0000-4000-8000-000000000001";
 const SPACE: &str = "0b000000-0000-4000-8000-000000000001";
@@ -18,61 +21,6 @@ const APP_ELSEWHERE: &str = "0c000000-0000-4000-8000-00000000000e";
 
 const SERVICE_ID: &str = "old-broker-service-id";
 const PLAN_ID: &str = "old-broker-plan-id";
-
-struct Reply {
-    status: u16,
-    body: Value,
-}
-
-/// Calls the in-process app; the body is parsed as JSON, else kept as a string.
-macro_rules! call {
-    ($app:expr, $req:expr) => {{
-        let res = test::call_service(&$app, $req.to_request()).await;
-        let status = res.status().as_u16();
-        let bytes = test::read_body(res).await;
-        let body: Value = serde_json::from_slice(&bytes)
-            .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&bytes).into_owned()));
-        Reply { status, body }
-    }};
-}
-
-macro_rules! admin_token {
-    ($app:expr) => {{
-        let r = call!(
-            $app,
-            TestRequest::post()
-                .uri("/oauth/token")
-                .insert_header(("Authorization", "Basic Y2Y6"))
-                .insert_header(("Content-Type", "application/x-www-form-urlencoded"))
-                .set_payload("grant_type=password&username=admin&password=admin")
-        );
-        assert_eq!(r.status, 200, "{}", r.body);
-        r.body["access_token"].as_str().unwrap().to_string()
-    }};
-}
-
-macro_rules! get {
-    ($app:expr, $token:expr, $uri:expr) => {
-        call!(
-            $app,
-            TestRequest::get()
-                .uri(&$uri)
-                .insert_header(("Authorization", format!("bearer {}", $token)))
-        )
-    };
-}
-
-macro_rules! control {
-    ($app:expr, $method:ident, $uri:expr, $body:expr) => {
-        call!(
-            $app,
-            TestRequest::$method()
-                .uri(&$uri)
-                .insert_header(("Content-Type", "application/json"))
-                .set_payload($body.to_string())
-        )
-    };
-}
 
 /// Control call that must succeed.
 macro_rules! seed {
@@ -85,24 +33,6 @@ macro_rules! seed {
 
 fn state() -> web::Data<SimState> {
     web::Data::new(SimState::new(SimConfig::default(), BASE).unwrap())
-}
-
-fn guids(body: &Value) -> Vec<String> {
-    body["resources"]
-        .as_array()
-        .unwrap_or_else(|| panic!("a list: {body}"))
-        .iter()
-        .map(|r| r["guid"].as_str().unwrap().to_string())
-        .collect()
-}
-
-fn path_of(href: &Value) -> String {
-    href["href"]
-        .as_str()
-        .unwrap()
-        .strip_prefix(BASE)
-        .unwrap()
-        .to_string()
 }
 
 /// The world the tests read: our broker's offering (one plan) and another broker's; two
