@@ -11,8 +11,7 @@ use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 
 use crate::broker::support::{Database, Fixture, Options, PLAN_ID, SERVICE_ID, on_both_databases};
-use crate::harness::bin_path;
-use crate::store_s3::s3_endpoint;
+use crate::updater::{Exit, run_updater};
 
 /// The old broker's instances and bindings (the Cloud Controller's GUIDs).
 const SI_1: &str = "51000000-0000-4000-8000-000000000001";
@@ -150,55 +149,16 @@ fn guid(s: &str) -> AppGuid {
     AppGuid::parse(s).expect("a valid guid")
 }
 
-struct Exit {
-    code: Option<i32>,
-    stdout: String,
-    stderr: String,
-}
-
-/// Runs `updater ARGS` against the fixture's simulator, bucket and database, with the
-/// broker's catalog ids; `extra` overrides.
+/// `updater ARGS` with the import's settings: [`crate::updater::run_updater`] plus the old
+/// broker's catalog ids; `extra` overrides (an empty value removes the variable).
 async fn updater(f: &Fixture, args: &[&str], extra: &[(&str, &str)]) -> Exit {
-    let mut env: Vec<(&str, String)> = vec![
-        ("PAAS_DOMAIN", "apps.example.com".into()),
-        ("API_ENDPOINT", f.sim.base_url.clone()),
-        ("UAA_USERNAME", "admin".into()),
-        ("UAA_PASSWORD", "admin".into()),
-        ("BUCKET_NAME", f.store.bucket().into()),
-        ("BUCKET_PREFIX", f.store.prefix().into()),
-        ("S3_ENDPOINT", s3_endpoint()),
-        ("AWS_REGION", "us-east-1".into()),
-        ("AWS_ACCESS_KEY_ID", "test".into()),
-        ("AWS_SECRET_ACCESS_KEY", "test".into()),
-        ("DATABASE_URL", f.database_url.clone()),
-        ("LISTEN_HOST", "127.0.0.1".into()),
-        ("PORT", "0".into()),
-        ("SERVICE_ID", SERVICE_ID.into()),
-        ("SERVICE_NAME", "gds-prometheus".into()),
-        ("PLAN_ID", PLAN_ID.into()),
+    let mut env = vec![
+        ("SERVICE_ID", SERVICE_ID),
+        ("SERVICE_NAME", "gds-prometheus"),
+        ("PLAN_ID", PLAN_ID),
     ];
-    for (k, v) in extra {
-        env.retain(|(key, _)| key != k);
-        if !v.is_empty() {
-            env.push((k, (*v).to_owned()));
-        }
-    }
-    let output = tokio::process::Command::new(bin_path("updater"))
-        .args(args)
-        .env_clear()
-        .envs(env)
-        .env(
-            "RUST_LOG",
-            std::env::var("TEST_LOG").unwrap_or_else(|_| "warn".into()),
-        )
-        .output()
-        .await
-        .expect("the updater runs");
-    Exit {
-        code: output.status.code(),
-        stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
-    }
+    env.extend_from_slice(extra);
+    run_updater(f, args, &env).await
 }
 
 fn succeeded(exit: &Exit, what: &str) {

@@ -18,7 +18,8 @@ const INSTANCE: &str = "updater-si";
 /// An app nobody is bound to (the simulator does not know it either).
 const STRAY: &str = "5d1e0c3a-7b2f-4c11-9a0e-00000000beef";
 
-/// The updater's environment for a broker fixture: same simulator, bucket, database.
+/// The updater's environment for a broker fixture: same simulator, bucket, database;
+/// `extra` overrides, and an empty value removes the variable.
 fn updater_env(f: &Fixture, extra: &[(&str, &str)]) -> Vec<(String, String)> {
     let mut env: Vec<(String, String)> = [
         ("PAAS_DOMAIN", "apps.example.com"),
@@ -38,20 +39,26 @@ fn updater_env(f: &Fixture, extra: &[(&str, &str)]) -> Vec<(String, String)> {
     .into_iter()
     .map(|(k, v)| (k.to_owned(), v.to_owned()))
     .collect();
-    env.extend(extra.iter().map(|(k, v)| (k.to_string(), v.to_string())));
+    for (k, v) in extra {
+        env.retain(|(key, _)| key != k);
+        if !v.is_empty() {
+            env.push((k.to_string(), v.to_string()));
+        }
+    }
     env
 }
 
-struct Exit {
-    code: Option<i32>,
-    stdout: String,
-    stderr: String,
+pub(crate) struct Exit {
+    pub code: Option<i32>,
+    pub stdout: String,
+    pub stderr: String,
 }
 
-/// Runs `updater ARGS` to completion.
-async fn run_updater(f: &Fixture, args: &[&str], extra: &[(&str, &str)]) -> Exit {
+/// Runs `updater ARGS` to completion, with only [`updater_env`]'s environment.
+pub(crate) async fn run_updater(f: &Fixture, args: &[&str], extra: &[(&str, &str)]) -> Exit {
     let output = tokio::process::Command::new(bin_path("updater"))
         .args(args)
+        .env_clear()
         .envs(updater_env(f, extra))
         .env(
             "RUST_LOG",

@@ -124,19 +124,8 @@ async fn bench_updater() {
         (0, "S3 stub, 0 ms/page"),
         (STUB_PAGE_MS, "S3 stub, 100 ms/page"),
     ] {
-        let stub = S3Stub::start(
-            STUB_BUCKET,
-            objects.clone(),
-            Latency {
-                list_page: Duration::from_millis(latency_ms),
-                get: Duration::from_millis(latency_ms / 5),
-            },
-        )
-        .await;
-        let store = StoreEndpoint {
-            url: stub.url.clone(),
-            bucket: STUB_BUCKET.to_owned(),
-        };
+        // Kept until the end of the iteration: dropping the stub stops it.
+        let (_stub, store) = start_stub(&objects, latency_ms).await;
         for run in 1..=NO_CHANGE_RUNS {
             let what = format!("no-change pass {run}/{NO_CHANGE_RUNS}, {label}");
             let pass = measured_pass(&f, &store, None, &what).await;
@@ -159,19 +148,7 @@ async fn bench_updater() {
         (0, "S3 stub, 0 ms/page"),
         (STUB_PAGE_MS, "S3 stub, 100 ms/page"),
     ] {
-        let stub = S3Stub::start(
-            STUB_BUCKET,
-            objects.clone(),
-            Latency {
-                list_page: Duration::from_millis(latency_ms),
-                get: Duration::from_millis(latency_ms / 5),
-            },
-        )
-        .await;
-        let store = StoreEndpoint {
-            url: stub.url.clone(),
-            bucket: STUB_BUCKET.to_owned(),
-        };
+        let (stub, store) = start_stub(&objects, latency_ms).await;
         let passes = running_passes(&f, &store, Requests::Stub(&stub), label).await;
         running.push((label, passes));
     }
@@ -898,4 +875,22 @@ async fn forward_requests(
             left -= take;
         }
     }
+}
+
+/// The S3 stub serving `objects` in [`STUB_BUCKET`], `latency_ms` per listing page and a
+/// fifth of that per read, and the store endpoint pointing at it.
+async fn start_stub(
+    objects: &BTreeMap<String, String>,
+    latency_ms: u64,
+) -> (S3Stub, StoreEndpoint) {
+    let latency = Latency {
+        list_page: Duration::from_millis(latency_ms),
+        get: Duration::from_millis(latency_ms / 5),
+    };
+    let stub = S3Stub::start(STUB_BUCKET, objects.clone(), latency).await;
+    let store = StoreEndpoint {
+        url: stub.url.clone(),
+        bucket: STUB_BUCKET.to_owned(),
+    };
+    (stub, store)
 }
