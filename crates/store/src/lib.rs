@@ -25,6 +25,7 @@ mod error;
 mod layout;
 mod memory;
 pub mod ranges;
+pub mod record;
 mod s3;
 
 #[cfg(any(test, feature = "conformance"))]
@@ -42,6 +43,7 @@ pub use config::{SETTINGS, StoreConfig};
 pub use dir::{DirStore, write_file_atomically};
 pub use error::{ConfigError, StoreError};
 pub use memory::MemoryStore;
+pub use record::{RECORD_KEY, WritersRecord, record_key_for_active_prefix};
 pub use s3::{
     LIST_PAGE_SIZE, ListPageError, S3Config, S3Store, SecretString, error_chain, list_page,
 };
