@@ -22,6 +22,7 @@ use bytes::Bytes;
 use futures::{StreamExt, TryStreamExt};
 use gds_targets::AppGuid;
 
+use crate::record::{self, RECORD_KEY, WritersRecord};
 use crate::{ETag, ListHint, MemoryStore, StoreError, StoredTarget, TargetState, TargetStore};
 
 /// A store under test plus raw access to what lies beneath it, to plant entries the
@@ -78,9 +79,12 @@ macro_rules! target_store_conformance_tests {
             removing_is_idempotent_and_only_touches_one_state,
             reading_a_missing_file_returns_none,
             a_listing_of_more_than_a_thousand_files_is_complete,
+            the_record_is_replaced_only_while_it_is_unchanged,
+            racing_publications_leave_a_record_that_counts_every_file,
         );
         $crate::target_store_conformance_tests!(@backend $backend;
             foreign_entries_are_neither_listed_nor_removed,
+            the_record_lives_beside_the_state_directories,
         );
     };
     (@store $backend:expr; $($check:ident),* $(,)?) => {$(
@@ -582,4 +586,99 @@ pub async fn foreign_entries_are_neither_listed_nor_removed(backend: &impl Backe
             "the foreign entry {key} was removed"
         );
     }
+}
+
+/// The writers' record is a compare-and-swap: created only when absent, replaced only
+/// while it still has the ETag the writer read.
+pub async fn the_record_is_replaced_only_while_it_is_unchanged(store: &dyn TargetStore) {
+    assert!(
+        must("read_record", store.read_record().await).is_none(),
+        "a new store has a writers' record"
+    );
+    let first = Bytes::from_static(b"{\"n\":1}");
+    let second = Bytes::from_static(b"{\"n\":2}");
+    let created = must("create", store.replace_record(first.clone(), None).await)
+        .expect("creating the absent record was refused");
+    assert_eq!(
+        created,
+        ETag::of(&first),
+        "the record's ETag is not its MD5"
+    );
+    assert!(
+        must(
+            "create again",
+            store.replace_record(second.clone(), None).await
+        )
+        .is_none(),
+        "a record was created over an existing one"
+    );
+    assert!(
+        must(
+            "replace with a stale ETag",
+            store
+                .replace_record(second.clone(), Some(&ETag::of(b"other")))
+                .await
+        )
+        .is_none(),
+        "a record was replaced although it had changed"
+    );
+    assert_eq!(
+        must("read_record", store.read_record().await),
+        Some((first.clone(), created.clone())),
+        "a refused replacement changed the record"
+    );
+    let replaced = must(
+        "replace with the current ETag",
+        store.replace_record(second.clone(), Some(&created)).await,
+    );
+    assert_eq!(
+        replaced,
+        Some(ETag::of(&second)),
+        "the current ETag was refused"
+    );
+    assert_eq!(
+        must("read_record", store.read_record().await).map(|(body, _)| body),
+        Some(second)
+    );
+}
+
+/// Writers that each add a file and publish at the same time leave a record counting all
+/// of them, one generation per publication: none is lost to a race.
+pub async fn racing_publications_leave_a_record_that_counts_every_file(store: &dyn TargetStore) {
+    const WRITERS: usize = 6;
+    let results = futures::future::join_all((0..WRITERS).map(|i| async move {
+        let app = new_app();
+        write(store, TargetState::Active, &app, &target_file(&app, i + 1)).await;
+        record::publish(store, "conformance").await
+    }))
+    .await;
+    for result in results {
+        must("publish", result);
+    }
+    let (body, _) = must("read_record", store.read_record().await).expect("no record");
+    let record = WritersRecord::parse(&body).expect("the published record does not parse");
+    assert_eq!(
+        record.active_count, WRITERS as u64,
+        "the record does not count every file: {record:?}"
+    );
+    assert_eq!(
+        record.generation, WRITERS as u64,
+        "every publication must advance the generation by exactly one: {record:?}"
+    );
+}
+
+/// The record is `record/active.json`, beside (never inside) `active/` and `inactive/`:
+/// listings do not see it, and an old sync of `active/` never copies it.
+pub async fn the_record_lives_beside_the_state_directories(backend: &impl Backend) {
+    let store = backend.store();
+    let app = new_app();
+    write(store, TargetState::Active, &app, &target_file(&app, 2)).await;
+    let record = must("publish", record::publish(store, "conformance").await);
+    assert_eq!((record.generation, record.active_count), (1, 1));
+    assert!(
+        backend.exists_raw(RECORD_KEY).await,
+        "the record is not at {RECORD_KEY}"
+    );
+    assert_eq!(list(store, TargetState::Active).await.len(), 1);
+    assert_eq!(list(store, TargetState::Inactive).await.len(), 0);
 }

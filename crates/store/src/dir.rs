@@ -9,6 +9,7 @@ use async_trait::async_trait;
 use bytes::Bytes;
 use gds_targets::AppGuid;
 
+use crate::record::RECORD_KEY;
 use crate::{ETag, StoreError, StoredTarget, TargetState, TargetStore, layout};
 
 /// A [`TargetStore`] on the local file system: `DIR/active/<guid>.json` and
@@ -38,6 +39,22 @@ impl DirStore {
 
     fn path_of(&self, state: TargetState, app: &AppGuid) -> PathBuf {
         self.state_dir(state).join(layout::file_name(app))
+    }
+
+    fn record_path(&self) -> PathBuf {
+        self.root.join(RECORD_KEY)
+    }
+}
+
+/// Reads a file: `Ok(None)` when it does not exist.
+fn read_optional(path: &Path) -> Result<Option<(Bytes, ETag)>, StoreError> {
+    match fs::read(path) {
+        Ok(body) => {
+            let etag = ETag::of(&body);
+            Ok(Some((Bytes::from(body), etag)))
+        }
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(StoreError::io(format!("reading {}", path.display()), e)),
     }
 }
 
@@ -127,15 +144,7 @@ impl TargetStore for DirStore {
         app: &AppGuid,
     ) -> Result<Option<(Bytes, ETag)>, StoreError> {
         let path = self.path_of(state, app);
-        blocking(move || match fs::read(&path) {
-            Ok(body) => {
-                let etag = ETag::of(&body);
-                Ok(Some((Bytes::from(body), etag)))
-            }
-            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
-            Err(e) => Err(StoreError::io(format!("reading {}", path.display()), e)),
-        })
-        .await
+        blocking(move || read_optional(&path)).await
     }
 
     async fn remove_app(&self, state: TargetState, app: &AppGuid) -> Result<(), StoreError> {
@@ -187,6 +196,44 @@ impl TargetStore for DirStore {
                     e,
                 )),
             }
+        })
+        .await
+    }
+
+    async fn read_record(&self) -> Result<Option<(Bytes, ETag)>, StoreError> {
+        let path = self.record_path();
+        blocking(move || read_optional(&path)).await
+    }
+
+    /// The check and the write happen under an exclusive lock of `record/.lock`
+    /// (`flock`), which every process writing the directory takes the same way.
+    async fn replace_record(
+        &self,
+        body: Bytes,
+        expected: Option<&ETag>,
+    ) -> Result<Option<ETag>, StoreError> {
+        let path = self.record_path();
+        let expected = expected.cloned();
+        blocking(move || {
+            let dir = path.parent().expect("the record lives in a directory");
+            create_dir(dir)?;
+            let lock_path = dir.join(".lock");
+            let lock = OpenOptions::new()
+                .create(true)
+                .truncate(false)
+                .write(true)
+                .open(&lock_path)
+                .map_err(|e| StoreError::io(format!("opening {}", lock_path.display()), e))?;
+            lock.lock()
+                .map_err(|e| StoreError::io(format!("locking {}", lock_path.display()), e))?;
+            let current = read_optional(&path)?.map(|(_, etag)| etag);
+            if current != expected {
+                return Ok(None);
+            }
+            write_file_atomically(&path, &body)
+                .map_err(|e| StoreError::io(format!("writing {}", path.display()), e))?;
+            Ok(Some(ETag::of(&body)))
+            // The lock is released when `lock` is closed.
         })
         .await
     }

@@ -43,7 +43,7 @@ pub use config::{SETTINGS, StoreConfig};
 pub use dir::{DirStore, write_file_atomically};
 pub use error::{ConfigError, StoreError};
 pub use memory::MemoryStore;
-pub use record::{RECORD_KEY, WritersRecord, record_key_for_active_prefix};
+pub use record::{RECORD_KEY, RecordPublisher, WritersRecord, record_key_for_active_prefix};
 pub use s3::{
     LIST_PAGE_SIZE, ListPageError, S3Config, S3Store, SecretString, error_chain, list_page,
 };
@@ -260,6 +260,20 @@ pub trait TargetStore: Send + Sync + fmt::Debug {
     /// A cheap probe that the store is reachable and usable (S3: `HeadBucket`), for
     /// `GET /health` and for failing fast at start.
     async fn check(&self) -> Result<(), StoreError>;
+
+    /// Reads the writers' record ([`record`]) and its ETag: `Ok(None)` when there is none.
+    async fn read_record(&self) -> Result<Option<(Bytes, ETag)>, StoreError>;
+
+    /// Writes the writers' record only if it is still the one whose ETag is `expected`
+    /// (`None`: only if there is none yet), the check and the write being one atomic step:
+    /// a compare-and-swap between writers in any number of processes. Returns the new
+    /// ETag, or `Ok(None)` when another writer changed the record first (nothing is
+    /// written; read it again). Use [`record::publish`] rather than calling this directly.
+    async fn replace_record(
+        &self,
+        body: Bytes,
+        expected: Option<&ETag>,
+    ) -> Result<Option<ETag>, StoreError>;
 }
 
 #[cfg(test)]

@@ -8,6 +8,7 @@ use async_trait::async_trait;
 use bytes::Bytes;
 use gds_targets::AppGuid;
 
+use crate::record::RECORD_KEY;
 use crate::{ETag, StoreError, StoredTarget, TargetState, TargetStore, layout};
 
 /// An in-memory [`TargetStore`] keyed by the same relative keys as the bucket
@@ -140,6 +141,29 @@ impl TargetStore for MemoryStore {
 
     async fn check(&self) -> Result<(), StoreError> {
         self.call("check").map(drop)
+    }
+
+    async fn read_record(&self) -> Result<Option<(Bytes, ETag)>, StoreError> {
+        let inner = self.call("read_record")?;
+        Ok(inner
+            .objects
+            .get(RECORD_KEY)
+            .map(|body| (body.clone(), ETag::of(body))))
+    }
+
+    async fn replace_record(
+        &self,
+        body: Bytes,
+        expected: Option<&ETag>,
+    ) -> Result<Option<ETag>, StoreError> {
+        let mut inner = self.call("replace_record")?;
+        let current = inner.objects.get(RECORD_KEY).map(|body| ETag::of(body));
+        if current.as_ref() != expected {
+            return Ok(None);
+        }
+        let etag = ETag::of(&body);
+        inner.objects.insert(RECORD_KEY.to_owned(), body);
+        Ok(Some(etag))
     }
 }
 

@@ -21,7 +21,13 @@
 //! every writer's change: two writers racing can never leave a record that claims less
 //! than the bucket holds (see [`crate::TargetStore::publish_record`]).
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
 use serde::{Deserialize, Serialize};
+
+use crate::{Bytes, StoreError, TargetState, TargetStore};
 
 /// The record's key relative to the store's root (the bucket prefix): a sibling of
 /// `active/` and `inactive/`.
@@ -81,6 +87,136 @@ pub fn record_key_for_active_prefix(active_prefix: &str) -> Option<String> {
         return None;
     }
     Some(format!("{root}{RECORD_KEY}"))
+}
+
+/// How many times [`publish`] starts again when other writers keep changing the record.
+pub const PUBLISH_ATTEMPTS: u32 = 8;
+
+/// Publishes the writers' record after a change to `active/`: reads the record, lists
+/// `active/`, and replaces the record with the next generation and the listed count if
+/// no other writer replaced it meanwhile; otherwise starts again (with a short random
+/// pause), at most [`PUBLISH_ATTEMPTS`] times.
+///
+/// Call it after the change is in the store. Why this keeps the record honest with
+/// several writers: a publication only succeeds if the record is still the one it read
+/// before listing, so the last successful publication's listing was taken after every
+/// other successful publication started, and so after every writer's change (each
+/// writer changes first, then publishes, and keeps trying until it succeeds or gives up
+/// with an error). The record can lag behind while publications are under way, never
+/// stay behind once they are done.
+pub async fn publish(store: &dyn TargetStore, writer: &str) -> Result<WritersRecord, StoreError> {
+    for attempt in 1..=PUBLISH_ATTEMPTS {
+        let current = store.read_record().await?;
+        let generation = match &current {
+            None => 0,
+            Some((body, _)) => match WritersRecord::parse(body) {
+                Ok(record) => record.generation,
+                Err(e) => {
+                    tracing::warn!(error = %e, "replacing an unreadable writers' record");
+                    0
+                }
+            },
+        };
+        let active_count = store.list_apps(TargetState::Active).await?.len() as u64;
+        let record = WritersRecord {
+            format: RECORD_FORMAT,
+            generation: generation + 1,
+            active_count,
+            writer: writer.to_owned(),
+            written_at: now_rfc3339(),
+        };
+        let expected = current.as_ref().map(|(_, etag)| etag);
+        if store
+            .replace_record(Bytes::from(record.to_bytes()), expected)
+            .await?
+            .is_some()
+        {
+            tracing::debug!(
+                generation = record.generation,
+                active_count,
+                "published the writers' record"
+            );
+            return Ok(record);
+        }
+        tracing::debug!(
+            attempt,
+            "the writers' record changed meanwhile: publishing again"
+        );
+        tokio::time::sleep(conflict_pause(attempt)).await;
+    }
+    Err(StoreError::Unavailable {
+        context: format!(
+            "the writers' record kept changing under {PUBLISH_ATTEMPTS} publications in a row"
+        ),
+        source: None,
+    })
+}
+
+/// A random pause of up to `10 ms * attempt`, so that writers that collided do not
+/// collide again in lockstep.
+fn conflict_pause(attempt: u32) -> Duration {
+    let random = (uuid::Uuid::new_v4().as_u128() % 1000) as u64;
+    Duration::from_micros(random * 10 * u64::from(attempt))
+}
+
+fn now_rfc3339() -> String {
+    time::OffsetDateTime::now_utc()
+        .replace_nanosecond(0)
+        .ok()
+        .and_then(|t| {
+            t.format(&time::format_description::well_known::Rfc3339)
+                .ok()
+        })
+        .unwrap_or_default()
+}
+
+/// One process' publications of the writers' record, coalesced: a burst of changes
+/// (many binds at once) costs a few publications, not one each.
+///
+/// [`RecordPublisher::publish_after_change`] returns once a publication that *started
+/// after the call* has succeeded, whether it ran it itself or another caller did: that
+/// publication's listing includes the caller's change. Publications of one process run
+/// one at a time; callers waiting meanwhile are served by the next one.
+#[derive(Debug)]
+pub struct RecordPublisher {
+    store: Arc<dyn TargetStore>,
+    writer: &'static str,
+    /// One publication at a time.
+    running: tokio::sync::Mutex<()>,
+    /// Tickets handed out: one per call.
+    requested: AtomicU64,
+    /// Every ticket up to this one has been served by a successful publication.
+    served: AtomicU64,
+}
+
+impl RecordPublisher {
+    /// A publisher for `writer` (`broker`, `updater`: named in the record).
+    pub fn new(store: Arc<dyn TargetStore>, writer: &'static str) -> RecordPublisher {
+        RecordPublisher {
+            store,
+            writer,
+            running: tokio::sync::Mutex::new(()),
+            requested: AtomicU64::new(0),
+            served: AtomicU64::new(0),
+        }
+    }
+
+    /// Publishes the record after a change to `active/` that is already in the store:
+    /// `Ok(Some(record))` when this call published, `Ok(None)` when a publication by
+    /// another caller, started after this call, covered the change.
+    pub async fn publish_after_change(&self) -> Result<Option<WritersRecord>, StoreError> {
+        let ticket = self.requested.fetch_add(1, Ordering::SeqCst) + 1;
+        let _running = self.running.lock().await;
+        if self.served.load(Ordering::SeqCst) >= ticket {
+            return Ok(None);
+        }
+        // Every ticket handed out until now belongs to a change made before this
+        // publication reads the record.
+        let covers = self.requested.load(Ordering::SeqCst);
+        let record = publish(self.store.as_ref(), self.writer).await?;
+        self.served.fetch_max(covers, Ordering::SeqCst);
+        Ok(Some(record))
+    }
 }
 
 #[cfg(test)]

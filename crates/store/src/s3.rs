@@ -22,6 +22,7 @@ use bytes::Bytes;
 use gds_targets::AppGuid;
 
 use crate::ranges::{ListedKey, Page, PageRequest, boundaries_of, list_in_ranges};
+use crate::record::RECORD_KEY;
 use crate::{
     ConfigError, ETag, ListHint, StoreError, StoredTarget, TargetState, TargetStore, layout,
 };
@@ -326,6 +327,39 @@ impl S3Store {
         format!("{}{}", self.prefix, layout::relative_key(state, app))
     }
 
+    /// `GetObject`: `Ok(None)` when there is no such key.
+    async fn get_optional(&self, key: &str) -> Result<Option<(Bytes, ETag)>, StoreError> {
+        let output = match self
+            .client
+            .get_object()
+            .bucket(&self.bucket)
+            .key(key)
+            .send()
+            .await
+        {
+            Ok(output) => output,
+            Err(e) if e.as_service_error().is_some_and(|e| e.is_no_such_key()) => {
+                return Ok(None);
+            }
+            Err(e) => return Err(self.error("GetObject", key, e)),
+        };
+        let reported = output.e_tag().map(str::to_owned);
+        let body = output
+            .body
+            .collect()
+            .await
+            .map_err(|e| StoreError::Unavailable {
+                context: format!(
+                    "S3 GetObject s3://{}/{key}: reading the body failed",
+                    self.bucket
+                ),
+                source: Some(Box::new(e)),
+            })?
+            .into_bytes();
+        let etag = self.etag_or_md5(key, reported.as_deref(), &body);
+        Ok(Some((body, etag)))
+    }
+
     /// Converts an SDK error into a [`StoreError`] naming the operation and the object.
     fn error<E>(&self, operation: &str, key: &str, err: SdkError<E>) -> StoreError
     where
@@ -476,36 +510,7 @@ impl TargetStore for S3Store {
         state: TargetState,
         app: &AppGuid,
     ) -> Result<Option<(Bytes, ETag)>, StoreError> {
-        let key = self.key(state, app);
-        let output = match self
-            .client
-            .get_object()
-            .bucket(&self.bucket)
-            .key(&key)
-            .send()
-            .await
-        {
-            Ok(output) => output,
-            Err(e) if e.as_service_error().is_some_and(|e| e.is_no_such_key()) => {
-                return Ok(None);
-            }
-            Err(e) => return Err(self.error("GetObject", &key, e)),
-        };
-        let reported = output.e_tag().map(str::to_owned);
-        let body = output
-            .body
-            .collect()
-            .await
-            .map_err(|e| StoreError::Unavailable {
-                context: format!(
-                    "S3 GetObject s3://{}/{key}: reading the body failed",
-                    self.bucket
-                ),
-                source: Some(Box::new(e)),
-            })?
-            .into_bytes();
-        let etag = self.etag_or_md5(&key, reported.as_deref(), &body);
-        Ok(Some((body, etag)))
+        self.get_optional(&self.key(state, app)).await
     }
 
     async fn remove_app(&self, state: TargetState, app: &AppGuid) -> Result<(), StoreError> {
@@ -628,6 +633,43 @@ impl TargetStore for S3Store {
             Some(etag) => Ok(etag),
             // Unusual, but cheap to recover from: ask for it.
             None => Ok(self.read_app(to, app).await?.ok_or_else(not_found)?.1),
+        }
+    }
+
+    async fn read_record(&self) -> Result<Option<(Bytes, ETag)>, StoreError> {
+        self.get_optional(&format!("{}{RECORD_KEY}", self.prefix))
+            .await
+    }
+
+    /// A conditional `PutObject`: `If-Match` the expected ETag, or `If-None-Match: *`
+    /// when there should be no record yet (S3 conditional writes, 2024). S3 answers 412
+    /// when the condition fails, 409 when a concurrent conditional write won the race,
+    /// and 404 when an `If-Match` object is gone: all three mean "read it again".
+    async fn replace_record(
+        &self,
+        body: Bytes,
+        expected: Option<&ETag>,
+    ) -> Result<Option<ETag>, StoreError> {
+        let key = format!("{}{RECORD_KEY}", self.prefix);
+        let request = self
+            .client
+            .put_object()
+            .bucket(&self.bucket)
+            .key(&key)
+            .content_type("application/json")
+            .body(ByteStream::from(body.clone()));
+        let request = match expected {
+            Some(etag) => request.if_match(format!("\"{etag}\"")),
+            None => request.if_none_match("*"),
+        };
+        match request.send().await {
+            Ok(output) => Ok(Some(self.etag_or_md5(&key, output.e_tag(), &body))),
+            Err(SdkError::ServiceError(e))
+                if matches!(e.raw().status().as_u16(), 404 | 409 | 412) =>
+            {
+                Ok(None)
+            }
+            Err(e) => Err(self.error("PutObject", &key, e)),
         }
     }
 
