@@ -15,8 +15,8 @@ pub struct BrokerMetrics {
     pub http_duration: HistogramVec,
     /// `observe_broker_cf_lookups_total{result}`: `found`, `not_found`, `error`.
     pub cf_lookups: IntCounterVec,
-    /// `observe_broker_store_operations_total{operation,result}`: `write`/`remove`,
-    /// `ok`/`error`.
+    /// `observe_broker_store_operations_total{operation,result}`: `write`/`remove`/
+    /// `publish_record` (the writers' record), `ok`/`error`.
     pub store_operations: IntCounterVec,
     /// `observe_broker_binding_changes_total{change}`: `created`, `deleted`.
     pub binding_changes: IntCounterVec,

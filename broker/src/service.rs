@@ -6,7 +6,7 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use gds_cf::{CfClient, CfError};
 use gds_db::{Db, DeleteInstance, Insert, InstanceUpdate, NewBinding, NewInstance};
-use gds_store::{Bytes, TargetState, TargetStore};
+use gds_store::{Bytes, RecordPublisher, TargetState, TargetStore, error_chain};
 use gds_targets::{AppGuid, AppInfo, AppState, BindingParams, ModelConfig, build_target_file};
 use serde_json::Value;
 
@@ -39,6 +39,8 @@ pub enum Outcome {
 pub struct Broker {
     db: Db,
     store: Arc<dyn TargetStore>,
+    /// Publishes the writers' record after each change to `active/`.
+    record: RecordPublisher,
     apps: Arc<dyn AppDirectory>,
     catalog: CatalogIds,
     model: ModelConfig,
@@ -94,6 +96,7 @@ impl Broker {
     ) -> Self {
         Self {
             db,
+            record: RecordPublisher::new(Arc::clone(&store), "broker"),
             store,
             apps,
             catalog,
@@ -347,6 +350,9 @@ impl Broker {
             self.store_remove(state.other(), &app).await?;
         }
         tx.commit().await?;
+        if state == TargetState::Active || bound_before {
+            self.publish_record().await;
+        }
         self.metrics
             .binding_changes
             .with_label_values(&["created"])
@@ -441,6 +447,9 @@ impl Broker {
             }
         }
         tx.commit().await?;
+        if remaining == 0 {
+            self.publish_record().await;
+        }
         self.metrics
             .binding_changes
             .with_label_values(&["deleted"])
@@ -468,6 +477,24 @@ impl Broker {
         let result = self.store.remove_app(state, app).await;
         self.count_store("remove", result.is_ok());
         result.map_err(BrokerError::from_store)
+    }
+
+    /// Publishes the writers' record after a change to `active/` (DESIGN.md section 5),
+    /// so that sd-sync applies the deletion of the last app of a small foundation at once
+    /// instead of holding it back. A failure is logged and counted but does not fail the
+    /// operation, whose change is already stored: the next publication (by any writer,
+    /// the updater's passes included) brings the record up to date, and meanwhile
+    /// sd-sync only holds mass deletions back, the safe direction.
+    async fn publish_record(&self) {
+        let result = self.record.publish_after_change().await;
+        self.count_store("publish_record", result.is_ok());
+        if let Err(e) = result {
+            tracing::warn!(
+                error = %error_chain(&e),
+                "cannot publish the writers' record: sd-sync holds mass deletions back \
+                 until a later publication"
+            );
+        }
     }
 
     fn count_store(&self, operation: &str, ok: bool) {

@@ -356,6 +356,55 @@ async fn cloud_controller_faults_during_a_pass_delete_nothing_and_fail_the_run()
     assert_eq!(f.file(TargetState::Active, API_APP).await, None);
 }
 
+/// The writers' record: published by binds, corrected by a full pass when it does not
+/// match `active/`, published again after a pass that changes `active/`, and left alone by
+/// a pass that changes nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn passes_publish_the_writers_record_when_active_changes_or_disagrees() {
+    let f = bound_fixture(Database::Sqlite, &[WEB_SHOP, API_APP]).await;
+    let bound = f.record().await.expect("the binds published no record");
+    assert_eq!((bound.writer.as_str(), bound.active_count), ("broker", 2));
+
+    // A record that says less than active/ holds (a writer that could not publish).
+    let (_, etag) = f.store.read_record().await.unwrap().unwrap();
+    let wrong = gds_store::WritersRecord {
+        active_count: 1,
+        ..bound.clone()
+    };
+    f.store
+        .replace_record(Bytes::from(wrong.to_bytes()), Some(&etag))
+        .await
+        .unwrap()
+        .expect("the record changed under the test");
+    once(&f).await;
+    let corrected = f.record().await.unwrap();
+    assert_eq!(
+        (corrected.writer.as_str(), corrected.active_count),
+        ("updater", 2),
+        "a full pass did not correct the record"
+    );
+    assert_eq!(corrected.generation, bound.generation + 1);
+
+    once(&f).await;
+    assert_eq!(
+        f.record().await.unwrap(),
+        corrected,
+        "a pass that changed nothing published again"
+    );
+
+    sim(
+        &f,
+        Method::POST,
+        &format!("/sim/apps/{WEB_SHOP}/stop"),
+        json!({}),
+    )
+    .await;
+    once(&f).await;
+    let stopped = f.record().await.unwrap();
+    assert_eq!(stopped.active_count, 1, "{stopped:?}");
+    assert_eq!(stopped.generation, corrected.generation + 1);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_dry_run_prints_the_plan_and_changes_nothing() {
     let f = world_with_deletions_pending().await;

@@ -20,7 +20,9 @@ use futures::stream::{self, StreamExt};
 use gds_cf::CfClient;
 use gds_db::{Db, DbError};
 use gds_reconcile::{Action, Actual, Desired, Plan, Scope, plan};
-use gds_store::{Bytes, ETag, ListHint, StoreError, TargetState, TargetStore};
+use gds_store::{
+    Bytes, ETag, ListHint, RecordPublisher, StoreError, TargetState, TargetStore, WritersRecord,
+};
 use gds_targets::{AppGuid, BindingParams, ModelConfig};
 
 use crate::config::ReconcileSettings;
@@ -195,6 +197,8 @@ pub struct Reconciler {
     /// lists its ranges concurrently ([`TargetStore::list_apps_hinted`]). Empty in a new
     /// process: the first pass (and so `--once` and `--dry-run`) lists page by page.
     list_hints: std::sync::Mutex<BTreeMap<TargetState, ListHint>>,
+    /// Publishes the writers' record after passes that change `active/`.
+    record: RecordPublisher,
 }
 
 impl std::fmt::Debug for Reconciler {
@@ -217,6 +221,7 @@ impl Reconciler {
     ) -> Self {
         Self {
             db,
+            record: RecordPublisher::new(Arc::clone(&store), "updater"),
             store,
             cf,
             model,
@@ -379,6 +384,8 @@ impl Reconciler {
                 Err(e) => tracing::warn!(error = %e, "cannot count orphaned bindings"),
             }
         }
+        self.publish_record(scope, &plan, read.actual.active.as_ref())
+            .await;
         timings.applying = applying.elapsed();
         timings.log(label);
         self.metrics.observe_cf_requests(&self.cf.request_stats());
@@ -552,6 +559,67 @@ impl Reconciler {
         Ok(entries.into_iter().map(|t| (t.app_guid, t.etag)).collect())
     }
 
+    /// Publishes the writers' record (DESIGN.md section 5) after a pass that planned a
+    /// change to `active/`, and after a full pass whose listing of `active/` the record
+    /// does not match (no record yet, a writer that could not publish, a file changed by
+    /// hand): sd-sync applies a mass deletion only when the record agrees. A failure is
+    /// logged and counted, not a failed pass: the files are right, and until the next
+    /// publication sd-sync only holds mass deletions back.
+    async fn publish_record(
+        &self,
+        scope: &Scope,
+        plan: &Plan,
+        active_listing: Option<&BTreeMap<AppGuid, ETag>>,
+    ) {
+        let changed_active = plan.actions.iter().any(touches_active);
+        if !changed_active {
+            let Some(listing) = active_listing.filter(|_| scope == &Scope::All) else {
+                return;
+            };
+            match self.store.read_record().await {
+                Ok(Some((body, _))) => match WritersRecord::parse(&body) {
+                    Ok(record) if record.active_count == listing.len() as u64 => return,
+                    _ => {}
+                },
+                Ok(None) => {}
+                Err(e) => {
+                    tracing::warn!(error = %cause_chain(&e), "cannot read the writers' record");
+                    self.metrics
+                        .record_publications
+                        .with_label_values(&["error"])
+                        .inc();
+                    return;
+                }
+            }
+        }
+        match self.record.publish_after_change().await {
+            Ok(published) => {
+                if let Some(record) = published {
+                    tracing::info!(
+                        generation = record.generation,
+                        active_count = record.active_count,
+                        "published the writers' record"
+                    );
+                }
+                self.metrics
+                    .record_publications
+                    .with_label_values(&["ok"])
+                    .inc();
+            }
+            Err(e) => {
+                tracing::warn!(
+                    error = %cause_chain(&e),
+                    "cannot publish the writers' record: sd-sync holds mass deletions back \
+                     until a later publication"
+                );
+                self.metrics
+                    .record_publications
+                    .with_label_values(&["error"])
+                    .inc();
+            }
+        }
+    }
+
     async fn apply(&self, plan: &Plan, newest: &BTreeMap<AppGuid, String>) -> ApplyOutcome {
         apply(
             &self.db,
@@ -562,6 +630,14 @@ impl Reconciler {
             &self.metrics,
         )
         .await
+    }
+}
+
+/// Whether `action` adds, changes or removes a file in `active/`.
+fn touches_active(action: &Action) -> bool {
+    match action {
+        Action::Write { state, .. } | Action::Remove { state, .. } => *state == TargetState::Active,
+        Action::Move { from, to, .. } => *from == TargetState::Active || *to == TargetState::Active,
     }
 }
 

@@ -35,6 +35,9 @@ pub struct UpdaterMetrics {
     pub cf_requests: IntCounterVec,
     /// `gds_updater_audit_events_total`: new audit events handled by the fast path.
     pub audit_events: prometheus::IntCounter,
+    /// `gds_updater_record_publications_total{outcome}`: publications of the writers'
+    /// record after a pass, `ok` or `error`.
+    pub record_publications: IntCounterVec,
 }
 
 impl Default for UpdaterMetrics {
@@ -124,8 +127,17 @@ impl UpdaterMetrics {
             "New audit events read by the fast path.",
         )
         .expect("valid metric");
+        let record_publications = IntCounterVec::new(
+            Opts::new(
+                "gds_updater_record_publications_total",
+                "Publications of the writers' record (what active/ should hold), by outcome.",
+            ),
+            &["outcome"],
+        )
+        .expect("valid metric");
         for m in [
             Box::new(last_success.clone()) as Box<dyn prometheus::core::Collector>,
+            Box::new(record_publications.clone()),
             Box::new(pass_duration.clone()),
             Box::new(passes.clone()),
             Box::new(pass_failures.clone()),
@@ -150,6 +162,7 @@ impl UpdaterMetrics {
             targets,
             cf_requests,
             audit_events,
+            record_publications,
         }
     }
 

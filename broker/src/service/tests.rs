@@ -126,6 +126,71 @@ fn key(state: &str) -> String {
     format!("{state}/{APP}.json")
 }
 
+/// The store's keys but the writers' record's.
+fn target_keys(store: &MemoryStore) -> Vec<String> {
+    let mut keys = store.raw_keys();
+    keys.retain(|k| k != gds_store::RECORD_KEY);
+    keys
+}
+
+/// The writers' record as published: (generation, active_count).
+async fn record(store: &MemoryStore) -> Option<(u64, u64)> {
+    let (body, _) = store.read_record().await.unwrap()?;
+    let record = gds_store::WritersRecord::parse(&body).unwrap();
+    assert_eq!(record.writer, "broker");
+    Some((record.generation, record.active_count))
+}
+
+#[tokio::test]
+async fn every_change_to_active_publishes_the_writers_record() {
+    let w = world(AppState::Started).await;
+    assert_eq!(record(&w.store).await, None);
+    w.broker
+        .bind(INSTANCE, "b-1", &bind_request(json!({})))
+        .await
+        .unwrap();
+    assert_eq!(record(&w.store).await, Some((1, 1)), "after the bind");
+    // A second binding of the same app rewrites its file: published again.
+    w.broker
+        .bind(INSTANCE, "b-2", &bind_request(json!({})))
+        .await
+        .unwrap();
+    assert_eq!(
+        record(&w.store).await,
+        Some((2, 1)),
+        "after the second bind"
+    );
+    w.broker
+        .unbind(INSTANCE, "b-2", &delete_query())
+        .await
+        .unwrap();
+    assert_eq!(
+        record(&w.store).await,
+        Some((2, 1)),
+        "an unbind that leaves the file changes nothing in active/"
+    );
+    w.broker
+        .unbind(INSTANCE, "b-1", &delete_query())
+        .await
+        .unwrap();
+    assert_eq!(
+        record(&w.store).await,
+        Some((3, 0)),
+        "the last unbind empties active/ and says so"
+    );
+}
+
+#[tokio::test]
+async fn a_stopped_app_bound_for_the_first_time_leaves_the_record_alone() {
+    let w = world(AppState::Stopped).await;
+    w.broker
+        .bind(INSTANCE, "b-1", &bind_request(json!({})))
+        .await
+        .unwrap();
+    assert_eq!(target_keys(&w.store), [key("inactive")]);
+    assert_eq!(record(&w.store).await, None);
+}
+
 #[tokio::test]
 async fn binding_a_started_app_writes_its_active_file_and_unbinding_removes_it() {
     let w = world(AppState::Started).await;
@@ -135,7 +200,7 @@ async fn binding_a_started_app_writes_its_active_file_and_unbinding_removes_it()
         .await
         .unwrap();
     assert_eq!(outcome, Outcome::Created);
-    assert_eq!(w.store.raw_keys(), [key("active")]);
+    assert_eq!(target_keys(&w.store), [key("active")]);
     let (body, _) = w
         .store
         .read_app(TargetState::Active, &AppGuid::parse(APP).unwrap())
@@ -155,7 +220,7 @@ async fn binding_a_started_app_writes_its_active_file_and_unbinding_removes_it()
         .unbind(INSTANCE, "b-1", &delete_query())
         .await
         .unwrap();
-    assert!(w.store.raw_keys().is_empty());
+    assert!(target_keys(&w.store).is_empty());
 }
 
 #[tokio::test]
@@ -165,7 +230,7 @@ async fn a_stopped_app_is_written_inactive_and_its_active_file_removed() {
         .bind(INSTANCE, "b-1", &bind_request(json!({})))
         .await
         .unwrap();
-    assert_eq!(w.store.raw_keys(), [key("active")]);
+    assert_eq!(target_keys(&w.store), [key("active")]);
     // The app stops; before the updater notices, it is bound again.
     w.cc.apps
         .lock()
@@ -175,7 +240,7 @@ async fn a_stopped_app_is_written_inactive_and_its_active_file_removed() {
         .bind(INSTANCE, "b-2", &bind_request(json!({})))
         .await
         .unwrap();
-    assert_eq!(w.store.raw_keys(), [key("inactive")]);
+    assert_eq!(target_keys(&w.store), [key("inactive")]);
 }
 
 #[tokio::test]
@@ -189,7 +254,7 @@ async fn a_failed_store_write_leaves_no_binding_and_answers_unavailable() {
         .unwrap_err();
     assert!(matches!(err, BrokerError::StoreUnavailable(_)), "{err:?}");
     assert_eq!(w.broker.db().binding("b-1").await.unwrap(), None);
-    assert!(w.store.raw_keys().is_empty());
+    assert!(target_keys(&w.store).is_empty());
     // The platform's orphan-mitigation unbind finds nothing: 410.
     let err = w
         .broker
@@ -212,12 +277,16 @@ async fn an_app_bound_twice_keeps_its_file_until_the_last_binding_goes() {
         .unbind(INSTANCE, "b-1", &delete_query())
         .await
         .unwrap();
-    assert_eq!(w.store.raw_keys(), [key("active")], "one binding remains");
+    assert_eq!(
+        target_keys(&w.store),
+        [key("active")],
+        "one binding remains"
+    );
     w.broker
         .unbind(INSTANCE, "b-2", &delete_query())
         .await
         .unwrap();
-    assert!(w.store.raw_keys().is_empty());
+    assert!(target_keys(&w.store).is_empty());
 }
 
 #[tokio::test]
@@ -234,7 +303,7 @@ async fn unbinding_needs_no_cloud_controller() {
         .await
         .unwrap();
     assert_eq!(w.cc.calls.load(Ordering::SeqCst), calls);
-    assert!(w.store.raw_keys().is_empty());
+    assert!(target_keys(&w.store).is_empty());
 }
 
 #[tokio::test]
@@ -275,7 +344,7 @@ async fn a_cloud_controller_failure_records_nothing() {
         "{err:?}"
     );
     assert_eq!(w.broker.db().binding("b-1").await.unwrap(), None);
-    assert!(w.store.raw_keys().is_empty());
+    assert!(target_keys(&w.store).is_empty());
 }
 
 #[tokio::test]
@@ -289,7 +358,7 @@ async fn deprovisioning_a_bound_instance_unbinds_first() {
         .deprovision(INSTANCE, &delete_query())
         .await
         .unwrap();
-    assert!(w.store.raw_keys().is_empty());
+    assert!(target_keys(&w.store).is_empty());
     assert_eq!(w.broker.db().binding("b-1").await.unwrap(), None);
     assert!(matches!(
         w.broker.deprovision(INSTANCE, &delete_query()).await,

@@ -243,7 +243,18 @@ impl Fixture {
             .map(|(body, _)| body.to_vec())
     }
 
-    /// Every key in the bucket (prefix included), sorted.
+    /// The writers' record the broker and updater published, if any.
+    pub async fn record(&self) -> Option<gds_store::WritersRecord> {
+        let (body, _) = self
+            .store
+            .read_record()
+            .await
+            .expect("reading the writers' record")?;
+        Some(gds_store::WritersRecord::parse(&body).expect("the writers' record parses"))
+    }
+
+    /// Every key in the bucket (prefix included), sorted, but the writers' record's
+    /// (see [`Fixture::record`]).
     pub async fn bucket_keys(&self) -> Vec<String> {
         let listing = self
             .store
@@ -257,6 +268,7 @@ impl Fixture {
             .contents()
             .iter()
             .filter_map(|o| o.key().map(str::to_owned))
+            .filter(|key| !key.ends_with(gds_store::RECORD_KEY))
             .collect();
         keys.sort();
         keys
