@@ -23,6 +23,7 @@ pub const SETTINGS: &[&str] = &[
     "PAAS_DOMAIN",
     "CACHE_EXPIRY_TIME",
     "LISTEN_HOST",
+    "BROKER_OPERATION_TIMEOUT_SECONDS",
 ];
 
 /// Every setting the `broker` binary reads: its own, those of the reconcile pass behind
@@ -92,6 +93,11 @@ pub struct BrokerConfig {
     pub listen_host: String,
     /// `PORT`, default 8080; 0 picks a free port.
     pub port: u16,
+    /// `BROKER_OPERATION_TIMEOUT_SECONDS`, default 45: every OSB operation answers within
+    /// this, Cloud Controller retries and rate-limit waits included. Keep it below the
+    /// platform's broker client timeout (Cloud Foundry: `broker_client_timeout_seconds`,
+    /// 60 by default), after which the platform gives up on a bind and unbinds it.
+    pub operation_timeout: std::time::Duration,
 }
 
 /// A missing or invalid setting: `Display` is the one line printed before exiting.
@@ -171,6 +177,11 @@ impl BrokerConfig {
             .get("LISTEN_HOST")
             .unwrap_or_else(|| "0.0.0.0".into());
         let port = settings.port()?;
+        let operation_timeout = std::time::Duration::from_secs(settings.number(
+            "BROKER_OPERATION_TIMEOUT_SECONDS",
+            crate::service::DEFAULT_OPERATION_TIMEOUT.as_secs(),
+            1..=3600,
+        )?);
         Ok(Self {
             catalog,
             credentials,
@@ -183,6 +194,7 @@ impl BrokerConfig {
             reconcile,
             listen_host,
             port,
+            operation_timeout,
         })
     }
 }
@@ -252,6 +264,7 @@ mod tests {
         assert_eq!(c.port, 8080);
         assert_eq!(c.cache_expiry_seconds, 60);
         assert_eq!(c.listen_host, "0.0.0.0");
+        assert_eq!(c.operation_timeout, std::time::Duration::from_secs(45));
         assert_eq!(c.store, StoreConfig::Dir("/tmp/targets".into()));
     }
 
@@ -283,6 +296,8 @@ mod tests {
             ("CACHE_EXPIRY_TIME", "soon"),
             ("DATABASE_MAX_CONNECTIONS", "0"),
             ("CF_PAGE_SIZE", "0"),
+            ("BROKER_OPERATION_TIMEOUT_SECONDS", "0"),
+            ("BROKER_OPERATION_TIMEOUT_SECONDS", "45s"),
         ] {
             let mut pairs = complete();
             pairs.push((name, value));

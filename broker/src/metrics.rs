@@ -13,12 +13,14 @@ pub struct BrokerMetrics {
     pub http_requests: IntCounterVec,
     /// `observe_broker_http_request_duration_seconds{method,path}`.
     pub http_duration: HistogramVec,
-    /// `observe_broker_cf_lookups_total{result}`: `found`, `not_found`, `error`.
+    /// `observe_broker_cf_lookups_total{result}`: `found`, `not_found`, `error`,
+    /// `timeout` (no answer within the bind's budget, `BROKER_OPERATION_TIMEOUT_SECONDS`).
     pub cf_lookups: IntCounterVec,
     /// `observe_broker_store_operations_total{operation,result}`: `write`/`remove`/
     /// `publish_record` (the writers' record), `ok`/`error`.
     pub store_operations: IntCounterVec,
-    /// `observe_broker_binding_changes_total{change}`: `created`, `deleted`.
+    /// `observe_broker_binding_changes_total{change}`: `created`, `deleted`, `cancelled` (an
+    /// unbind that arrived while the binding's bind was still running).
     pub binding_changes: IntCounterVec,
 }
 
@@ -63,7 +65,7 @@ impl BrokerMetrics {
         let binding_changes = IntCounterVec::new(
             Opts::new(
                 "observe_broker_binding_changes_total",
-                "Bindings recorded and deleted.",
+                "Bindings recorded and deleted, and binds cancelled while running.",
             ),
             &["change"],
         )

@@ -140,6 +140,42 @@ pub enum BrokerError {
     /// The Cloud Controller could not be asked now (down, slow, rate limiting).
     #[error("the Cloud Controller is unavailable")]
     CloudControllerUnavailable(#[source] CfError),
+    /// The Cloud Controller did not answer in the part of the bind's budget
+    /// (`BROKER_OPERATION_TIMEOUT_SECONDS`) left for its look-up; nothing was recorded.
+    #[error(
+        "the Cloud Foundry API did not answer in time: the broker answers every request \
+         within {budget_secs} s, inside the platform's broker timeout; nothing was recorded; \
+         try again later"
+    )]
+    CloudControllerTooSlow { budget_secs: u64 },
+    /// The Cloud Controller asked to wait longer (`Retry-After`) than the bind may still
+    /// take; nothing was recorded.
+    #[error(
+        "the Cloud Foundry API is rate limiting the broker and asks it to wait {retry_after_secs} s, \
+         longer than this request may still take (the broker answers every request within \
+         {budget_secs} s); nothing was recorded; try again later"
+    )]
+    CloudControllerRateLimited {
+        retry_after_secs: u64,
+        budget_secs: u64,
+    },
+    /// The operation as a whole ran out of its budget (`BROKER_OPERATION_TIMEOUT_SECONDS`).
+    #[error(
+        "the broker could not finish this request within its time limit of {budget_secs} s; \
+         try again later"
+    )]
+    OutOfTime { budget_secs: u64 },
+    /// An unbind of the same binding (the platform's orphan mitigation), or a newer bind
+    /// request for the same binding id, arrived while this bind was running: it recorded
+    /// nothing.
+    #[error(
+        "service binding {0} was unbound, or requested again, while this bind was running: \
+         this request recorded nothing"
+    )]
+    BindSuperseded(String),
+    /// A request body over the limit.
+    #[error("{0}")]
+    PayloadTooLarge(String),
     /// The target store could not be written now.
     #[error("the target store is unavailable")]
     StoreUnavailable(#[source] StoreError),
@@ -238,6 +274,15 @@ pub fn reply_for(op: Operation, err: &BrokerError) -> Reply {
             error: Some("ConcurrencyError"),
             description: Some(err.to_string()),
         },
+        E::PayloadTooLarge(_) => described(413),
+        // 422 like any request the broker refuses because another operation on the same
+        // binding got in between: a 4xx tells the platform not to start orphan mitigation,
+        // and there is nothing to mitigate.
+        E::BindSuperseded(_) => Reply {
+            status: 422,
+            error: Some("ConcurrencyError"),
+            description: Some(err.to_string()),
+        },
         E::InstanceConflict(_) | E::BindingConflict(_) => described(409),
         // "Gone" is how deletes and last-operation polls say "nothing (left) to do"; the
         // platform counts it as success, and the spec wants an empty object.
@@ -261,6 +306,14 @@ pub fn reply_for(op: Operation, err: &BrokerError) -> Reply {
                 "the broker cannot reach the Cloud Foundry API right now; try again later".into(),
             ),
         },
+        // Out of time: a 5xx, deliberately. The OSB spec has the platform answer a 5xx to
+        // a bind with orphan mitigation (an unbind), a 4xx without: a bind cut short in
+        // its last step may leave a file behind, which that unbind removes (it finds the
+        // bind still recorded as in progress), and when nothing was left the unbind is a
+        // cheap 410. 503 because it is temporary: the platform's user may retry.
+        E::CloudControllerTooSlow { .. }
+        | E::CloudControllerRateLimited { .. }
+        | E::OutOfTime { .. } => described(503),
         E::StoreUnavailable(_) => Reply {
             status: 503,
             error: None,
@@ -578,6 +631,27 @@ mod tests {
                 None,
             ),
             (BrokerError::StoreUnavailable(store_down()), 503, None),
+            // Out of time: 5xx, so that the platform's orphan mitigation unbinds.
+            (
+                BrokerError::CloudControllerTooSlow { budget_secs: 45 },
+                503,
+                None,
+            ),
+            (
+                BrokerError::CloudControllerRateLimited {
+                    retry_after_secs: 30,
+                    budget_secs: 45,
+                },
+                503,
+                None,
+            ),
+            (BrokerError::OutOfTime { budget_secs: 45 }, 503, None),
+            (
+                BrokerError::BindSuperseded("b".into()),
+                422,
+                Some("ConcurrencyError"),
+            ),
+            (BrokerError::PayloadTooLarge("big".into()), 413, None),
             (BrokerError::internal(anyhow::anyhow!("boom")), 500, None),
         ]
     }

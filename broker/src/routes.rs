@@ -33,8 +33,12 @@ impl OsbFailure {
 
     /// For an extractor's error handler: the operation is found from the request.
     fn bad_request(req: &HttpRequest, description: String) -> actix_web::Error {
+        Self::for_request(req, BrokerError::BadRequest(description))
+    }
+
+    fn for_request(req: &HttpRequest, err: BrokerError) -> actix_web::Error {
         let op = Operation::of(req.method().as_str(), req.match_pattern().as_deref());
-        OsbFailure::new(op, BrokerError::BadRequest(description)).into()
+        OsbFailure::new(op, err).into()
     }
 }
 
@@ -93,10 +97,14 @@ fn record_ids(instance_id: &str, binding_id: Option<&str>) {
     }
 }
 
-/// JSON bodies: any content type (some clients send none), errors as OSB `400`s.
+/// The largest request body accepted (OSB bodies are a few KiB); a larger one is a `413`.
+pub const MAX_BODY_BYTES: usize = 256 * 1024;
+
+/// JSON bodies: any content type (some clients send none), errors as OSB `400`s (`413`
+/// when too large).
 pub fn json_config() -> web::JsonConfig {
     web::JsonConfig::default()
-        .limit(256 * 1024)
+        .limit(MAX_BODY_BYTES)
         .content_type_required(false)
         .content_type(|_| true)
         .error_handler(|err, req| {
@@ -105,7 +113,13 @@ pub fn json_config() -> web::JsonConfig {
                 E::Deserialize(e) if e.is_data() => format!("invalid request body: {e}"),
                 E::Deserialize(e) => format!("request body is not valid JSON: {e}"),
                 E::OverflowKnownLength { .. } | E::Overflow { .. } => {
-                    "request body is larger than 256 KiB".to_owned()
+                    return OsbFailure::for_request(
+                        req,
+                        BrokerError::PayloadTooLarge(format!(
+                            "request body is larger than {} KiB",
+                            MAX_BODY_BYTES / 1024
+                        )),
+                    );
                 }
                 other => format!("invalid request body: {other}"),
             };
@@ -142,7 +156,7 @@ pub async fn provision(
     let failed = OsbFailure::of(Operation::Provision);
     let request = ProvisionRequest::from_json(&body).map_err(failed)?;
     let outcome = broker
-        .provision(&instance_id, &request)
+        .within_budget(broker.provision(&instance_id, &request))
         .await
         .map_err(OsbFailure::of(Operation::Provision))?;
     Ok(match outcome {
@@ -156,7 +170,7 @@ pub async fn fetch_instance(broker: web::Data<Broker>, path: web::Path<String>) 
     let instance_id = path.into_inner();
     record_ids(&instance_id, None);
     let body = broker
-        .fetch_instance(&instance_id)
+        .within_budget(broker.fetch_instance(&instance_id))
         .await
         .map_err(OsbFailure::of(Operation::FetchInstance))?;
     Ok(json_reply(StatusCode::OK, &body))
@@ -172,7 +186,7 @@ pub async fn update(
     record_ids(&instance_id, None);
     let request = UpdateRequest::from_json(&body).map_err(OsbFailure::of(Operation::Update))?;
     broker
-        .update(&instance_id, &request)
+        .within_budget(broker.update(&instance_id, &request))
         .await
         .map_err(OsbFailure::of(Operation::Update))?;
     Ok(json_reply(StatusCode::OK, &json!({})))
@@ -187,7 +201,7 @@ pub async fn deprovision(
     let instance_id = path.into_inner();
     record_ids(&instance_id, None);
     broker
-        .deprovision(&instance_id, &query)
+        .within_budget(broker.deprovision(&instance_id, &query))
         .await
         .map_err(OsbFailure::of(Operation::Deprovision))?;
     Ok(json_reply(StatusCode::OK, &json!({})))
@@ -198,7 +212,7 @@ pub async fn instance_last_operation(broker: web::Data<Broker>, path: web::Path<
     let instance_id = path.into_inner();
     record_ids(&instance_id, None);
     broker
-        .instance_last_operation(&instance_id)
+        .within_budget(broker.instance_last_operation(&instance_id))
         .await
         .map_err(OsbFailure::of(Operation::InstanceLastOperation))?;
     Ok(json_reply(StatusCode::OK, &json!({"state": "succeeded"})))
@@ -215,7 +229,7 @@ pub async fn bind(
     record_ids(&instance_id, Some(&binding_id));
     let request = BindRequest::from_json(&body).map_err(OsbFailure::of(Operation::Bind))?;
     let outcome = broker
-        .bind(&instance_id, &binding_id, &request)
+        .within_budget(broker.bind(&instance_id, &binding_id, &request))
         .await
         .map_err(OsbFailure::of(Operation::Bind))?;
     let status = match outcome {
@@ -230,7 +244,7 @@ pub async fn fetch_binding(broker: web::Data<Broker>, path: web::Path<(String, S
     let (instance_id, binding_id) = path.into_inner();
     record_ids(&instance_id, Some(&binding_id));
     let body = broker
-        .fetch_binding(&instance_id, &binding_id)
+        .within_budget(broker.fetch_binding(&instance_id, &binding_id))
         .await
         .map_err(OsbFailure::of(Operation::FetchBinding))?;
     Ok(json_reply(StatusCode::OK, &body))
@@ -246,7 +260,7 @@ pub async fn unbind(
     let (instance_id, binding_id) = path.into_inner();
     record_ids(&instance_id, Some(&binding_id));
     broker
-        .unbind(&instance_id, &binding_id, &query)
+        .within_budget(broker.unbind(&instance_id, &binding_id, &query))
         .await
         .map_err(OsbFailure::of(Operation::Unbind))?;
     Ok(json_reply(StatusCode::OK, &json!({})))
@@ -260,7 +274,7 @@ pub async fn binding_last_operation(
     let (instance_id, binding_id) = path.into_inner();
     record_ids(&instance_id, Some(&binding_id));
     broker
-        .binding_last_operation(&instance_id, &binding_id)
+        .within_budget(broker.binding_last_operation(&instance_id, &binding_id))
         .await
         .map_err(OsbFailure::of(Operation::BindingLastOperation))?;
     Ok(json_reply(StatusCode::OK, &json!({"state": "succeeded"})))

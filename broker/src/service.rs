@@ -2,6 +2,7 @@
 //! and validate, call one of these, and render the outcome.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use async_trait::async_trait;
 use gds_cf::{CfClient, CfError};
@@ -9,24 +10,42 @@ use gds_db::{Db, DeleteInstance, Insert, InstanceUpdate, NewBinding, NewInstance
 use gds_store::{Bytes, RecordPublisher, TargetState, TargetStore, error_chain};
 use gds_targets::{AppGuid, AppInfo, AppState, BindingParams, ModelConfig, build_target_file};
 use serde_json::Value;
+use tokio::time::Instant;
 
 use crate::config::CatalogIds;
 use crate::metrics::BrokerMetrics;
-use crate::osb::{BindRequest, BrokerError, DeleteQuery, ProvisionRequest, UpdateRequest};
+use crate::osb::{
+    BindRequest, BrokerError, DeleteQuery, ProvisionRequest, UpdateRequest, cause_chain,
+};
 
 /// Where the broker looks apps up: the Cloud Controller, or a fake in unit tests.
 #[async_trait]
 pub trait AppDirectory: Send + Sync {
-    /// The app, `None` when the Cloud Controller does not know it (or hides it).
-    async fn app_info(&self, guid: &AppGuid) -> Result<Option<AppInfo>, CfError>;
+    /// The app, `None` when the Cloud Controller does not know it (or hides it). Starts no
+    /// wait that would end after `deadline` (see [`CfClient::app_info_by`]).
+    async fn app_info(&self, guid: &AppGuid, deadline: Instant)
+    -> Result<Option<AppInfo>, CfError>;
 }
 
 #[async_trait]
 impl AppDirectory for CfClient {
-    async fn app_info(&self, guid: &AppGuid) -> Result<Option<AppInfo>, CfError> {
-        CfClient::app_info(self, guid).await
+    async fn app_info(
+        &self,
+        guid: &AppGuid,
+        deadline: Instant,
+    ) -> Result<Option<AppInfo>, CfError> {
+        CfClient::app_info_by(self, guid, Some(deadline)).await
     }
 }
+
+/// How long an OSB operation may take unless `BROKER_OPERATION_TIMEOUT_SECONDS` says
+/// otherwise: comfortably inside Cloud Foundry's default broker client timeout (60 s),
+/// after which the platform gives up and starts orphan mitigation.
+pub const DEFAULT_OPERATION_TIMEOUT: Duration = Duration::from_secs(45);
+
+/// The share of a bind's budget its Cloud Controller look-up may use; the rest is kept for
+/// the app's lock and the store write.
+const LOOKUP_SHARE: (u32, u32) = (4, 5);
 
 /// "Created" (201) or "it was already there, identical" (200).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -45,6 +64,7 @@ pub struct Broker {
     catalog: CatalogIds,
     model: ModelConfig,
     metrics: BrokerMetrics,
+    operation_timeout: Duration,
 }
 
 impl std::fmt::Debug for Broker {
@@ -53,6 +73,7 @@ impl std::fmt::Debug for Broker {
             .field("db", &self.db.kind())
             .field("store", &self.store)
             .field("catalog", &self.catalog)
+            .field("operation_timeout", &self.operation_timeout)
             .finish_non_exhaustive()
     }
 }
@@ -102,7 +123,36 @@ impl Broker {
             catalog,
             model,
             metrics,
+            operation_timeout: DEFAULT_OPERATION_TIMEOUT,
         }
+    }
+
+    /// Sets the budget of every operation (`BROKER_OPERATION_TIMEOUT_SECONDS`).
+    pub fn with_operation_timeout(mut self, timeout: Duration) -> Self {
+        self.operation_timeout = timeout;
+        self
+    }
+
+    /// The budget of every operation.
+    pub fn operation_timeout(&self) -> Duration {
+        self.operation_timeout
+    }
+
+    /// Runs one operation within its budget: past it, the operation is dropped (a dropped
+    /// app transaction rolls back) and the answer is a `503`. Binds finish earlier on
+    /// their own (see [`Self::bind`]); this is the bound for everything else, e.g. a
+    /// database or store that hangs.
+    pub async fn within_budget<T>(
+        &self,
+        operation: impl std::future::Future<Output = Result<T, BrokerError>>,
+    ) -> Result<T, BrokerError> {
+        tokio::time::timeout(self.operation_timeout, operation)
+            .await
+            .unwrap_or_else(|_| {
+                Err(BrokerError::OutOfTime {
+                    budget_secs: self.operation_timeout.as_secs(),
+                })
+            })
     }
 
     pub fn catalog_ids(&self) -> &CatalogIds {
@@ -232,6 +282,11 @@ impl Broker {
         if self.db.instance(instance_id).await?.is_none() {
             return Err(BrokerError::InstanceNotFound(instance_id.into()));
         }
+        // Binds still running in the instance record nothing once cancelled.
+        for attempt in self.db.binding_attempts_of_instance(instance_id).await? {
+            self.remove_binding(&attempt.app_guid, &attempt.binding_id)
+                .await?;
+        }
         for binding in self.db.bindings_of_instance(instance_id).await? {
             tracing::warn!(
                 binding_id = %binding.binding_id,
@@ -268,14 +323,22 @@ impl Broker {
     /// `PUT .../service_bindings/:binding_id`: looks the app up in the Cloud Controller,
     /// then, under the app's lock, records the binding and writes the app's target file
     /// (in `active/` for a started app, `inactive/` for a stopped one, removing the file
-    /// the app's earlier bindings may have left in the other state). If the store write fails, the binding is not recorded, so the
-    /// platform's orphan-mitigation unbind finds a consistent state.
+    /// the app's earlier bindings may have left in the other state). If the store write
+    /// fails, the binding is not recorded, so the platform's orphan-mitigation unbind finds
+    /// a consistent state.
+    ///
+    /// Answers within the operation's budget: the look-up gets four fifths of it (a
+    /// `Retry-After` beyond that fails at once) and the bind fails cleanly, recording
+    /// nothing, when it runs out. The bind is recorded as in progress before the look-up,
+    /// so an unbind arriving meanwhile (the platform's orphan mitigation once its own
+    /// timeout passed) cancels it on any broker: it then writes nothing.
     pub async fn bind(
         &self,
         instance_id: &str,
         binding_id: &str,
         req: &BindRequest,
     ) -> Result<Outcome, BrokerError> {
+        let started = Instant::now();
         check_id("instance_id", instance_id)?;
         check_id("binding_id", binding_id)?;
         self.check_service(&req.service_id)?;
@@ -300,26 +363,78 @@ impl Broker {
                 Err(BrokerError::BindingConflict(binding_id.into()))
             };
         }
+        let attempt = self
+            .db
+            .start_binding_attempt(&app, &new, &uuid::Uuid::new_v4().to_string())
+            .await?;
+        let result = self
+            .bind_attempt(&app, &new, &params, &attempt, started)
+            .await;
+        if result.is_err() {
+            // Nothing was written (or it was rolled back): a later unbind has nothing to
+            // cancel. Best effort: a leftover only turns that unbind's 410 into a 200.
+            if let Err(e) = self.db.abandon_binding_attempt(binding_id, &attempt).await {
+                tracing::warn!(error = %cause_chain(&e), "could not forget a failed bind");
+            }
+        }
+        result
+    }
 
+    /// The part of [`Self::bind`] after it is recorded as in progress as `attempt`.
+    async fn bind_attempt(
+        &self,
+        app: &AppGuid,
+        new: &NewBinding,
+        params: &BindingParams,
+        attempt: &str,
+        started: Instant,
+    ) -> Result<Outcome, BrokerError> {
+        let budget_secs = self.operation_timeout.as_secs();
+        let deadline = started + self.operation_timeout;
+        let lookup_deadline = started + self.operation_timeout * LOOKUP_SHARE.0 / LOOKUP_SHARE.1;
         // Outside the lock: the slow part, and independent of other binds.
-        let info = match self.apps.app_info(&app).await {
-            Ok(Some(info)) => {
+        let lookup =
+            tokio::time::timeout_at(lookup_deadline, self.apps.app_info(app, lookup_deadline));
+        let info = match lookup.await {
+            Ok(Ok(Some(info))) => {
                 self.metrics.cf_lookups.with_label_values(&["found"]).inc();
                 info
             }
-            Ok(None) => {
+            Ok(Ok(None)) => {
                 self.metrics
                     .cf_lookups
                     .with_label_values(&["not_found"])
                     .inc();
                 return Err(BrokerError::AppNotVisible(app.to_string()));
             }
-            Err(e) => {
-                self.metrics.cf_lookups.with_label_values(&["error"]).inc();
-                return Err(BrokerError::from_cf(e));
+            Ok(Err(e)) => {
+                let err = match e {
+                    CfError::RateLimited(wait) => BrokerError::CloudControllerRateLimited {
+                        retry_after_secs: wait.as_secs(),
+                        budget_secs,
+                    },
+                    CfError::Deadline { .. } => BrokerError::CloudControllerTooSlow { budget_secs },
+                    CfError::Transport { source, .. } if source.is_timeout() => {
+                        BrokerError::CloudControllerTooSlow { budget_secs }
+                    }
+                    e => BrokerError::from_cf(e),
+                };
+                let result = match err {
+                    BrokerError::CloudControllerTooSlow { .. } => "timeout",
+                    _ => "error",
+                };
+                self.metrics.cf_lookups.with_label_values(&[result]).inc();
+                return Err(err);
+            }
+            Err(_elapsed) => {
+                self.metrics
+                    .cf_lookups
+                    .with_label_values(&["timeout"])
+                    .inc();
+                return Err(BrokerError::CloudControllerTooSlow { budget_secs });
             }
         };
-        let file = build_target_file(&info, &self.model, &params);
+        let file = build_target_file(&info, &self.model, params);
         if file.endpoint.guessed {
             tracing::warn!(
                 hostname = %file.endpoint.hostname,
@@ -331,12 +446,34 @@ impl Broker {
             AppState::Stopped => TargetState::Inactive,
         };
 
-        let mut tx = self.db.lock_app(&app).await?;
-        match tx.insert_binding(&new).await? {
+        let mut tx = self.db.lock_app(app).await?;
+        // A concurrent identical request (which may share this attempt) won.
+        if let Some(existing) = tx.binding(&new.binding_id).await? {
+            if !existing.is_identical_to(app, new) {
+                return Err(BrokerError::BindingConflict(new.binding_id.clone()));
+            }
+            tx.finish_binding_attempt(&new.binding_id, attempt).await?;
+            tx.commit().await?;
+            return Ok(Outcome::AlreadyExists);
+        }
+        // Still wanted? An unbind may have cancelled this bind while it looked the app up.
+        if !tx.finish_binding_attempt(&new.binding_id, attempt).await? {
+            tracing::info!(
+                "bind cancelled by an unbind (or a newer request) while it ran: nothing recorded"
+            );
+            return Err(BrokerError::BindSuperseded(new.binding_id.clone()));
+        }
+        if Instant::now() >= deadline {
+            // The platform may be giving up on this request: record nothing.
+            return Err(BrokerError::OutOfTime { budget_secs });
+        }
+        match tx.insert_binding(new).await? {
             Insert::Created(_) => {}
             // A concurrent identical bind won; dropping `tx` rolls back (nothing changed).
             Insert::Identical(_) => return Ok(Outcome::AlreadyExists),
-            Insert::Conflict(_) => return Err(BrokerError::BindingConflict(binding_id.into())),
+            Insert::Conflict(_) => {
+                return Err(BrokerError::BindingConflict(new.binding_id.clone()));
+            }
         }
         // Files exist exactly when bindings do, so an app bound for the first time has no
         // file in the other state to remove: skipping the request halves the store
@@ -344,10 +481,10 @@ impl Broker {
         let bound_before = tx.bindings().await?.len() > 1;
         // The new binding is the app's newest, so its parameters decide the file
         // (DESIGN.md section 3a).
-        self.store_write(state, &app, Bytes::from(file.to_bytes()))
+        self.store_write(state, app, Bytes::from(file.to_bytes()))
             .await?;
         if bound_before {
-            self.store_remove(state.other(), &app).await?;
+            self.store_remove(state.other(), app).await?;
         }
         tx.commit().await?;
         if state == TargetState::Active || bound_before {
@@ -401,14 +538,27 @@ impl Broker {
         check_id("instance_id", instance_id)?;
         check_id("binding_id", binding_id)?;
         self.check_delete_query(query)?;
-        let binding = self
+        // The app, from the binding's bind in progress first, else from the binding: in
+        // that order a bind committing in between is never missed (its commit replaces
+        // its attempt with its binding in one transaction).
+        let attempt = self
             .db
-            .binding(binding_id)
+            .binding_attempt(binding_id)
             .await?
-            .filter(|b| b.instance_id == instance_id)
-            .ok_or_else(|| BrokerError::BindingNotFound(binding_id.into()))?;
-        tracing::Span::current().record("app_guid", binding.app_guid.as_str());
-        if self.remove_binding(&binding.app_guid, binding_id).await? {
+            .filter(|a| a.instance_id == instance_id);
+        let app = match attempt {
+            Some(attempt) => attempt.app_guid,
+            None => {
+                self.db
+                    .binding(binding_id)
+                    .await?
+                    .filter(|b| b.instance_id == instance_id)
+                    .ok_or_else(|| BrokerError::BindingNotFound(binding_id.into()))?
+                    .app_guid
+            }
+        };
+        tracing::Span::current().record("app_guid", app.as_str());
+        if self.remove_binding(&app, binding_id).await? {
             Ok(())
         } else {
             // A concurrent unbind of the same binding got there first.
@@ -430,14 +580,18 @@ impl Broker {
         }
     }
 
-    /// Deletes a binding of `app` under the app's lock, and the app's files with its last
-    /// binding; `false` if the binding was not there (any more). When other bindings
-    /// remain, the file stays as it is: if the deleted binding was the newest, the next
-    /// newest one's parameters apply from the updater's next pass (rebuilding the file
-    /// needs the Cloud Controller, which unbind must not depend on).
+    /// Deletes a binding of `app` under the app's lock, or cancels its bind in progress
+    /// (which then records nothing), and removes the app's files when it has no binding
+    /// left; `false` if there was neither (any more). When other bindings remain, the file
+    /// stays as it is: if the deleted binding was the newest, the next newest one's
+    /// parameters apply from the updater's next pass (rebuilding the file needs the Cloud
+    /// Controller, which unbind must not depend on).
     async fn remove_binding(&self, app: &AppGuid, binding_id: &str) -> Result<bool, BrokerError> {
         let mut tx = self.db.lock_app(app).await?;
-        if tx.delete_binding(binding_id).await?.is_none() {
+        let deleted = tx.delete_binding(binding_id).await?.is_some();
+        // Both may be there: a bind cut short after writing its file leaves its attempt.
+        let cancelled = tx.cancel_binding_attempt(binding_id).await?.is_some();
+        if !deleted && !cancelled {
             return Ok(false);
         }
         let remaining = tx.bindings().await?.len();
@@ -452,9 +606,14 @@ impl Broker {
         }
         self.metrics
             .binding_changes
-            .with_label_values(&["deleted"])
+            .with_label_values(&[if deleted { "deleted" } else { "cancelled" }])
             .inc();
-        if remaining == 0 {
+        if !deleted {
+            tracing::info!(
+                app_guid = %app,
+                "unbind of a binding whose bind is still running: the bind is cancelled and will record nothing"
+            );
+        } else if remaining == 0 {
             tracing::info!(app_guid = %app, "last binding of the app deleted: target files removed");
         } else {
             tracing::info!(app_guid = %app, remaining, "binding deleted: the app is still bound");

@@ -70,7 +70,8 @@ impl Application {
             config.catalog.clone(),
             config.model.clone(),
             metrics.clone(),
-        );
+        )
+        .with_operation_timeout(config.operation_timeout);
         let listener =
             TcpListener::bind((config.listen_host.as_str(), config.port)).with_context(|| {
                 format!(
@@ -92,6 +93,7 @@ impl Application {
             database = ?db.kind(),
             service_id = %config.catalog.service_id,
             plan_id = %config.catalog.plan_id,
+            operation_timeout_seconds = config.operation_timeout.as_secs(),
             "broker started"
         );
         Ok(Application { server, local_addr })

@@ -259,6 +259,54 @@ async fn a_429_with_retry_after_is_waited_out_not_surfaced() {
 }
 
 #[tokio::test]
+async fn by_a_deadline_a_longer_retry_after_fails_at_once_and_a_slow_answer_is_cut_short() {
+    let sim = sim(&["--demo"]);
+    let client = client_for(&sim);
+    let guids = all_guids(&sim).await;
+    let guid = guids.iter().next().unwrap();
+    control(
+        &sim,
+        reqwest::Method::POST,
+        "/sim/faults",
+        json!({"path_prefix": "/v3/apps", "status": 429, "retry_after": 30, "count": 0}),
+    )
+    .await;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    let err = client.app_info_by(guid, Some(deadline)).await.unwrap_err();
+    assert!(
+        matches!(err, gds_cf::CfError::RateLimited(wait) if wait == Duration::from_secs(30)),
+        "{err:?}"
+    );
+    let stats = client.request_stats();
+    assert_eq!(
+        stats
+            .by_endpoint
+            .get(&("GET /v3/apps/:guid".to_owned(), 429)),
+        Some(&1),
+        "asked once, not retried: {stats:?}"
+    );
+
+    // A Cloud Controller that answers after 30 s: the request ends with the deadline.
+    control(&sim, reqwest::Method::DELETE, "/sim/faults", json!({})).await;
+    control(
+        &sim,
+        reqwest::Method::POST,
+        "/sim/faults",
+        json!({"path_prefix": "/v3/apps", "delay_ms": 30_000, "count": 0}),
+    )
+    .await;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(2);
+    let err = tokio::time::timeout(
+        Duration::from_secs(15),
+        client.app_info_by(guid, Some(deadline)),
+    )
+    .await
+    .expect("the look-up ends by its deadline, not the Cloud Controller's answer")
+    .unwrap_err();
+    assert!(err.is_transient(), "{err:?}");
+}
+
+#[tokio::test]
 async fn server_errors_are_retried_and_persistent_ones_reported() {
     let sim = sim(&["--demo"]);
     let client = client_for(&sim);

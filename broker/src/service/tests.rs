@@ -20,12 +20,22 @@ struct FakeCc {
     apps: Mutex<HashMap<AppGuid, AppInfo>>,
     down: std::sync::atomic::AtomicBool,
     calls: AtomicUsize,
+    /// When set, each look-up waits for a permit first (a slow Cloud Controller).
+    gate: Mutex<Option<Arc<tokio::sync::Semaphore>>>,
 }
 
 #[async_trait]
 impl AppDirectory for FakeCc {
-    async fn app_info(&self, guid: &AppGuid) -> Result<Option<AppInfo>, CfError> {
+    async fn app_info(
+        &self,
+        guid: &AppGuid,
+        _deadline: Instant,
+    ) -> Result<Option<AppInfo>, CfError> {
         self.calls.fetch_add(1, Ordering::SeqCst);
+        let gate = self.gate.lock().unwrap().clone();
+        if let Some(gate) = gate {
+            gate.acquire().await.unwrap().forget();
+        }
         if self.down.load(Ordering::SeqCst) {
             return Err(CfError::Api {
                 endpoint: "GET /v3/apps/:guid".into(),
@@ -364,4 +374,99 @@ async fn deprovisioning_a_bound_instance_unbinds_first() {
         w.broker.deprovision(INSTANCE, &delete_query()).await,
         Err(BrokerError::InstanceNotFound(_))
     ));
+}
+
+/// The platform gives up on a slow bind and unbinds (orphan mitigation) while the bind is
+/// still looking the app up: the unbind succeeds, the bind then records nothing, and the
+/// platform's later retry of the same bind works.
+#[tokio::test]
+async fn an_unbind_during_a_slow_bind_cancels_it_and_a_retry_binds_again() {
+    let w = world(AppState::Started).await;
+    let gate = Arc::new(tokio::sync::Semaphore::new(0));
+    *w.cc.gate.lock().unwrap() = Some(gate.clone());
+    let request = bind_request(json!({}));
+    let bind = w.broker.bind(INSTANCE, "b-1", &request);
+    let unbind_while_looking_up = async {
+        while w.cc.calls.load(Ordering::SeqCst) == 0 {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        assert!(
+            w.broker
+                .db()
+                .binding_attempt("b-1")
+                .await
+                .unwrap()
+                .is_some(),
+            "the bind is recorded as in progress"
+        );
+        let unbound = w.broker.unbind(INSTANCE, "b-1", &delete_query()).await;
+        gate.add_permits(1);
+        unbound
+    };
+    let (bound, unbound) = tokio::join!(bind, unbind_while_looking_up);
+    unbound.expect("the unbind of a bind in progress succeeds (not 410)");
+    let err = bound.unwrap_err();
+    assert!(matches!(err, BrokerError::BindSuperseded(_)), "{err:?}");
+    assert_eq!(w.broker.db().binding("b-1").await.unwrap(), None);
+    assert_eq!(w.broker.db().binding_attempt("b-1").await.unwrap(), None);
+    assert!(w.store.raw_keys().is_empty(), "{:?}", w.store.raw_keys());
+    assert_eq!(
+        w.broker
+            .metrics()
+            .binding_changes
+            .with_label_values(&["cancelled"])
+            .get(),
+        1
+    );
+
+    // The platform retries the same bind later: it is a new bind.
+    gate.add_permits(1);
+    let outcome = w.broker.bind(INSTANCE, "b-1", &request).await.unwrap();
+    assert_eq!(outcome, Outcome::Created);
+    assert_eq!(w.store.raw_keys(), [key("active")]);
+    assert_eq!(w.broker.db().binding_attempt("b-1").await.unwrap(), None);
+}
+
+/// A bind left recorded as in progress by a broker that crashed blocks nothing: the
+/// platform's retry of the same bind succeeds.
+#[tokio::test]
+async fn a_bind_left_in_progress_by_a_crash_does_not_block_its_retry() {
+    let w = world(AppState::Started).await;
+    let app = AppGuid::parse(APP).unwrap();
+    let new = NewBinding {
+        binding_id: "b-1".into(),
+        instance_id: INSTANCE.into(),
+        parameters: "{}".into(),
+    };
+    w.broker
+        .db()
+        .start_binding_attempt(&app, &new, "crashed")
+        .await
+        .unwrap();
+    let outcome = w
+        .broker
+        .bind(INSTANCE, "b-1", &bind_request(json!({})))
+        .await
+        .unwrap();
+    assert_eq!(outcome, Outcome::Created);
+    assert_eq!(w.broker.db().binding_attempt("b-1").await.unwrap(), None);
+    // A different request for the same id after a crash takes it over too.
+    w.broker
+        .db()
+        .start_binding_attempt(
+            &app,
+            &NewBinding {
+                binding_id: "b-2".into(),
+                ..new
+            },
+            "crashed",
+        )
+        .await
+        .unwrap();
+    let outcome = w
+        .broker
+        .bind(INSTANCE, "b-2", &bind_request(json!({"path": "/m"})))
+        .await
+        .unwrap();
+    assert_eq!(outcome, Outcome::Created);
 }

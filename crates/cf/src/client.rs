@@ -12,6 +12,7 @@ use reqwest::StatusCode;
 use reqwest::header::HeaderMap;
 use serde::de::DeserializeOwned;
 use tokio::sync::{OnceCell, Semaphore};
+use tokio::time::Instant;
 use url::Url;
 
 use crate::config::{CfConfig, USER_AGENT};
@@ -124,8 +125,22 @@ impl CfClient {
     }
 
     /// One app, for a bind: `None` when the Cloud Controller does not know it.
-    #[tracing::instrument(skip_all, fields(app_guid = %guid))]
     pub async fn app_info(&self, guid: &AppGuid) -> Result<Option<AppInfo>, CfError> {
+        self.app_info_by(guid, None).await
+    }
+
+    /// [`Self::app_info`] for a caller that must answer by `deadline` (the broker, inside
+    /// the platform's timeout): no wait (a `429`'s `Retry-After`, a retry's back-off) that
+    /// would end after it is started, and no request outlives it. A `Retry-After` past
+    /// the deadline fails at once with [`CfError::RateLimited`]; a wait or request that
+    /// the deadline cuts short fails with the error at hand, or [`CfError::Deadline`].
+    /// (The token request is not covered: callers bound the whole call too.)
+    #[tracing::instrument(skip_all, fields(app_guid = %guid))]
+    pub async fn app_info_by(
+        &self,
+        guid: &AppGuid,
+        deadline: Option<Instant>,
+    ) -> Result<Option<AppInfo>, CfError> {
         let page_size = self.config.page_size.to_string();
         let app_url = self.url(
             &format!("/v3/apps/{guid}"),
@@ -133,7 +148,7 @@ impl CfClient {
         );
         let app = async {
             match self
-                .get_json::<v3::AppWithIncluded>(app_url, "GET /v3/apps/:guid")
+                .get_json_by::<v3::AppWithIncluded>(app_url, "GET /v3/apps/:guid", deadline)
                 .await
             {
                 Ok(app) => Ok(Some(app)),
@@ -141,22 +156,28 @@ impl CfClient {
                 Err(e) => Err(e),
             }
         };
-        let processes = self.list::<v3::Process>(self.url(
-            "/v3/processes",
-            &[
-                ("app_guids", guid.as_str()),
-                ("types", "web"),
-                ("per_page", &page_size),
-            ],
-        ));
-        let routes = self.list::<v3::Route>(self.url(
-            "/v3/routes",
-            &[
-                ("app_guids", guid.as_str()),
-                ("include", "domain"),
-                ("per_page", &page_size),
-            ],
-        ));
+        let processes = self.list_by::<v3::Process>(
+            self.url(
+                "/v3/processes",
+                &[
+                    ("app_guids", guid.as_str()),
+                    ("types", "web"),
+                    ("per_page", &page_size),
+                ],
+            ),
+            deadline,
+        );
+        let routes = self.list_by::<v3::Route>(
+            self.url(
+                "/v3/routes",
+                &[
+                    ("app_guids", guid.as_str()),
+                    ("include", "domain"),
+                    ("per_page", &page_size),
+                ],
+            ),
+            deadline,
+        );
         let (app, (processes, _), (routes, routes_included)) =
             tokio::try_join!(app, processes, routes)?;
         let Some(app) = app else {
@@ -366,12 +387,21 @@ impl CfClient {
         &self,
         first: Url,
     ) -> Result<(Vec<T>, v3::Included), CfError> {
+        self.list_by(first, None).await
+    }
+
+    /// [`Self::list`], by a deadline (see [`Self::app_info_by`]).
+    async fn list_by<T: DeserializeOwned>(
+        &self,
+        first: Url,
+        deadline: Option<Instant>,
+    ) -> Result<(Vec<T>, v3::Included), CfError> {
         let endpoint = endpoint_of("GET", first.path());
         let mut items = Vec::new();
         let mut included = v3::Included::default();
         let mut next = Some(first);
         while let Some(url) = next.take() {
-            let page: v3::Page<T> = self.get_json(url, &endpoint).await?;
+            let page: v3::Page<T> = self.get_json_by(url, &endpoint, deadline).await?;
             items.extend(page.resources);
             included.spaces.extend(page.included.spaces);
             included.organizations.extend(page.included.organizations);
@@ -469,6 +499,18 @@ impl CfClient {
 
     /// One authenticated GET with the retry rules of the crate docs.
     async fn get_json<T: DeserializeOwned>(&self, url: Url, endpoint: &str) -> Result<T, CfError> {
+        self.get_json_by(url, endpoint, None).await
+    }
+
+    /// [`Self::get_json`], by a deadline (see [`Self::app_info_by`]).
+    async fn get_json_by<T: DeserializeOwned>(
+        &self,
+        url: Url,
+        endpoint: &str,
+        deadline: Option<Instant>,
+    ) -> Result<T, CfError> {
+        // Whether a wait of `wait` from now would end after the deadline.
+        let too_late = |wait: Duration| deadline.is_some_and(|d| Instant::now() + wait > d);
         let uaa = self.uaa_endpoint().await?.clone();
         let mut rejected: Option<String> = None;
         let mut reauthenticated = false;
@@ -485,9 +527,17 @@ impl CfClient {
                     .acquire()
                     .await
                     .expect("semaphore never closed");
-                match self
-                    .http
-                    .get(url.clone())
+                let mut request = self.http.get(url.clone());
+                if let Some(deadline) = deadline {
+                    let left = deadline.saturating_duration_since(Instant::now());
+                    if left.is_zero() {
+                        return Err(CfError::Deadline {
+                            endpoint: endpoint.to_owned(),
+                        });
+                    }
+                    request = request.timeout(left.min(self.config.request_timeout));
+                }
+                match request
                     .header(
                         reqwest::header::AUTHORIZATION,
                         format!("bearer {}", token.value),
@@ -508,7 +558,7 @@ impl CfClient {
                 Ok(parts) => parts,
                 Err(source) => {
                     self.record(endpoint, 0);
-                    if attempt < self.config.max_retries {
+                    if attempt < self.config.max_retries && !too_late(backoff(attempt)) {
                         tracing::warn!(endpoint, attempt, error = %source, "Cloud Controller request failed; retrying");
                         tokio::time::sleep(backoff(attempt)).await;
                         attempt += 1;
@@ -554,7 +604,9 @@ impl CfClient {
                 }
                 StatusCode::TOO_MANY_REQUESTS => {
                     let wait = retry_after(&headers).unwrap_or_else(|| backoff(attempt));
-                    if wait > self.config.max_rate_limit_wait || attempt >= self.config.max_retries
+                    if wait > self.config.max_rate_limit_wait
+                        || attempt >= self.config.max_retries
+                        || too_late(wait)
                     {
                         return Err(CfError::RateLimited(wait));
                     }
@@ -569,7 +621,7 @@ impl CfClient {
                 StatusCode::BAD_GATEWAY
                 | StatusCode::SERVICE_UNAVAILABLE
                 | StatusCode::GATEWAY_TIMEOUT
-                    if attempt < self.config.max_retries =>
+                    if attempt < self.config.max_retries && !too_late(backoff(attempt)) =>
                 {
                     tracing::warn!(
                         endpoint,

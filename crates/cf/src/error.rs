@@ -17,6 +17,9 @@ pub enum CfError {
     /// Rate limited for longer than we are willing to wait.
     #[error("Cloud Controller rate limit: retry after {0:?}")]
     RateLimited(Duration),
+    /// The caller's deadline came before an answer (see `CfClient::app_info_by`).
+    #[error("no answer from {endpoint} before the deadline")]
+    Deadline { endpoint: String },
     /// Network failure or timeout, after retries.
     #[error("cannot reach {endpoint}: {source}")]
     Transport {
@@ -34,7 +37,7 @@ impl CfError {
     /// or permission problem.
     pub fn is_transient(&self) -> bool {
         match self {
-            Self::RateLimited(_) | Self::Transport { .. } => true,
+            Self::RateLimited(_) | Self::Deadline { .. } | Self::Transport { .. } => true,
             Self::Api { status, .. } | Self::Uaa { status, .. } => *status >= 500 || *status == 429,
             Self::InvalidResponse { .. } => false,
         }

@@ -9,7 +9,8 @@
 //! - One UAA token is shared and cached until shortly before it expires; a
 //!   `401 CF-InvalidAuthToken` fetches a new one and retries once.
 //! - `429` is waited out (`Retry-After`, else `X-RateLimit-Reset`, else back-off), as are
-//!   `502`/`503`/`504` and transport errors, a bounded number of times.
+//!   `502`/`503`/`504` and transport errors, a bounded number of times, and, for a caller
+//!   with a deadline ([`CfClient::app_info_by`]), never past it.
 //!
 //! Besides apps, it reads service offerings, plans, instances and app credential bindings
 //! (every page, or an error), for the updater's one-off `--import-bindings`

@@ -81,10 +81,7 @@ impl Db {
     /// when it succeeded: so a file exists exactly when a binding exists, even with
     /// concurrent binds and unbinds of one app on several brokers.
     pub async fn lock_app(&self, app: &AppGuid) -> Result<AppTx, DbError> {
-        let queued = match &self.sqlite_writer {
-            Some(writer) => Some(writer.clone().lock_owned().await),
-            None => None,
-        };
+        let queued = self.queue_for_write().await;
         let mut tx = match self.kind {
             DbKind::Sqlite => self.pool().begin_with("BEGIN IMMEDIATE").await,
             DbKind::Postgres => self.pool().begin().await,

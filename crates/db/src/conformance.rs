@@ -45,6 +45,8 @@ macro_rules! repository_tests {
             a_lease_has_one_holder_until_it_is_released_or_expires,
             the_event_cursor_round_trips,
             bindings_of_a_deleted_app_are_marked_orphaned_once,
+            a_bind_in_progress_is_joined_by_identical_requests_and_taken_over_by_others,
+            a_bind_in_progress_finishes_once_unless_an_unbind_cancelled_it,
         );
     };
     (@each $fixture:expr; $($check:ident),* $(,)?) => {$(
@@ -423,4 +425,155 @@ pub async fn transactions_of_different_apps_do_not_wait_for_each_other_on_postgr
         .await
         .expect("another app's lock is free while the first is held");
     must("lock_app", second);
+}
+
+pub async fn a_bind_in_progress_is_joined_by_identical_requests_and_taken_over_by_others(db: &Db) {
+    let first = new_binding("b-1", "si-1", "{}");
+    assert_eq!(
+        must("binding_attempt", db.binding_attempt("b-1").await),
+        None
+    );
+    let owner = must(
+        "start_binding_attempt",
+        db.start_binding_attempt(&app(1), &first, "attempt-a").await,
+    );
+    assert_eq!(owner, "attempt-a", "the first request owns its attempt");
+    let recorded = must("binding_attempt", db.binding_attempt("b-1").await)
+        .expect("the bind in progress is recorded");
+    assert_eq!(
+        (
+            recorded.app_guid.clone(),
+            recorded.instance_id.as_str(),
+            recorded.attempt.as_str()
+        ),
+        (app(1), "si-1", "attempt-a")
+    );
+    // The platform retries the same bind (e.g. after this broker crashed mid-bind): the
+    // retry joins the recorded attempt rather than being blocked by it.
+    let joined = must(
+        "start_binding_attempt",
+        db.start_binding_attempt(&app(1), &first, "attempt-b").await,
+    );
+    assert_eq!(joined, "attempt-a", "an identical request joins");
+    // A different request for the same binding id takes it over.
+    let other = new_binding("b-1", "si-1", r#"{"path":"/m"}"#);
+    let taken = must(
+        "start_binding_attempt",
+        db.start_binding_attempt(&app(1), &other, "attempt-c").await,
+    );
+    assert_eq!(taken, "attempt-c", "a different request takes over");
+    assert_eq!(
+        must("binding_attempt", db.binding_attempt("b-1").await).map(|a| a.parameters),
+        Some(r#"{"path":"/m"}"#.to_owned())
+    );
+    let listed: Vec<String> = must(
+        "binding_attempts_of_instance",
+        db.binding_attempts_of_instance("si-1").await,
+    )
+    .into_iter()
+    .map(|a| a.binding_id)
+    .collect();
+    assert_eq!(listed, ["b-1"]);
+    // The replaced request can neither finish nor abandon it.
+    assert!(!must(
+        "abandon_binding_attempt",
+        db.abandon_binding_attempt("b-1", "attempt-a").await
+    ));
+    assert!(must(
+        "abandon_binding_attempt",
+        db.abandon_binding_attempt("b-1", "attempt-c").await
+    ));
+    assert_eq!(
+        must("binding_attempt", db.binding_attempt("b-1").await),
+        None,
+        "abandoned"
+    );
+}
+
+pub async fn a_bind_in_progress_finishes_once_unless_an_unbind_cancelled_it(db: &Db) {
+    created_instance(db, "si-1").await;
+    let b1 = new_binding("b-1", "si-1", "{}");
+    let b2 = new_binding("b-2", "si-1", "{}");
+    must(
+        "start_binding_attempt",
+        db.start_binding_attempt(&app(1), &b1, "a-1").await,
+    );
+    must(
+        "start_binding_attempt",
+        db.start_binding_attempt(&app(1), &b2, "a-2").await,
+    );
+
+    // b-1 finishes: its attempt ends in the transaction that records the binding.
+    let mut tx = must("lock_app", db.lock_app(&app(1)).await);
+    assert!(!must(
+        "finish_binding_attempt",
+        tx.finish_binding_attempt("b-1", "someone-else").await
+    ));
+    assert!(must(
+        "finish_binding_attempt",
+        tx.finish_binding_attempt("b-1", "a-1").await
+    ));
+    must("insert_binding", tx.insert_binding(&b1).await);
+    must("commit", tx.commit().await);
+    assert_eq!(
+        must("binding_attempt", db.binding_attempt("b-1").await),
+        None
+    );
+
+    // An unbind of b-2 arrives while its bind still runs: under another app's lock it is
+    // not touched; under its app's lock it is cancelled, once.
+    let mut tx = must("lock_app", db.lock_app(&app(2)).await);
+    assert_eq!(
+        must(
+            "cancel_binding_attempt",
+            tx.cancel_binding_attempt("b-2").await
+        ),
+        None
+    );
+    must("commit", tx.commit().await);
+    let mut tx = must("lock_app", db.lock_app(&app(1)).await);
+    let cancelled = must(
+        "cancel_binding_attempt",
+        tx.cancel_binding_attempt("b-2").await,
+    )
+    .expect("the bind in progress was there");
+    assert_eq!(
+        (cancelled.attempt.as_str(), cancelled.app_guid),
+        ("a-2", app(1))
+    );
+    assert_eq!(
+        must(
+            "cancel_binding_attempt",
+            tx.cancel_binding_attempt("b-2").await
+        ),
+        None
+    );
+    must("commit", tx.commit().await);
+    // The bind then takes the lock and finds it cancelled: it writes nothing.
+    let mut tx = must("lock_app", db.lock_app(&app(1)).await);
+    assert!(
+        !must(
+            "finish_binding_attempt",
+            tx.finish_binding_attempt("b-2", "a-2").await
+        ),
+        "a cancelled bind cannot finish"
+    );
+    drop(tx);
+    // A rolled-back finish leaves the attempt in place (e.g. the store write failed, or
+    // the request was cut short): an unbind can still find it.
+    must(
+        "start_binding_attempt",
+        db.start_binding_attempt(&app(1), &b2, "a-3").await,
+    );
+    {
+        let mut tx = must("lock_app", db.lock_app(&app(1)).await);
+        assert!(must(
+            "finish_binding_attempt",
+            tx.finish_binding_attempt("b-2", "a-3").await
+        ));
+    }
+    assert_eq!(
+        must("binding_attempt", db.binding_attempt("b-2").await).map(|a| a.attempt),
+        Some("a-3".to_owned())
+    );
 }

@@ -14,7 +14,11 @@
 //!   a transaction that holds the app's lock until it commits or is dropped (rolled
 //!   back). Callers do their store write inside it, so "binding rows change" and "target
 //!   file changes" happen together or not at all.
+//! - A bind records itself as in progress ([`Db::start_binding_attempt`]) before its slow
+//!   Cloud Controller look-up, so that an unbind arriving meanwhile can cancel it
+//!   (see the `attempts` module).
 
+mod attempts;
 mod bindings;
 mod error;
 mod instances;
@@ -31,6 +35,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use sqlx::AnyPool;
 use sqlx::any::AnyPoolOptions;
 
+pub use attempts::BindingAttempt;
 pub use bindings::AppTx;
 pub use error::DbError;
 pub use model::{
@@ -177,6 +182,14 @@ impl Db {
 
     pub(crate) fn pool(&self) -> &AnyPool {
         &self.pool
+    }
+
+    /// SQLite only: waits for this process' turn to write (see `sqlite_writer`).
+    pub(crate) async fn queue_for_write(&self) -> Option<tokio::sync::OwnedMutexGuard<()>> {
+        match &self.sqlite_writer {
+            Some(writer) => Some(writer.clone().lock_owned().await),
+            None => None,
+        }
     }
 }
 
