@@ -168,7 +168,13 @@ mod tests {
         assert!(staged.len() < 64, "{staged}");
         assert!(is_staged_file_name(&staged));
         assert_eq!(unique_of_staged_file_name(&staged), Some(unique.as_str()));
-        for other in ["x.json", ".staged-.tmp", ".staged-1", "staged-1.tmp", ".x.json.1.tmp"] {
+        for other in [
+            "x.json",
+            ".staged-.tmp",
+            ".staged-1",
+            "staged-1.tmp",
+            ".x.json.1.tmp",
+        ] {
             assert_eq!(unique_of_staged_file_name(other), None, "{other}");
         }
     }
