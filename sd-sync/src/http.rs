@@ -15,7 +15,8 @@ use prometheus::Registry;
 use serde::Serialize;
 use tokio::time::Instant;
 
-use crate::mirror::{Freshness, MirrorShared};
+use crate::mirror::{Freshness, MirrorShared, Status};
+use crate::valve::Hold;
 
 /// What the handlers share.
 pub struct AppState {
@@ -165,43 +166,73 @@ struct Health<'a> {
 #[derive(Serialize)]
 struct MappingHealth<'a> {
     name: &'a str,
+    /// See [`mapping_status`].
+    status: &'static str,
     source: &'a str,
     dir: String,
     files: usize,
+    /// Objects in the last complete listing.
+    listed: usize,
     last_listing_age_seconds: Option<f64>,
     last_error: Option<String>,
+    failing_objects: usize,
     held_back_deletions: usize,
+    /// Why deletions are held back: `{"reason": ..., ...}` (see [`crate::valve::Hold`]).
+    hold: Option<Hold>,
+    /// The hold in words.
+    hold_message: Option<String>,
 }
 
-/// `GET /health`: 200 when every mapping has listed within the stale-after time, else 503;
+/// A mapping's status, worst first: `stale` (the last complete listing is older than
+/// `--stale-after`), `starting` (no complete listing yet), `degraded` (the last sync could
+/// not fetch, install or remove some objects), `held` (the valve holds a mass deletion
+/// that only the writers' record or the operator can release; the countdown of a mapping
+/// without a record is not one), `ok`.
+fn mapping_status(freshness: &Freshness, status: &Status) -> &'static str {
+    match freshness {
+        Freshness::Stale { .. } => "stale",
+        Freshness::NeverListed => "starting",
+        Freshness::Fresh if status.failing_objects > 0 => "degraded",
+        Freshness::Fresh if status.hold.as_ref().is_some_and(Hold::needs_attention) => "held",
+        Freshness::Fresh => "ok",
+    }
+}
+
+/// The order of [`mapping_status`]'s answers, worst first.
+const STATUS_ORDER: [&str; 5] = ["stale", "starting", "degraded", "held", "ok"];
+
+/// `GET /health`: 200 when every mapping is `ok`, else 503 with the worst mapping's status;
 /// the body says how each mapping is doing.
 async fn health(state: web::Data<AppState>) -> HttpResponse {
     let now = Instant::now();
-    let mut status = "ok";
-    let mappings = state
+    let mappings: Vec<MappingHealth> = state
         .mirrors
         .iter()
         .map(|m| {
             let s = m.status();
-            match m.freshness(now, state.stale_after) {
-                Freshness::Fresh => {}
-                Freshness::NeverListed if status == "ok" => status = "starting",
-                Freshness::NeverListed => {}
-                Freshness::Stale { .. } => status = "stale",
-            }
+            let status = mapping_status(&m.freshness(now, state.stale_after), &s);
             MappingHealth {
                 name: &m.name,
+                status,
                 source: &m.source,
                 dir: m.dir.display().to_string(),
                 files: m.files(),
+                listed: s.listed,
                 last_listing_age_seconds: s
                     .last_listing
                     .map(|at| now.saturating_duration_since(at).as_secs_f64()),
                 last_error: s.last_error,
+                failing_objects: s.failing_objects,
                 held_back_deletions: s.held_back,
+                hold_message: s.hold.as_ref().map(ToString::to_string),
+                hold: s.hold,
             }
         })
         .collect();
+    let status = STATUS_ORDER
+        .into_iter()
+        .find(|candidate| mappings.iter().any(|m| m.status == *candidate))
+        .unwrap_or("ok");
     let body = Health { status, mappings };
     if status == "ok" {
         HttpResponse::Ok().json(body)

@@ -6,7 +6,8 @@
 //! prefix (one request per 1,000 objects), fetches only objects whose ETag differs from the
 //! MD5 of the installed file, checks them as file_sd JSON and renames them into place
 //! atomically. Files are removed only when a complete listing no longer has their object,
-//! and a safety valve holds back mass deletions (DESIGN.md section 5).
+//! and a safety valve holds back mass deletions unless the writers' record agrees
+//! (DESIGN.md section 5).
 //!
 //! Modules: [`config`] (flags and environment), [`mapping`], [`source`] (S3 listing and
 //! reads), [`plan`] (pure: what to fetch and delete), [`valve`], [`mirror`] (one mapping's
@@ -101,16 +102,18 @@ impl SdSync {
             match mirror.sync_once().await {
                 Ok(report) => {
                     tracing::info!(mapping = %name, ?report, "synced once");
-                    if report.errors > 0 {
-                        eprintln!(
-                            "sd-sync: {name}: {} objects could not be fetched or installed",
-                            report.errors
-                        );
+                    if let Some(summary) = report.error_summary() {
+                        eprintln!("sd-sync: {name}: {summary}");
                         ok = false;
                     }
                     if report.held_back > 0 {
+                        let why = report
+                            .hold
+                            .as_ref()
+                            .map(|hold| format!(": {hold}"))
+                            .unwrap_or_default();
                         eprintln!(
-                            "sd-sync: {name}: {} deletions held back by the safety valve \
+                            "sd-sync: {name}: {} deletions held back by the safety valve{why} \
                              (--allow-mass-deletion lets them through)",
                             report.held_back
                         );
