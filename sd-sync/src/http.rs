@@ -9,12 +9,14 @@ use std::time::Duration;
 use actix_web::body::SizedStream;
 use actix_web::dev::Server;
 use actix_web::http::header;
+use actix_web::middleware::from_fn;
 use actix_web::{App, HttpResponse, HttpServer, web};
 use bytes::{Bytes, BytesMut};
 use prometheus::Registry;
 use serde::Serialize;
 use tokio::time::Instant;
 
+use crate::auth::{HttpAuth, require_auth};
 use crate::mirror::{Freshness, MirrorShared, Status};
 use crate::valve::Hold;
 
@@ -24,6 +26,8 @@ pub struct AppState {
     pub registry: Registry,
     /// `/targets` answers 503 when a mapping's last complete listing is older.
     pub stale_after: Duration,
+    /// What every route but `/health` requires.
+    pub auth: HttpAuth,
 }
 
 impl AppState {
@@ -247,26 +251,36 @@ async fn metrics(state: web::Data<AppState>) -> HttpResponse {
         .body(gds_service::metrics::render(&state.registry))
 }
 
-/// The route table.
+/// The route table. `/health` is open (a load balancer's or systemd's check has no
+/// credentials, and it names no target); the rest requires the configured credentials:
+/// `/targets` because it is every target's address, `/metrics` because its labels name
+/// the node's mappings and its counters tell the foundation's size, and the Prometheus
+/// that scrapes it is the one that reads `/targets`, so it has the credentials already.
 pub fn routes(config: &mut web::ServiceConfig) {
-    config
-        .route("/targets", web::get().to(all_targets))
-        .route("/targets/{name}", web::get().to(mapping_targets))
-        .route("/health", web::get().to(health))
-        .route("/metrics", web::get().to(metrics));
+    config.route("/health", web::get().to(health)).service(
+        web::scope("")
+            .wrap(from_fn(require_auth))
+            .route("/targets", web::get().to(all_targets))
+            .route("/targets/{name}", web::get().to(mapping_targets))
+            .route("/metrics", web::get().to(metrics)),
+    );
 }
 
 /// Builds the server on an already bound listener. One worker: the only clients are the
 /// local Prometheus and operators.
 pub fn server(state: AppState, listener: TcpListener) -> std::io::Result<Server> {
+    let auth = web::Data::new(state.auth.clone());
     let state = web::Data::new(state);
-    Ok(
-        HttpServer::new(move || App::new().app_data(state.clone()).configure(routes))
-            .workers(1)
-            .shutdown_timeout(5)
-            .listen(listener)?
-            .run(),
-    )
+    Ok(HttpServer::new(move || {
+        App::new()
+            .app_data(state.clone())
+            .app_data(auth.clone())
+            .configure(routes)
+    })
+    .workers(1)
+    .shutdown_timeout(5)
+    .listen(listener)?
+    .run())
 }
 
 /// `http://ADDR` with loopback in place of an unspecified address.
@@ -291,6 +305,47 @@ mod tests {
             state: ArrayState::Start,
         };
         chunks.flat_map(|c| c.unwrap().to_vec()).collect()
+    }
+
+    #[actix_web::test]
+    async fn every_route_but_health_requires_the_configured_credentials() {
+        use actix_web::test::{TestRequest, call_service, init_service};
+        let auth = HttpAuth {
+            basic: None,
+            bearer: Some(gds_store::SecretString::new("t0ken")),
+        };
+        let state = AppState {
+            mirrors: Vec::new(),
+            registry: Registry::new(),
+            stale_after: Duration::from_secs(60),
+            auth: auth.clone(),
+        };
+        let app = init_service(
+            App::new()
+                .app_data(web::Data::new(state))
+                .app_data(web::Data::new(auth))
+                .configure(routes),
+        )
+        .await;
+        for path in ["/targets", "/targets/x", "/metrics"] {
+            let res = call_service(&app, TestRequest::get().uri(path).to_request()).await;
+            assert_eq!(res.status(), 401, "{path}");
+            assert!(
+                res.headers().contains_key(header::WWW_AUTHENTICATE),
+                "{path}"
+            );
+            let res = call_service(
+                &app,
+                TestRequest::get()
+                    .uri(path)
+                    .insert_header((header::AUTHORIZATION, "Bearer t0ken"))
+                    .to_request(),
+            )
+            .await;
+            assert_ne!(res.status(), 401, "{path}");
+        }
+        let res = call_service(&app, TestRequest::get().uri("/health").to_request()).await;
+        assert_eq!(res.status(), 200);
     }
 
     #[test]

@@ -11,8 +11,10 @@
 //!
 //! Modules: [`config`] (flags and environment), [`mapping`], [`source`] (S3 listing and
 //! reads), [`plan`] (pure: what to fetch and delete), [`valve`], [`mirror`] (one mapping's
-//! sync), [`schedule`] (when polls start), [`http`] (`/targets`, `/health`, `/metrics`).
+//! sync), [`schedule`] (when polls start), [`http`] (`/targets`, `/health`, `/metrics`),
+//! [`auth`] (their optional authentication).
 
+pub mod auth;
 pub mod config;
 pub mod duration;
 pub mod filesd;
@@ -140,6 +142,7 @@ impl SdSync {
             mirrors: self.mirrors.iter().map(Mirror::shared).collect(),
             registry: self.metrics.registry.clone(),
             stale_after: self.config.stale_after,
+            auth: self.config.auth.clone(),
         };
         let server = http::server(state, listener)?;
         for mirror in self.mirrors {
