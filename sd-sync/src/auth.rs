@@ -37,11 +37,19 @@ impl HttpAuth {
         if !self.is_enabled() {
             return true;
         }
-        let Some((scheme, value)) = header
+        let Some(header) = header
             .and_then(|h| std::str::from_utf8(h).ok())
-            .and_then(|h| h.trim().split_once(' '))
+            .map(str::trim)
         else {
             return false;
+        };
+        let Some((scheme, value)) = header.split_once(' ') else {
+            // The bare token: what Prometheus 2.42's http_sd sends when `authorization`
+            // leaves out `type: Bearer` (it does not apply the documented default).
+            return self
+                .bearer
+                .as_ref()
+                .is_some_and(|token| equal(header.as_bytes(), token.expose().as_bytes()));
         };
         let value = value.trim();
         if scheme.eq_ignore_ascii_case("bearer") {
@@ -146,6 +154,10 @@ mod tests {
         assert!(allows(&both, &basic("prometheus:pa:ss")));
         assert!(allows(&both, "Bearer t0ken"));
         assert!(allows(&both, "bearer  t0ken "));
+        assert!(
+            allows(&both, "t0ken"),
+            "as Prometheus 2.42 sends it without `type`"
+        );
         for bad in [
             basic("prometheus:pa"),
             basic("prometheus:pa:ss!"),
@@ -155,7 +167,7 @@ mod tests {
             "Bearer t0ken0".into(),
             "Token t0ken".into(),
             "Basic not-base64!".into(),
-            "t0ken".into(),
+            "t0ke".into(),
             String::new(),
         ] {
             assert!(!allows(&both, &bad), "{bad:?}");
@@ -164,6 +176,7 @@ mod tests {
         assert!(!both.allows(Some(b"Bearer \xff")));
         // One kind configured: the other is refused.
         assert!(!allows(&auth(true, false), "Bearer t0ken"));
+        assert!(!allows(&auth(true, false), "t0ken"));
         assert!(!allows(&auth(false, true), &basic("prometheus:pa:ss")));
     }
 
