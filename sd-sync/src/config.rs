@@ -8,6 +8,7 @@ use std::time::Duration;
 use gds_service::Settings;
 use gds_store::SecretString;
 
+use crate::auth::HttpAuth;
 use crate::duration::{format_duration, parse_duration};
 use crate::mapping::Mapping;
 use crate::valve::ValveConfig;
@@ -45,10 +46,16 @@ usage: sd-sync --mapping s3://BUCKET/PREFIX=DIR [--mapping ...] [options]
   --fetch-concurrency N      SD_SYNC_FETCH_CONCURRENCY    object reads in flight (64)
   --once                     SD_SYNC_ONCE     sync every mapping once and exit (non-zero when
                                               a sync failed or deletions were held back)
+  --auth-username USER       SD_SYNC_AUTH_USERNAME        require basic auth on every endpoint
+  --auth-password-file PATH  SD_SYNC_AUTH_PASSWORD_FILE   but /health, with this password (or
+                             SD_SYNC_AUTH_PASSWORD)       SD_SYNC_AUTH_PASSWORD)
+  --auth-token-file PATH     SD_SYNC_AUTH_TOKEN_FILE      require a bearer token instead (or as
+                             SD_SYNC_AUTH_TOKEN)          well); required beyond loopback
   --help
 
 Credentials: AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY (and AWS_SESSION_TOKEN), from the
 environment or a user-provided service in VCAP_SERVICES.
+Secrets are read from the environment or a file, never from the command line.
 Durations: 500ms, 2s, 1m, 1m30s. Endpoints: GET /targets, /targets/<name>, /health, /metrics.
 ";
 
@@ -68,6 +75,8 @@ pub struct Config {
     pub valve: ValveConfig,
     pub fetch_concurrency: usize,
     pub once: bool,
+    /// Credentials every endpoint but `/health` requires (none: open).
+    pub auth: HttpAuth,
 }
 
 /// What the command line asks for.
@@ -105,6 +114,9 @@ const FLAGS: &[Flag] = &[
     ),
     flag("--fetch-concurrency", "SD_SYNC_FETCH_CONCURRENCY", true),
     flag("--once", "SD_SYNC_ONCE", false),
+    flag("--auth-username", "SD_SYNC_AUTH_USERNAME", true),
+    flag("--auth-password-file", "SD_SYNC_AUTH_PASSWORD_FILE", true),
+    flag("--auth-token-file", "SD_SYNC_AUTH_TOKEN_FILE", true),
 ];
 
 const fn flag(flag: &'static str, env: &'static str, takes_value: bool) -> Flag {
@@ -296,6 +308,16 @@ pub fn parse(
         )
     })?;
 
+    let once = given.switch("--once")?;
+    let auth = http_auth(&given)?;
+    if !once && !listen.ip().is_loopback() && !auth.is_enabled() {
+        return Err(format!(
+            "SD_SYNC_AUTH_TOKEN (or SD_SYNC_AUTH_TOKEN_FILE, or SD_SYNC_AUTH_USERNAME with \
+             SD_SYNC_AUTH_PASSWORD): required when sd-sync listens beyond loopback ({listen}), \
+             so that only Prometheus reads the targets"
+        ));
+    }
+
     let valve = ValveConfig {
         max_share_percent: given.number("--max-deletion-share", 50, 0, 100)? as u32,
         max_count: given.number("--max-deletions", 10, 0, 1_000_000)? as usize,
@@ -315,8 +337,62 @@ pub fn parse(
         stale_after,
         valve,
         fetch_concurrency: given.number("--fetch-concurrency", 64, 1, 1024)? as usize,
-        once: given.switch("--once")?,
+        once,
+        auth,
     })))
+}
+
+/// A secret from the environment variable `env` or from the file named by `file_flag`
+/// (surrounding whitespace trimmed, as Prometheus does with its `*_file` settings).
+fn secret(given: &Given, env: &str, file_flag: &str) -> Result<Option<SecretString>, String> {
+    let names = Given::names(file_flag);
+    let text = match (given.settings.get(env), given.value(file_flag)) {
+        (Some(_), Some(_)) => return Err(format!("{env} and {names}: give one, not both")),
+        (None, None) => return Ok(None),
+        (Some(value), None) => (value, env.to_owned()),
+        (None, Some(path)) => {
+            let value = std::fs::read_to_string(&path)
+                .map_err(|e| format!("{names}: cannot read {path}: {e}"))?;
+            (value, names)
+        }
+    };
+    let (value, from) = text;
+    let value = value.trim();
+    if value.is_empty() {
+        return Err(format!("{from}: the secret is empty"));
+    }
+    Ok(Some(SecretString::new(value)))
+}
+
+fn http_auth(given: &Given) -> Result<HttpAuth, String> {
+    let username = given.value("--auth-username");
+    let password = secret(given, "SD_SYNC_AUTH_PASSWORD", "--auth-password-file")?;
+    let basic = match (username, password) {
+        (None, None) => None,
+        (Some(username), Some(password)) if !username.is_empty() && !username.contains(':') => {
+            Some((username, password))
+        }
+        (Some(_), Some(_)) => {
+            return Err(format!(
+                "{}: a username is not empty and has no ':'",
+                Given::names("--auth-username")
+            ));
+        }
+        (Some(_), None) => {
+            return Err(format!(
+                "SD_SYNC_AUTH_PASSWORD or {}: basic auth needs a password",
+                Given::names("--auth-password-file")
+            ));
+        }
+        (None, Some(_)) => {
+            return Err(format!(
+                "{}: basic auth needs a username",
+                Given::names("--auth-username")
+            ));
+        }
+    };
+    let bearer = secret(given, "SD_SYNC_AUTH_TOKEN", "--auth-token-file")?;
+    Ok(HttpAuth { basic, bearer })
 }
 
 /// Two mappings into one directory would delete each other's files, and two with the
@@ -440,10 +516,110 @@ mod tests {
     fn port_alone_listens_on_every_interface() {
         let config = run(
             &["--mapping", "s3://b/a=/t/x", "--s3-endpoint", "http://x"],
-            &[("PORT", "8081")],
+            &[("PORT", "8081"), ("SD_SYNC_AUTH_TOKEN", "t")],
         )
         .unwrap();
         assert_eq!(config.listen, "0.0.0.0:8081".parse().unwrap());
+    }
+
+    #[test]
+    fn authentication_is_optional_on_loopback_and_required_beyond() {
+        let m = ["--mapping", "s3://b/a=/t/x", "--region", "r"];
+        let config = run(&m, &[]).unwrap();
+        assert!(!config.auth.is_enabled());
+        for listen in ["0.0.0.0:9280", "10.0.0.5:9280", "[::]:9280"] {
+            let args = [&m[..], &["--listen", listen]].concat();
+            let err = run(&args, &[]).unwrap_err();
+            assert!(
+                err.starts_with("SD_SYNC_AUTH_TOKEN") && err.contains("beyond loopback"),
+                "{err}"
+            );
+            assert!(!err.contains('\n'));
+            let once = [&args[..], &["--once"]].concat();
+            assert!(run(&once, &[]).is_ok(), "--once does not listen");
+            let with_token = run(&args, &[("SD_SYNC_AUTH_TOKEN", "t0ken")]).unwrap();
+            assert_eq!(
+                with_token.auth.bearer.as_ref().map(SecretString::expose),
+                Some("t0ken")
+            );
+            assert!(!format!("{with_token:?}").contains("t0ken"), "redacted");
+        }
+    }
+
+    #[test]
+    fn secrets_come_from_the_environment_or_a_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("password");
+        std::fs::write(&file, "s3cret\n").unwrap();
+        let file = file.to_str().unwrap();
+        let blank = dir.path().join("blank");
+        std::fs::write(&blank, " \n").unwrap();
+        let blank = blank.to_str().unwrap();
+        let m = ["--mapping", "s3://b/a=/t/x", "--region", "r"];
+        let args = [
+            &m[..],
+            &[
+                "--auth-username",
+                "prometheus",
+                "--auth-password-file",
+                file,
+            ],
+        ]
+        .concat();
+        let config = run(&args, &[]).unwrap();
+        let (user, password) = config.auth.basic.unwrap();
+        assert_eq!((user.as_str(), password.expose()), ("prometheus", "s3cret"));
+        let config = run(
+            &m,
+            &[
+                ("SD_SYNC_AUTH_USERNAME", "prometheus"),
+                ("SD_SYNC_AUTH_PASSWORD", "pw"),
+                ("SD_SYNC_AUTH_TOKEN_FILE", file),
+            ],
+        )
+        .unwrap();
+        assert_eq!(config.auth.basic.unwrap().1.expose(), "pw");
+        assert_eq!(config.auth.bearer.unwrap().expose(), "s3cret");
+
+        type Case<'a> = (&'a [&'a str], &'a [(&'a str, &'a str)], &'a str);
+        let cases: &[Case] = &[
+            (
+                &["--auth-username", "u"],
+                &[],
+                "basic auth needs a password",
+            ),
+            (
+                &[],
+                &[("SD_SYNC_AUTH_PASSWORD", "p")],
+                "basic auth needs a username",
+            ),
+            (
+                &["--auth-username", "a:b"],
+                &[("SD_SYNC_AUTH_PASSWORD", "p")],
+                "has no ':'",
+            ),
+            (
+                &["--auth-token-file", file],
+                &[("SD_SYNC_AUTH_TOKEN", "t")],
+                "give one, not both",
+            ),
+            (
+                &["--auth-token-file", "/nonexistent/token"],
+                &[],
+                "--auth-token-file (SD_SYNC_AUTH_TOKEN_FILE): cannot read /nonexistent/token",
+            ),
+            (
+                &["--auth-token-file", blank],
+                &[],
+                "--auth-token-file (SD_SYNC_AUTH_TOKEN_FILE): the secret is empty",
+            ),
+        ];
+        for (extra, env, expected) in cases {
+            let args = [&m[..], extra].concat();
+            let err = run(&args, env).unwrap_err();
+            assert!(err.contains(expected), "{extra:?} {env:?}: {err}");
+            assert!(!err.contains("s3cret") && !err.contains('\n'), "{err}");
+        }
     }
 
     #[test]

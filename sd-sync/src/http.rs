@@ -9,13 +9,16 @@ use std::time::Duration;
 use actix_web::body::SizedStream;
 use actix_web::dev::Server;
 use actix_web::http::header;
+use actix_web::middleware::from_fn;
 use actix_web::{App, HttpResponse, HttpServer, web};
 use bytes::{Bytes, BytesMut};
 use prometheus::Registry;
 use serde::Serialize;
 use tokio::time::Instant;
 
-use crate::mirror::{Freshness, MirrorShared};
+use crate::auth::{HttpAuth, require_auth};
+use crate::mirror::{Freshness, MirrorShared, Status};
+use crate::valve::Hold;
 
 /// What the handlers share.
 pub struct AppState {
@@ -23,6 +26,8 @@ pub struct AppState {
     pub registry: Registry,
     /// `/targets` answers 503 when a mapping's last complete listing is older.
     pub stale_after: Duration,
+    /// What every route but `/health` requires.
+    pub auth: HttpAuth,
 }
 
 impl AppState {
@@ -165,43 +170,73 @@ struct Health<'a> {
 #[derive(Serialize)]
 struct MappingHealth<'a> {
     name: &'a str,
+    /// See [`mapping_status`].
+    status: &'static str,
     source: &'a str,
     dir: String,
     files: usize,
+    /// Objects in the last complete listing.
+    listed: usize,
     last_listing_age_seconds: Option<f64>,
     last_error: Option<String>,
+    failing_objects: usize,
     held_back_deletions: usize,
+    /// Why deletions are held back: `{"reason": ..., ...}` (see [`crate::valve::Hold`]).
+    hold: Option<Hold>,
+    /// The hold in words.
+    hold_message: Option<String>,
 }
 
-/// `GET /health`: 200 when every mapping has listed within the stale-after time, else 503;
+/// A mapping's status, worst first: `stale` (the last complete listing is older than
+/// `--stale-after`), `starting` (no complete listing yet), `degraded` (the last sync could
+/// not fetch, install or remove some objects), `held` (the valve holds a mass deletion
+/// that only the writers' record or the operator can release; the countdown of a mapping
+/// without a record is not one), `ok`.
+fn mapping_status(freshness: &Freshness, status: &Status) -> &'static str {
+    match freshness {
+        Freshness::Stale { .. } => "stale",
+        Freshness::NeverListed => "starting",
+        Freshness::Fresh if status.failing_objects > 0 => "degraded",
+        Freshness::Fresh if status.hold.as_ref().is_some_and(Hold::needs_attention) => "held",
+        Freshness::Fresh => "ok",
+    }
+}
+
+/// The order of [`mapping_status`]'s answers, worst first.
+const STATUS_ORDER: [&str; 5] = ["stale", "starting", "degraded", "held", "ok"];
+
+/// `GET /health`: 200 when every mapping is `ok`, else 503 with the worst mapping's status;
 /// the body says how each mapping is doing.
 async fn health(state: web::Data<AppState>) -> HttpResponse {
     let now = Instant::now();
-    let mut status = "ok";
-    let mappings = state
+    let mappings: Vec<MappingHealth> = state
         .mirrors
         .iter()
         .map(|m| {
             let s = m.status();
-            match m.freshness(now, state.stale_after) {
-                Freshness::Fresh => {}
-                Freshness::NeverListed if status == "ok" => status = "starting",
-                Freshness::NeverListed => {}
-                Freshness::Stale { .. } => status = "stale",
-            }
+            let status = mapping_status(&m.freshness(now, state.stale_after), &s);
             MappingHealth {
                 name: &m.name,
+                status,
                 source: &m.source,
                 dir: m.dir.display().to_string(),
                 files: m.files(),
+                listed: s.listed,
                 last_listing_age_seconds: s
                     .last_listing
                     .map(|at| now.saturating_duration_since(at).as_secs_f64()),
                 last_error: s.last_error,
+                failing_objects: s.failing_objects,
                 held_back_deletions: s.held_back,
+                hold_message: s.hold.as_ref().map(ToString::to_string),
+                hold: s.hold,
             }
         })
         .collect();
+    let status = STATUS_ORDER
+        .into_iter()
+        .find(|candidate| mappings.iter().any(|m| m.status == *candidate))
+        .unwrap_or("ok");
     let body = Health { status, mappings };
     if status == "ok" {
         HttpResponse::Ok().json(body)
@@ -216,26 +251,36 @@ async fn metrics(state: web::Data<AppState>) -> HttpResponse {
         .body(gds_service::metrics::render(&state.registry))
 }
 
-/// The route table.
+/// The route table. `/health` is open (a load balancer's or systemd's check has no
+/// credentials, and it names no target); the rest requires the configured credentials:
+/// `/targets` because it is every target's address, `/metrics` because its labels name
+/// the node's mappings and its counters tell the foundation's size, and the Prometheus
+/// that scrapes it is the one that reads `/targets`, so it has the credentials already.
 pub fn routes(config: &mut web::ServiceConfig) {
-    config
-        .route("/targets", web::get().to(all_targets))
-        .route("/targets/{name}", web::get().to(mapping_targets))
-        .route("/health", web::get().to(health))
-        .route("/metrics", web::get().to(metrics));
+    config.route("/health", web::get().to(health)).service(
+        web::scope("")
+            .wrap(from_fn(require_auth))
+            .route("/targets", web::get().to(all_targets))
+            .route("/targets/{name}", web::get().to(mapping_targets))
+            .route("/metrics", web::get().to(metrics)),
+    );
 }
 
 /// Builds the server on an already bound listener. One worker: the only clients are the
 /// local Prometheus and operators.
 pub fn server(state: AppState, listener: TcpListener) -> std::io::Result<Server> {
+    let auth = web::Data::new(state.auth.clone());
     let state = web::Data::new(state);
-    Ok(
-        HttpServer::new(move || App::new().app_data(state.clone()).configure(routes))
-            .workers(1)
-            .shutdown_timeout(5)
-            .listen(listener)?
-            .run(),
-    )
+    Ok(HttpServer::new(move || {
+        App::new()
+            .app_data(state.clone())
+            .app_data(auth.clone())
+            .configure(routes)
+    })
+    .workers(1)
+    .shutdown_timeout(5)
+    .listen(listener)?
+    .run())
 }
 
 /// `http://ADDR` with loopback in place of an unspecified address.
@@ -260,6 +305,47 @@ mod tests {
             state: ArrayState::Start,
         };
         chunks.flat_map(|c| c.unwrap().to_vec()).collect()
+    }
+
+    #[actix_web::test]
+    async fn every_route_but_health_requires_the_configured_credentials() {
+        use actix_web::test::{TestRequest, call_service, init_service};
+        let auth = HttpAuth {
+            basic: None,
+            bearer: Some(gds_store::SecretString::new("t0ken")),
+        };
+        let state = AppState {
+            mirrors: Vec::new(),
+            registry: Registry::new(),
+            stale_after: Duration::from_secs(60),
+            auth: auth.clone(),
+        };
+        let app = init_service(
+            App::new()
+                .app_data(web::Data::new(state))
+                .app_data(web::Data::new(auth))
+                .configure(routes),
+        )
+        .await;
+        for path in ["/targets", "/targets/x", "/metrics"] {
+            let res = call_service(&app, TestRequest::get().uri(path).to_request()).await;
+            assert_eq!(res.status(), 401, "{path}");
+            assert!(
+                res.headers().contains_key(header::WWW_AUTHENTICATE),
+                "{path}"
+            );
+            let res = call_service(
+                &app,
+                TestRequest::get()
+                    .uri(path)
+                    .insert_header((header::AUTHORIZATION, "Bearer t0ken"))
+                    .to_request(),
+            )
+            .await;
+            assert_ne!(res.status(), 401, "{path}");
+        }
+        let res = call_service(&app, TestRequest::get().uri("/health").to_request()).await;
+        assert_eq!(res.status(), 200);
     }
 
     #[test]

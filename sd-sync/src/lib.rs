@@ -6,12 +6,15 @@
 //! prefix (one request per 1,000 objects), fetches only objects whose ETag differs from the
 //! MD5 of the installed file, checks them as file_sd JSON and renames them into place
 //! atomically. Files are removed only when a complete listing no longer has their object,
-//! and a safety valve holds back mass deletions (DESIGN.md section 5).
+//! and a safety valve holds back mass deletions unless the writers' record agrees
+//! (DESIGN.md section 5).
 //!
 //! Modules: [`config`] (flags and environment), [`mapping`], [`source`] (S3 listing and
 //! reads), [`plan`] (pure: what to fetch and delete), [`valve`], [`mirror`] (one mapping's
-//! sync), [`schedule`] (when polls start), [`http`] (`/targets`, `/health`, `/metrics`).
+//! sync), [`schedule`] (when polls start), [`http`] (`/targets`, `/health`, `/metrics`),
+//! [`auth`] (their optional authentication).
 
+pub mod auth;
 pub mod config;
 pub mod duration;
 pub mod filesd;
@@ -101,16 +104,18 @@ impl SdSync {
             match mirror.sync_once().await {
                 Ok(report) => {
                     tracing::info!(mapping = %name, ?report, "synced once");
-                    if report.errors > 0 {
-                        eprintln!(
-                            "sd-sync: {name}: {} objects could not be fetched or installed",
-                            report.errors
-                        );
+                    if let Some(summary) = report.error_summary() {
+                        eprintln!("sd-sync: {name}: {summary}");
                         ok = false;
                     }
                     if report.held_back > 0 {
+                        let why = report
+                            .hold
+                            .as_ref()
+                            .map(|hold| format!(": {hold}"))
+                            .unwrap_or_default();
                         eprintln!(
-                            "sd-sync: {name}: {} deletions held back by the safety valve \
+                            "sd-sync: {name}: {} deletions held back by the safety valve{why} \
                              (--allow-mass-deletion lets them through)",
                             report.held_back
                         );
@@ -137,6 +142,7 @@ impl SdSync {
             mirrors: self.mirrors.iter().map(Mirror::shared).collect(),
             registry: self.metrics.registry.clone(),
             stale_after: self.config.stale_after,
+            auth: self.config.auth.clone(),
         };
         let server = http::server(state, listener)?;
         for mirror in self.mirrors {

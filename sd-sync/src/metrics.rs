@@ -1,5 +1,7 @@
 //! sd-sync's own metrics, per mapping (label `mapping`, the last component of its DIR).
 
+use std::collections::BTreeMap;
+
 use prometheus::{
     Gauge, GaugeVec, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge,
     IntGaugeVec, Opts, Registry,
@@ -19,6 +21,8 @@ pub struct Metrics {
     install_errors: IntCounterVec,
     deletions: IntCounterVec,
     held_back: IntGaugeVec,
+    valve_holds: IntCounterVec,
+    failing_objects: IntGaugeVec,
     invalid: IntCounterVec,
     files: IntGaugeVec,
     last_listing: GaugeVec,
@@ -39,6 +43,9 @@ pub struct MappingMetrics {
     pub install_errors: IntCounter,
     pub deletions: IntCounter,
     pub held_back: IntGauge,
+    /// Polls whose deletions the valve held back, by reason (see [`crate::valve::Hold`]).
+    pub valve_holds: BTreeMap<&'static str, IntCounter>,
+    pub failing_objects: IntGauge,
     pub invalid: IntCounter,
     pub files: IntGauge,
     pub last_listing: Gauge,
@@ -135,6 +142,21 @@ impl Metrics {
                 "sd_sync_held_back_deletions",
                 "Deletions the safety valve is holding back now.",
             ),
+            valve_holds: counter(
+                r,
+                "sd_sync_valve_holds_total",
+                "Polls whose deletions the safety valve held back, by reason: unconfirmed \
+                 (no writers' record: counting polls), record_disagrees, record_unreadable, \
+                 record_invalid, record_vanished (these last until the writers or the \
+                 operator act).",
+                &["mapping", "reason"],
+            ),
+            failing_objects: int_gauge(
+                r,
+                "sd_sync_failing_objects",
+                "Objects the last sync could not fetch, install or remove (retried on every \
+                 poll): nonzero for long means the directory is not what the bucket says.",
+            ),
             invalid: counter(
                 r,
                 "sd_sync_invalid_objects_total",
@@ -162,7 +184,8 @@ impl Metrics {
             requests: counter(
                 r,
                 "sd_sync_s3_requests_total",
-                "Requests to the store, by operation (list = one ListObjectsV2 page).",
+                "Requests to the store, by operation (list = one ListObjectsV2 page; get_record = \
+                 a read of the writers' record, made only when the valve would hold deletions).",
                 &["mapping", "operation"],
             ),
             registry,
@@ -181,6 +204,11 @@ impl Metrics {
             install_errors: self.install_errors.with_label_values(l),
             deletions: self.deletions.with_label_values(l),
             held_back: self.held_back.with_label_values(l),
+            valve_holds: crate::valve::Hold::REASONS
+                .into_iter()
+                .map(|reason| (reason, self.valve_holds.with_label_values(&[name, reason])))
+                .collect(),
+            failing_objects: self.failing_objects.with_label_values(l),
             invalid: self.invalid.with_label_values(l),
             files: self.files.with_label_values(l),
             last_listing: self.last_listing.with_label_values(l),
@@ -190,6 +218,7 @@ impl Metrics {
             requests: RequestCounters {
                 list: self.requests.with_label_values(&[name, "list"]),
                 get: self.requests.with_label_values(&[name, "get"]),
+                record: self.requests.with_label_values(&[name, "get_record"]),
             },
         }
     }

@@ -16,7 +16,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use futures::StreamExt;
 use futures::stream::FuturesUnordered;
-use gds_store::{Bytes, ETag};
+use gds_store::{Bytes, ETag, WritersRecord};
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 
@@ -24,7 +24,7 @@ use crate::filesd::{MAX_FILE_BYTES, is_managed_name, join_fragments, parse_file_
 use crate::metrics::MappingMetrics;
 use crate::plan::{Entry, ListedObject, Plan};
 use crate::source::{Source, SourceError};
-use crate::valve::{Valve, ValveConfig, Verdict};
+use crate::valve::{Hold, RecordRead, Screen, Valve, ValveConfig, Verdict};
 
 /// Failed reads and writes logged one by one per sync; the rest are counted (and summed
 /// up in the "sync done" line).
@@ -56,12 +56,20 @@ pub struct MirrorShared {
 pub struct Status {
     /// When the last complete listing came back.
     pub last_listing: Option<Instant>,
-    /// The error of the last listing, when it failed.
+    /// What went wrong in the last poll: its listing failed, or objects could not be
+    /// fetched, installed or removed. `None` after a clean poll.
     pub last_error: Option<String>,
     /// Failed listings since the last complete one.
     pub consecutive_failures: u32,
+    /// Objects the last complete sync could not fetch, install or remove (each is retried
+    /// on every poll).
+    pub failing_objects: usize,
+    /// Objects in the last complete listing.
+    pub listed: usize,
     /// Deletions the valve is holding back.
     pub held_back: usize,
+    /// Why the valve is holding them back.
+    pub hold: Option<Hold>,
 }
 
 /// Whether a mirror's state can be served as current.
@@ -123,8 +131,35 @@ pub struct SyncReport {
     pub invalid: usize,
     pub deleted: usize,
     pub held_back: usize,
+    /// Why the valve held deletions back.
+    pub hold: Option<Hold>,
     /// Failed reads, writes and removals (each is retried on the next poll).
     pub errors: usize,
+    /// The first of them, for `/health` and `--once`.
+    pub first_error: Option<String>,
+}
+
+impl SyncReport {
+    /// Counts a failed read, write or removal of `name`.
+    fn failed(&mut self, name: &str, error: &dyn std::fmt::Display) {
+        self.errors += 1;
+        if self.first_error.is_none() {
+            self.first_error = Some(format!("{name}: {error}"));
+        }
+    }
+
+    /// What went wrong, in one line, when something did.
+    pub fn error_summary(&self) -> Option<String> {
+        let first = self.first_error.as_ref()?;
+        Some(if self.errors == 1 {
+            format!("1 object could not be fetched, installed or removed: {first}")
+        } else {
+            format!(
+                "{} objects could not be fetched, installed or removed (the first: {first})",
+                self.errors
+            )
+        })
+    }
 }
 
 /// The settings of one mirror.
@@ -169,7 +204,7 @@ enum Outcome {
 /// A checked object in its staged file, waiting for its batch's rename into place.
 struct Staged {
     name: String,
-    /// `.<name>.<pid>-<n>.tmp` in the mapping's directory.
+    /// `.staged-<pid>-<n>.tmp` in the mapping's directory.
     path: PathBuf,
     entry: Entry,
 }
@@ -322,37 +357,70 @@ impl<S: Source> Mirror<S> {
             tracing::debug!(%plan, "synced the listing");
         }
 
-        match self.valve.judge(
-            Instant::now(),
-            plan.delete.len(),
-            installed_before,
-            &listing,
-        ) {
+        let deletions = plan.delete.len();
+        let verdict = match self
+            .valve
+            .screen(Instant::now(), deletions, installed_before, &listing)
+        {
+            Screen::Proceed => Verdict::Proceed,
+            // Only now is the record worth a request.
+            Screen::Suspicious => {
+                let record = self.read_record().await;
+                self.valve.judge(&listing, &record)
+            }
+        };
+        let previous_hold = self.shared.status().hold;
+        match verdict {
             Verdict::Proceed if plan.delete.is_empty() => {}
             Verdict::Proceed => self.delete(plan.delete, &mut report).await,
-            Verdict::Hold { seen, needed } => {
-                report.held_back = plan.delete.len();
-                if seen == 1 {
+            Verdict::Corroborated {
+                generation,
+                recorded,
+            } => {
+                tracing::info!(
+                    deletions,
+                    files = installed_before,
+                    listed = listing.len(),
+                    record_generation = generation,
+                    recorded,
+                    "safety valve: the writers' record agrees with the listing; applying \
+                     the mass deletion"
+                );
+                self.delete(plan.delete, &mut report).await;
+            }
+            Verdict::Hold(hold) => {
+                report.held_back = deletions;
+                self.metrics.valve_holds[hold.reason()].inc();
+                let reason_changed =
+                    previous_hold.as_ref().map(Hold::reason) != Some(hold.reason());
+                if reason_changed {
                     tracing::warn!(
-                        deletions = plan.delete.len(),
+                        deletions,
                         files = installed_before,
                         listed = listing.len(),
-                        needed,
-                        "safety valve: holding back a mass deletion until the same \
-                         listing has been seen on {needed} consecutive polls \
+                        reason = hold.reason(),
+                        "safety valve: holding back a mass deletion: {hold} \
                          (--allow-mass-deletion lets it through)"
                     );
-                } else if seen.is_multiple_of(10) {
-                    tracing::info!(
-                        deletions = plan.delete.len(),
-                        seen,
-                        needed,
-                        "safety valve: still holding back"
-                    );
                 }
+                report.hold = Some(hold);
             }
         }
-        self.shared.status.lock().expect("status lock").held_back = report.held_back;
+        if previous_hold.is_some() && report.hold.is_none() {
+            tracing::info!(
+                deleted = report.deleted,
+                "safety valve: no longer holding back"
+            );
+        }
+        {
+            let mut status = self.shared.status.lock().expect("status lock");
+            status.listed = listing.len();
+            status.held_back = report.held_back;
+            status.hold = report.hold.clone();
+            status.failing_objects = report.errors;
+            status.last_error = report.error_summary();
+        }
+        self.metrics.failing_objects.set(report.errors as i64);
         self.metrics.held_back.set(report.held_back as i64);
         self.metrics.files.set(self.shared.files() as i64);
         if report.errors == 0 {
@@ -369,6 +437,21 @@ impl<S: Source> Mirror<S> {
             );
         }
         Ok(report)
+    }
+
+    /// Reads and parses the writers' record beside the mapping's prefix.
+    async fn read_record(&self) -> RecordRead {
+        if self.source.record_key().is_none() {
+            return RecordRead::NotLocated;
+        }
+        match self.source.get_record().await {
+            Ok(None) => RecordRead::Absent,
+            Ok(Some(body)) => match WritersRecord::parse(&body) {
+                Ok(record) => RecordRead::Present(record),
+                Err(e) => RecordRead::Invalid(e),
+            },
+            Err(e) => RecordRead::Unreadable(e.to_string()),
+        }
     }
 
     async fn delete(&mut self, names: Vec<String>, report: &mut SyncReport) {
@@ -393,7 +476,7 @@ impl<S: Source> Mirror<S> {
                     index.remove(&name);
                 }
                 Err(e) => {
-                    report.errors += 1;
+                    report.failed(&name, &e);
                     self.metrics.install_errors.inc();
                     tracing::error!(file = %name, error = %e, "removal failed; retrying on the next poll");
                 }
@@ -495,7 +578,7 @@ fn record_commit(
                 index.insert(staged.name, staged.entry);
             }
             Err(e) => {
-                report.errors += 1;
+                report.failed(&staged.name, &e);
                 metrics.install_errors.inc();
                 if report.errors <= LOGGED_ERRORS_PER_SYNC {
                     tracing::error!(object = %staged.name, error = %e, "install failed; retrying on the next poll");
@@ -507,7 +590,7 @@ fn record_commit(
     drop(index);
     if let Err(e) = committed.dir_synced {
         // The files are in place and complete; only their names may not survive a crash.
-        report.errors += 1;
+        report.failed(&shared.dir.display().to_string(), &e);
         metrics.install_errors.inc();
         tracing::error!(dir = %shared.dir.display(), error = %e, "fsync of the directory failed");
     }
@@ -548,14 +631,14 @@ fn record(
         }
         Outcome::Vanished => {}
         Outcome::FetchFailed(name, e) => {
-            report.errors += 1;
+            report.failed(&name, &e);
             metrics.fetch_errors.inc();
             if report.errors <= LOGGED_ERRORS_PER_SYNC {
                 tracing::warn!(object = %name, error = %e, "fetch failed; retrying on the next poll");
             }
         }
         Outcome::InstallFailed(name, e) => {
-            report.errors += 1;
+            report.failed(&name, &e);
             metrics.install_errors.inc();
             if report.errors <= LOGGED_ERRORS_PER_SYNC {
                 tracing::error!(object = %name, error = %e, "install failed; retrying on the next poll");
@@ -630,8 +713,9 @@ static STAGED: AtomicU64 = AtomicU64::new(0);
 // Installing a file, and why it is safe.
 //
 // A file is installed in two steps. [`stage`] writes the content to a staged file in the
-// same directory, `.<name>.<pid>-<n>.tmp` (as gds-store's), whose name Prometheus' `*.json`
-// glob never matches. [`commit`] then takes a batch of staged files, flushes their data to
+// same directory, `.staged-<pid>-<n>.tmp` (gds-store's rule, [`gds_store::staged_file_name`]),
+// whose name Prometheus' `*.json` glob never matches and whose length does not depend on
+// the final name's (a 255-byte object name must not make its staged name too long). [`commit`] then takes a batch of staged files, flushes their data to
 // disk, renames each into place and fsyncs the directory once.
 //
 // - Prometheus never reads half a file: it opens only `*.json` names, and rename(2)
@@ -663,9 +747,11 @@ static STAGED: AtomicU64 = AtomicU64::new(0);
 /// Writes `content` to a new staged file next to `path`; returns the staged file's path.
 /// The staged file is removed if writing fails. The data is flushed by [`commit`].
 fn stage(path: &Path, content: &[u8]) -> io::Result<PathBuf> {
-    let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("file");
     let unique = STAGED.fetch_add(1, Ordering::Relaxed);
-    let staged = path.with_file_name(format!(".{name}.{}-{unique}.tmp", std::process::id()));
+    let staged = path.with_file_name(gds_store::staged_file_name(&format!(
+        "{}-{unique}",
+        std::process::id()
+    )));
     let result = fs::OpenOptions::new()
         .write(true)
         .create_new(true)
@@ -736,20 +822,22 @@ fn commit(dir: &Path, batch: Vec<Staged>) -> Committed {
     Committed { files, dir_synced }
 }
 
-/// Whether `name` is one of sd-sync's staged files: `.<managed name>.<pid>-<n>.tmp`.
+/// Whether `name` is one of sd-sync's staged files: `.staged-<pid>-<n>.tmp`, or
+/// `.<managed name>.<pid>-<n>.tmp` as earlier versions named them.
 fn is_staged_name(name: &str) -> bool {
-    let Some((managed, unique)) = name
-        .strip_prefix('.')
-        .and_then(|n| n.strip_suffix(".tmp"))
-        .and_then(|n| n.rsplit_once('.'))
-    else {
-        return false;
-    };
     let digits = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit());
-    is_managed_name(managed)
-        && unique
+    let pid_and_counter = |unique: &str| {
+        unique
             .split_once('-')
             .is_some_and(|(pid, n)| digits(pid) && digits(n))
+    };
+    if let Some(unique) = gds_store::unique_of_staged_file_name(name) {
+        return pid_and_counter(unique);
+    }
+    name.strip_prefix('.')
+        .and_then(|n| n.strip_suffix(".tmp"))
+        .and_then(|n| n.rsplit_once('.'))
+        .is_some_and(|(managed, unique)| is_managed_name(managed) && pid_and_counter(unique))
 }
 
 /// Removes the staged files (regular files only) a previous run left in `dir` when it
@@ -1051,6 +1139,173 @@ mod tests {
         assert_eq!(w.mirror.shared().targets_json(), b"[]");
     }
 
+    fn record(generation: u64, active_count: u64) -> Vec<u8> {
+        WritersRecord {
+            format: gds_store::record::RECORD_FORMAT,
+            generation,
+            active_count,
+            writer: "broker".into(),
+            written_at: "2026-12-07T12:00:00Z".into(),
+        }
+        .to_bytes()
+    }
+
+    fn holds(w: &World, reason: &str) -> u64 {
+        w.metrics.mapping("targets").valve_holds[reason].get()
+    }
+
+    #[tokio::test]
+    async fn an_emptied_bucket_whose_record_still_claims_its_objects_is_held_indefinitely() {
+        let mut w = world_with(
+            ValveConfig {
+                confirmations: 3,
+                ..ValveConfig::default()
+            },
+            |_| {},
+        );
+        for i in 0..3 {
+            w.source.put(&format!("{i}.json"), &group("x"));
+        }
+        w.source.set_record(Some(&record(4, 3)));
+        w.sync().await;
+        let served = w.mirror.shared().targets_json();
+        w.source.clear();
+        for _ in 0..30 {
+            let report = w.sync().await;
+            assert_eq!((report.held_back, report.deleted), (3, 0));
+        }
+        assert_eq!(w.files().len(), 3);
+        assert_eq!(w.mirror.shared().targets_json(), served);
+        let status = w.mirror.shared().status();
+        assert_eq!(
+            status.hold,
+            Some(Hold::RecordDisagrees {
+                listed: 0,
+                recorded: 3,
+                generation: 4
+            })
+        );
+        assert_eq!(holds(&w, "record_disagrees"), 30);
+        assert_eq!(holds(&w, "unconfirmed"), 0);
+
+        // The writers publish that active/ is empty: applied on the next poll.
+        w.source.set_record(Some(&record(5, 0)));
+        let report = w.sync().await;
+        assert_eq!((report.held_back, report.deleted), (0, 3));
+        assert_eq!(w.mirror.shared().targets_json(), b"[]");
+        assert_eq!(w.mirror.shared().status().hold, None);
+    }
+
+    #[tokio::test]
+    async fn the_record_is_read_only_when_the_valve_would_hold() {
+        let mut w = world();
+        w.source.set_record(Some(&record(1, 1)));
+        w.source.put("a.json", &group("a"));
+        w.source.put("b.json", &group("b"));
+        w.sync().await;
+        w.source.remove("b.json");
+        assert_eq!(w.sync().await.deleted, 1, "a small deletion");
+        assert_eq!(
+            w.source
+                .record_gets
+                .load(std::sync::atomic::Ordering::SeqCst),
+            0
+        );
+        // The last app goes and the record says 0: no countdown.
+        w.source.set_record(Some(&record(2, 0)));
+        w.source.clear();
+        assert_eq!(w.sync().await.deleted, 1);
+        assert_eq!(
+            w.source
+                .record_gets
+                .load(std::sync::atomic::Ordering::SeqCst),
+            1
+        );
+        assert!(w.files().is_empty());
+    }
+
+    #[tokio::test]
+    async fn an_unreadable_invalid_or_vanished_record_holds() {
+        let mut w = world_with(
+            ValveConfig {
+                confirmations: 2,
+                ..ValveConfig::default()
+            },
+            |_| {},
+        );
+        w.source.put("a.json", &group("a"));
+        w.sync().await;
+        w.source.clear();
+        w.source.set_record(Some(&record(1, 1)));
+        w.source
+            .record_failing
+            .store(true, std::sync::atomic::Ordering::SeqCst);
+        for _ in 0..3 {
+            assert_eq!(w.sync().await.held_back, 1);
+        }
+        assert_eq!(holds(&w, "record_unreadable"), 3);
+        w.source
+            .record_failing
+            .store(false, std::sync::atomic::Ordering::SeqCst);
+        w.source.set_record(Some(b"{\"format\": 2}"));
+        for _ in 0..3 {
+            assert_eq!(w.sync().await.held_back, 1);
+        }
+        assert_eq!(holds(&w, "record_invalid"), 3);
+        assert!(matches!(
+            w.mirror.shared().status().hold,
+            Some(Hold::RecordInvalid { .. })
+        ));
+        // Seen once, a record that disappears does not start the countdown.
+        w.source.set_record(None);
+        for _ in 0..3 {
+            assert_eq!(w.sync().await.held_back, 1);
+        }
+        assert_eq!(holds(&w, "record_vanished"), 3);
+        assert_eq!(w.files().len(), 1);
+    }
+
+    #[tokio::test]
+    async fn an_object_name_of_255_bytes_is_installed() {
+        let mut w = world();
+        for name in [
+            format!("{}.json", "a".repeat(240)),
+            format!("{}.json", "b".repeat(250)),
+        ] {
+            w.source.put(&name, &group("x"));
+        }
+        let report = w.sync().await;
+        assert_eq!((report.installed, report.errors), (2, 0), "{report:?}");
+        assert_eq!(w.files().len(), 2);
+        assert_eq!(w.mirror.shared().status().last_error, None);
+    }
+
+    #[tokio::test]
+    async fn an_object_that_keeps_failing_to_install_shows_in_the_status_and_metrics() {
+        let mut w = world_with(ValveConfig::default(), |dir| {
+            fs::create_dir(dir.join("b.json")).unwrap();
+        });
+        w.source.put("a.json", &group("a"));
+        w.source.put("b.json", &group("b"));
+        for _ in 0..2 {
+            assert_eq!(w.sync().await.errors, 1);
+        }
+        let status = w.mirror.shared().status();
+        assert_eq!(status.failing_objects, 1);
+        let error = status.last_error.expect("the failure is the last error");
+        assert!(
+            error.contains("b.json") && error.contains("not a regular file"),
+            "{error}"
+        );
+        assert_eq!(w.metrics.mapping("targets").failing_objects.get(), 1);
+
+        fs::remove_dir(w.dir.path().join("b.json")).unwrap();
+        assert_eq!(w.sync().await.errors, 0);
+        let status = w.mirror.shared().status();
+        assert_eq!((status.failing_objects, status.last_error), (0, None));
+        assert_eq!(w.metrics.mapping("targets").failing_objects.get(), 0);
+    }
+
     #[tokio::test]
     async fn only_managed_regular_files_are_touched() {
         let outside = tempfile::tempdir().unwrap();
@@ -1105,16 +1360,20 @@ mod tests {
     }
 
     #[test]
-    fn staged_names_are_recognised() {
+    fn staged_names_are_recognised_and_short_whatever_the_final_name() {
         let dir = tempfile::tempdir().unwrap();
-        let staged = stage(&dir.path().join("x.json"), b"[]").unwrap();
-        let name = staged.file_name().unwrap().to_str().unwrap().to_owned();
-        let prefix = format!(".x.json.{}-", std::process::id());
-        assert!(
-            name.starts_with(&prefix) && name.ends_with(".tmp"),
-            "{name}"
-        );
-        assert!(is_staged_name(&name));
+        for final_name in ["x.json".to_string(), format!("{}.json", "x".repeat(250))] {
+            let staged = stage(&dir.path().join(&final_name), b"[]").unwrap();
+            let name = staged.file_name().unwrap().to_str().unwrap().to_owned();
+            let prefix = format!(".staged-{}-", std::process::id());
+            assert!(
+                name.starts_with(&prefix) && name.ends_with(".tmp") && name.len() < 64,
+                "{name}"
+            );
+            assert!(is_staged_name(&name));
+        }
+        // As earlier versions named them: still cleaned up after an upgrade.
+        assert!(is_staged_name(".x.json.12-3.tmp"));
         for other in [
             "x.json",
             ".x.json",
@@ -1125,6 +1384,10 @@ mod tests {
             ".x.txt.1-2.tmp",
             "..json.1-2.tmp",
             ".x.json.1-2.tmp.json",
+            ".staged-.tmp",
+            ".staged-12.tmp",
+            ".staged-a-1.tmp",
+            ".staged-1-2.json",
         ] {
             assert!(!is_staged_name(other), "{other}");
         }
@@ -1134,6 +1397,7 @@ mod tests {
     async fn staged_files_left_by_a_killed_run_are_removed_at_start() {
         let w = world_with(ValveConfig::default(), |dir| {
             fs::write(dir.join(".a.json.4242-7.tmp"), "[{\"targ").unwrap();
+            fs::write(dir.join(".staged-4242-8.tmp"), "[{\"targ").unwrap();
             fs::write(dir.join(".notes.tmp"), "mine").unwrap();
             fs::create_dir(dir.join(".b.json.1-2.tmp")).unwrap();
         });

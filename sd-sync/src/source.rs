@@ -12,7 +12,7 @@ use std::sync::{Arc, Mutex};
 use gds_store::ranges::{ListedKey, PageRequest, boundaries_of, list_in_ranges_streaming};
 use gds_store::{
     Bytes, ConfigError, ETag, LIST_PAGE_SIZE, ListPageError, S3Config, S3Store, error_chain,
-    list_page,
+    list_page, record_key_for_active_prefix,
 };
 use prometheus::IntCounter;
 use tokio::sync::mpsc::UnboundedSender;
@@ -41,6 +41,14 @@ pub trait Source: Send + Sync + 'static {
 
     /// The content of `name`; `Ok(None)` when it vanished since the listing.
     fn get(&self, name: &str) -> impl Future<Output = Result<Option<Bytes>, SourceError>> + Send;
+
+    /// The key of the writers' record beside the prefix (`<root>/record/active.json` for
+    /// `<root>/active/`, see [`gds_store::record`]); `None` when the prefix locates none.
+    fn record_key(&self) -> Option<&str>;
+
+    /// The writers' record object; `Ok(None)` when there is none. Called only when
+    /// [`Source::record_key`] is some.
+    fn get_record(&self) -> impl Future<Output = Result<Option<Bytes>, SourceError>> + Send;
 }
 
 /// Counts the requests a source makes, by kind: what an idle poll costs.
@@ -48,6 +56,8 @@ pub trait Source: Send + Sync + 'static {
 pub struct RequestCounters {
     pub list: IntCounter,
     pub get: IntCounter,
+    /// Reads of the writers' record (only when the valve would hold deletions back).
+    pub record: IntCounter,
 }
 
 /// A bucket prefix on S3 or an S3-compatible store.
@@ -56,6 +66,7 @@ pub struct S3Source {
     client: aws_sdk_s3::Client,
     bucket: String,
     prefix: String,
+    record_key: Option<String>,
     requests: RequestCounters,
     /// Every 1,000th key of the last complete listing (see [`gds_store::ranges`]).
     boundaries: Arc<Mutex<Vec<String>>>,
@@ -75,6 +86,7 @@ impl S3Source {
         Ok(S3Source {
             client: store.client().clone(),
             bucket,
+            record_key: record_key_for_active_prefix(&prefix),
             prefix,
             requests,
             boundaries: Arc::default(),
@@ -148,13 +160,31 @@ impl Source for S3Source {
     }
 
     async fn get(&self, name: &str) -> Result<Option<Bytes>, SourceError> {
-        let key = format!("{}{name}", self.prefix);
         self.requests.get.inc();
+        self.get_key(&format!("{}{name}", self.prefix)).await
+    }
+
+    fn record_key(&self) -> Option<&str> {
+        self.record_key.as_deref()
+    }
+
+    async fn get_record(&self) -> Result<Option<Bytes>, SourceError> {
+        let Some(key) = &self.record_key else {
+            return Ok(None);
+        };
+        self.requests.record.inc();
+        self.get_key(key).await
+    }
+}
+
+impl S3Source {
+    /// The object `key` of the bucket; `Ok(None)` when there is none.
+    async fn get_key(&self, key: &str) -> Result<Option<Bytes>, SourceError> {
         let output = match self
             .client
             .get_object()
             .bucket(&self.bucket)
-            .key(&key)
+            .key(key)
             .send()
             .await
         {
@@ -162,7 +192,7 @@ impl Source for S3Source {
             Err(e) if e.as_service_error().is_some_and(|e| e.is_no_such_key()) => {
                 return Ok(None);
             }
-            Err(e) => return Err(self.describe("GetObject", &key, &e)),
+            Err(e) => return Err(self.describe("GetObject", key, &e)),
         };
         let body = output.body.collect().await.map_err(|e| {
             SourceError(format!(
@@ -191,6 +221,10 @@ pub(crate) mod memory {
         pub truncating: AtomicBool,
         pub lists: AtomicUsize,
         pub gets: AtomicUsize,
+        /// The writers' record (the source stands for an `active/` prefix).
+        pub record: Mutex<Option<Bytes>>,
+        pub record_failing: AtomicBool,
+        pub record_gets: AtomicUsize,
     }
 
     impl MemorySource {
@@ -209,6 +243,10 @@ pub(crate) mod memory {
 
         pub fn fail(&self, failing: bool) {
             self.failing.store(failing, Ordering::SeqCst);
+        }
+
+        pub fn set_record(&self, body: Option<&[u8]>) {
+            *self.record.lock().unwrap() = body.map(Bytes::copy_from_slice);
         }
     }
 
@@ -247,6 +285,18 @@ pub(crate) mod memory {
                 return Err(SourceError("injected read failure".into()));
             }
             Ok(self.objects.lock().unwrap().get(name).cloned())
+        }
+
+        fn record_key(&self) -> Option<&str> {
+            Some(gds_store::RECORD_KEY)
+        }
+
+        async fn get_record(&self) -> Result<Option<Bytes>, SourceError> {
+            self.record_gets.fetch_add(1, Ordering::SeqCst);
+            if self.record_failing.load(Ordering::SeqCst) {
+                return Err(SourceError("injected record read failure".into()));
+            }
+            Ok(self.record.lock().unwrap().clone())
         }
     }
 }

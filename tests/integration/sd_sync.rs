@@ -30,6 +30,8 @@ pub struct SdSync {
     child: Child,
     pub base_url: String,
     pub pid: u32,
+    /// The `Authorization` header [`SdSync::get`] sends, when sd-sync requires one.
+    pub authorization: Option<String>,
 }
 
 impl Drop for SdSync {
@@ -59,14 +61,24 @@ fn sd_sync_command(args: &[String], env: &[(&str, &str)]) -> Command {
 /// Starts sd-sync with `args` (add `--s3-endpoint`; `--listen 127.0.0.1:0` is added) and
 /// waits for its `sd-sync listening on http://ADDR` line.
 pub fn start_sd_sync(args: &[String]) -> SdSync {
+    start_sd_sync_with(args, &[], None)
+}
+
+/// [`start_sd_sync`] with environment `env`; `get` sends `authorization`.
+pub fn start_sd_sync_with(
+    args: &[String],
+    env: &[(&str, &str)],
+    authorization: Option<String>,
+) -> SdSync {
     let mut args = args.to_vec();
     args.extend(["--listen".into(), "127.0.0.1:0".into()]);
-    let (child, base_url) = crate::harness::spawn_ready(sd_sync_command(&args, &[]), "sd-sync");
+    let (child, base_url) = crate::harness::spawn_ready(sd_sync_command(&args, env), "sd-sync");
     let pid = child.id();
     SdSync {
         child,
         base_url,
         pid,
+        authorization,
     }
 }
 
@@ -101,9 +113,21 @@ pub fn args(mappings: &[(&Bucket, &str, &Path)], endpoint: &str) -> Vec<String> 
 
 impl SdSync {
     pub async fn get(&self, path: &str) -> reqwest::Response {
-        reqwest::get(format!("{}{path}", self.base_url))
+        let mut request = reqwest::Client::new().get(format!("{}{path}", self.base_url));
+        if let Some(authorization) = &self.authorization {
+            request = request.header(reqwest::header::AUTHORIZATION, authorization);
+        }
+        request
+            .send()
             .await
             .unwrap_or_else(|e| panic!("GET {path}: {e}"))
+    }
+
+    /// `/health` as JSON, with its status code.
+    pub async fn health(&self) -> (u16, serde_json::Value) {
+        let response = self.get("/health").await;
+        let status = response.status().as_u16();
+        (status, response.json().await.unwrap())
     }
 
     /// The value of the sample `name{labels}` in `/metrics` (0 when absent).
@@ -180,6 +204,20 @@ impl Bucket {
             .send()
             .await
             .unwrap_or_else(|e| panic!("put {key}: {e:?}"));
+    }
+
+    /// Publishes the writers' record beside `active/` (at the bucket's root), as the
+    /// broker and the updater do after changing `active/`.
+    pub async fn put_record(&self, generation: u64, active_count: u64) {
+        let record = gds_store::WritersRecord {
+            format: gds_store::record::RECORD_FORMAT,
+            generation,
+            active_count,
+            writer: "updater".into(),
+            written_at: "2026-12-07T12:00:00Z".into(),
+        };
+        let body = String::from_utf8(record.to_bytes()).unwrap();
+        self.put(gds_store::RECORD_KEY, &body).await;
     }
 
     pub async fn delete(&self, key: &str) {

@@ -65,7 +65,7 @@ fn read_optional(path: &Path) -> Result<Option<(Bytes, ETag)>, StoreError> {
 /// Why: Prometheus' `file_sd` re-reads a file on every inotify event and keeps the old
 /// targets, logging errors, while a file is truncated or half-written. A rename within
 /// one directory (one file system) is atomic, so readers see the old file or the new
-/// one. The staged name (`.<name>.<random>.tmp`) never ends in `.json`, so the `*.json`
+/// one. The staged name (`.staged-<random>.tmp`, see `layout`) never ends in `.json`, so the `*.json`
 /// glob never matches it, and it is unique, so concurrent writers never share one.
 ///
 /// The file is fsynced before the rename so that a crash cannot leave a renamed but empty
@@ -77,17 +77,14 @@ pub fn write_file_atomically(path: &Path, contents: &[u8]) -> io::Result<()> {
         Some(dir) if !dir.as_os_str().is_empty() => dir,
         _ => Path::new("."),
     };
-    let name = path
-        .file_name()
-        .and_then(|name| name.to_str())
-        .ok_or_else(|| {
-            io::Error::new(
-                io::ErrorKind::InvalidInput,
-                format!("{} has no UTF-8 file name", path.display()),
-            )
-        })?;
+    if path.file_name().is_none() {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!("{} has no file name", path.display()),
+        ));
+    }
     let unique = uuid::Uuid::new_v4().simple().to_string();
-    let staged = dir.join(layout::staged_file_name(name, &unique));
+    let staged = dir.join(layout::staged_file_name(&unique));
     let result = (|| {
         let mut file = OpenOptions::new()
             .write(true)
@@ -433,6 +430,15 @@ mod tests {
         write_file_atomically(&path, b"new content").unwrap();
         assert_eq!(fs::read(&path).unwrap(), b"new content");
         assert_eq!(all_files(tmp.path()), ["eu-west-1.json"]);
+    }
+
+    #[test]
+    fn write_file_atomically_writes_a_name_as_long_as_the_file_system_allows() {
+        let tmp = tempfile::tempdir().unwrap();
+        let name = format!("{}.json", "a".repeat(250));
+        assert_eq!(name.len(), 255);
+        write_file_atomically(&tmp.path().join(&name), b"x").unwrap();
+        assert_eq!(all_files(tmp.path()), [name]);
     }
 
     #[test]

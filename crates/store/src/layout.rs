@@ -54,15 +54,33 @@ pub(crate) fn app_of_listed_name(
     app
 }
 
-/// The name of the staged (temporary) file for an atomic write of `final_name`:
-/// `.<final_name>.<unique>.tmp`. It never ends in `.json`, so Prometheus' `*.json` glob
-/// never picks it up, and it starts with a dot, so it is hidden.
-pub(crate) fn staged_file_name(final_name: &str, unique: &str) -> String {
-    format!(".{final_name}.{unique}.tmp")
+/// The start of every staged file's name.
+const STAGED_PREFIX: &str = ".staged-";
+/// The end of every staged file's name.
+const STAGED_SUFFIX: &str = ".tmp";
+
+/// The name of the staged (temporary) file for an atomic write in a directory:
+/// `.staged-<unique>.tmp`. It never ends in `.json`, so Prometheus' `*.json` glob never
+/// picks it up, and it starts with a dot, so it is hidden.
+///
+/// Not derived from the final name: a final name may use all of the file system's 255
+/// bytes (sd-sync installs any `*.json` object name up to that), and a staged name that
+/// added to it would then fail with "File name too long" on every attempt. `unique` is
+/// short (a UUID, or a pid and a counter).
+pub fn staged_file_name(unique: &str) -> String {
+    format!("{STAGED_PREFIX}{unique}{STAGED_SUFFIX}")
 }
 
+/// The `unique` part of a name made by [`staged_file_name`], if it is one.
+pub fn unique_of_staged_file_name(name: &str) -> Option<&str> {
+    name.strip_prefix(STAGED_PREFIX)?
+        .strip_suffix(STAGED_SUFFIX)
+        .filter(|unique| !unique.is_empty())
+}
+
+/// Staged files, of this rule or of the earlier `.<final name>.<unique>.tmp`.
 fn is_staged_file_name(name: &str) -> bool {
-    name.starts_with('.') && name.ends_with(".tmp")
+    name.starts_with('.') && name.ends_with(STAGED_SUFFIX)
 }
 
 /// Normalises a key prefix: no leading `/`, one trailing `/` unless empty. Only
@@ -131,7 +149,7 @@ mod tests {
             &format!("{}.json", GUID.to_uppercase()),
             &format!("nested/{GUID}.json"),
             &format!("{GUID}.JSON"),
-            &staged_file_name(&format!("{GUID}.json"), "x"),
+            &staged_file_name("x"),
         ] {
             assert_eq!(
                 app_of_listed_name(TargetState::Active, name, &name),
@@ -142,11 +160,23 @@ mod tests {
     }
 
     #[test]
-    fn staged_file_names_never_end_in_json_and_are_hidden() {
-        let staged = staged_file_name(&file_name(&app()), "0123");
+    fn staged_file_names_never_end_in_json_are_hidden_and_short() {
+        let unique = uuid::Uuid::new_v4().simple().to_string();
+        let staged = staged_file_name(&unique);
         assert!(!staged.ends_with(".json"), "{staged}");
         assert!(staged.starts_with('.'), "{staged}");
+        assert!(staged.len() < 64, "{staged}");
         assert!(is_staged_file_name(&staged));
+        assert_eq!(unique_of_staged_file_name(&staged), Some(unique.as_str()));
+        for other in [
+            "x.json",
+            ".staged-.tmp",
+            ".staged-1",
+            "staged-1.tmp",
+            ".x.json.1.tmp",
+        ] {
+            assert_eq!(unique_of_staged_file_name(other), None, "{other}");
+        }
     }
 
     #[test]

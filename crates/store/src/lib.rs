@@ -42,6 +42,7 @@ pub use bytes::Bytes;
 pub use config::{SETTINGS, StoreConfig};
 pub use dir::{DirStore, write_file_atomically};
 pub use error::{ConfigError, StoreError};
+pub use layout::{staged_file_name, unique_of_staged_file_name};
 pub use memory::MemoryStore;
 pub use record::{RECORD_KEY, RecordPublisher, WritersRecord, record_key_for_active_prefix};
 pub use s3::{

@@ -445,6 +445,11 @@ fn bad_flags_and_settings_fail_with_one_line_on_stderr() {
         ),
         (mapping(), vec![], "AWS_REGION"),
         (vec!["--mapping".into(), "/tmp/x".into()], vec![], "s3://"),
+        (
+            mapping(),
+            vec![("AWS_REGION", "eu-west-1"), ("SD_SYNC_LISTEN", "0.0.0.0:0")],
+            "SD_SYNC_AUTH_TOKEN",
+        ),
     ];
     for (args, env, expected) in cases {
         let (status, stderr) = run_sd_sync(&args, &env);
@@ -557,4 +562,267 @@ async fn a_large_bucket_is_listed_in_ranges_and_mirrored_exactly() {
     })
     .await;
     assert_eq!(sd_sync.targets("/targets").await, dir_groups(&dir));
+}
+
+fn valve_holds(mapping: &str, reason: &str) -> String {
+    format!("sd_sync_valve_holds_total{{mapping=\"{mapping}\",reason=\"{reason}\"}}")
+}
+
+/// The case: the bucket is emptied by mistake while the writers' record still
+/// says what `active/` should hold. Time must not release the deletion: after a minute of
+/// polls (far more than any countdown) every file and every target is still there.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_emptied_bucket_whose_record_still_claims_its_objects_keeps_every_target_for_a_minute() {
+    let bucket = Bucket::new().await;
+    let proxy = FlakyProxy::start(true).await;
+    let dirs = TargetDirs::new();
+    let dir = dirs.dir("targets");
+    let mut args = args(&[(&bucket, "active/", &dir)], &proxy.url);
+    // Without the record, 3 polls (0.6 s) would release it.
+    args.extend(["--deletion-confirmations".into(), "3".into()]);
+    let sd_sync = start_sd_sync(&args);
+    fill_and_sync(&bucket, 12, &[(&sd_sync, "targets")]).await;
+    bucket.put_record(7, 12).await;
+    let before = dir_files(&dir);
+    let served = sd_sync.targets("/targets").await;
+
+    delete_behind_the_proxy(&bucket, &proxy, 0..12).await;
+    let held = valve_holds("targets", "record_disagrees");
+    eventually("the valve holds on the record", WAIT, async || {
+        sd_sync.metric(held.as_str()).await >= 1.0
+    })
+    .await;
+    let (status, health) = sd_sync.health().await;
+    assert_eq!(status, 503, "{health}");
+    assert_eq!(health["status"], "held", "{health}");
+    let mapping = &health["mappings"][0];
+    assert_eq!(mapping["status"], "held", "{health}");
+    assert_eq!(mapping["held_back_deletions"], 12, "{health}");
+    assert_eq!(mapping["listed"], 0, "{health}");
+    assert_eq!(
+        mapping["hold"],
+        serde_json::json!({"reason": "record_disagrees", "listed": 0, "recorded": 12, "generation": 7}),
+        "{health}"
+    );
+
+    let started = std::time::Instant::now();
+    while started.elapsed() < Duration::from_secs(61) {
+        assert_eq!(dir_files(&dir), before, "no file is deleted");
+        assert_eq!(
+            sd_sync.targets("/targets").await,
+            served,
+            "/targets keeps them"
+        );
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+    let polls = sd_sync.metric(held.as_str()).await;
+    assert!(polls >= 100.0, "held on {polls} polls");
+    assert_eq!(
+        sd_sync.metric(&valve_holds("targets", "unconfirmed")).await,
+        0.0
+    );
+    assert_eq!(
+        sd_sync
+            .metric("sd_sync_deletions_total{mapping=\"targets\"}")
+            .await,
+        0.0
+    );
+    assert_eq!(sd_sync.health().await.1["mappings"][0]["status"], "held");
+}
+
+/// A small foundation's last app is unbound: the writers remove its file and publish a
+/// record of 0. The removal is applied on the first poll that sees both, never held.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_last_objects_removal_corroborated_by_the_record_is_applied_on_the_next_poll() {
+    let bucket = Bucket::new().await;
+    let proxy = FlakyProxy::start(true).await;
+    let dirs = TargetDirs::new();
+    let dir = dirs.dir("targets");
+    let mut args = args(&[(&bucket, "active/", &dir)], &proxy.url);
+    args.extend(["--deletion-confirmations".into(), "1000".into()]);
+    let sd_sync = start_sd_sync(&args);
+    fill_and_sync(&bucket, 1, &[(&sd_sync, "targets")]).await;
+    bucket.put_record(1, 1).await;
+
+    // Both changes become visible to sd-sync at once.
+    proxy.set_up(false);
+    let errors = "sd_sync_listing_errors_total{mapping=\"targets\"}";
+    let failed = sd_sync.metric(errors).await;
+    eventually("a listing fails", WAIT, async || {
+        sd_sync.metric(errors).await > failed
+    })
+    .await;
+    bucket.delete(&format!("active/{}.json", guid(0))).await;
+    bucket.put_record(2, 0).await;
+    let polls = "sd_sync_polls_total{mapping=\"targets\"}";
+    let polled = sd_sync.metric(polls).await;
+    proxy.set_up(true);
+    eventually("the file is removed", WAIT, async || {
+        json_files(&dir).is_empty()
+    })
+    .await;
+    // The poll running while the proxy came back may have failed; the next one applies.
+    let applied_by = sd_sync.metric(polls).await;
+    assert!(applied_by <= polled + 3.0, "polls {polled} -> {applied_by}");
+    for reason in [
+        "unconfirmed",
+        "record_disagrees",
+        "record_unreadable",
+        "record_invalid",
+        "record_vanished",
+    ] {
+        assert_eq!(
+            sd_sync.metric(&valve_holds("targets", reason)).await,
+            0.0,
+            "{reason}"
+        );
+    }
+    assert_eq!(
+        sd_sync
+            .metric("sd_sync_s3_requests_total{mapping=\"targets\",operation=\"get_record\"}")
+            .await,
+        1.0,
+        "the record is read only when the valve would hold"
+    );
+    assert_eq!(sd_sync.targets("/targets").await, serde_json::json!([]));
+    let (status, health) = sd_sync.health().await;
+    assert_eq!((status, &health["status"]), (200, &Value::from("ok")));
+}
+
+/// Object names as long as a file name may be: staged files no longer add to them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn keys_of_245_and_255_characters_are_installed() {
+    let bucket = Bucket::new().await;
+    let dirs = TargetDirs::new();
+    let dir = dirs.dir("targets");
+    let sd_sync = start_sd_sync(&args(&[(&bucket, "active/", &dir)], &s3_endpoint()));
+    let names = [
+        format!("{}.json", "a".repeat(240)),
+        format!("{}.json", "b".repeat(250)),
+    ];
+    assert_eq!((names[0].len(), names[1].len()), (245, 255));
+    for name in &names {
+        bucket
+            .put(&format!("active/{name}"), &target_file(&guid(1), "long", 1))
+            .await;
+    }
+    eventually("both are installed", WAIT, async || {
+        json_files(&dir).len() == 2
+    })
+    .await;
+    assert_eq!(dir_files(&dir).len(), 2, "no staged file is left");
+    let (status, health) = sd_sync.health().await;
+    assert_eq!(status, 200, "{health}");
+    assert_eq!(health["mappings"][0]["last_error"], Value::Null);
+}
+
+/// A file that can never be installed (here: a directory has its name) is not only in
+/// the log: `/health` turns 503 `degraded` with the error, and a gauge says how many.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_object_that_keeps_failing_to_install_shows_in_health_and_metrics() {
+    let bucket = Bucket::new().await;
+    let dirs = TargetDirs::new();
+    let dir = dirs.dir("targets");
+    let (good, blocked) = (guid(1), guid(2));
+    std::fs::create_dir_all(dir.join(format!("{blocked}.json"))).unwrap();
+    let sd_sync = start_sd_sync(&args(&[(&bucket, "active/", &dir)], &s3_endpoint()));
+    for app in [&good, &blocked] {
+        bucket
+            .put(&format!("active/{app}.json"), &target_file(app, "app", 1))
+            .await;
+    }
+    let failing = "sd_sync_failing_objects{mapping=\"targets\"}";
+    eventually("the failure is counted", WAIT, async || {
+        sd_sync.metric(failing).await == 1.0
+    })
+    .await;
+    let (status, health) = sd_sync.health().await;
+    assert_eq!(status, 503, "{health}");
+    assert_eq!(health["status"], "degraded", "{health}");
+    let mapping = &health["mappings"][0];
+    assert_eq!(mapping["failing_objects"], 1, "{health}");
+    let error = mapping["last_error"].as_str().unwrap_or_default();
+    assert!(error.contains(&format!("{blocked}.json")), "{health}");
+    assert!(
+        dir.join(format!("{good}.json")).is_file(),
+        "the other object is installed"
+    );
+
+    std::fs::remove_dir(dir.join(format!("{blocked}.json"))).unwrap();
+    eventually("it recovers", WAIT, async || {
+        sd_sync.get("/health").await.status() == 200
+    })
+    .await;
+    assert_eq!(sd_sync.metric(failing).await, 0.0);
+    assert_eq!(json_files(&dir).len(), 2);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_credentials_configured_every_endpoint_but_health_answers_401_without_them() {
+    let bucket = Bucket::new().await;
+    let dirs = TargetDirs::new();
+    let dir = dirs.dir("targets");
+    let token_file = dirs.root().join("token");
+    std::fs::write(&token_file, "s3cret-token\n").unwrap();
+    let sd_sync = start_sd_sync_with(
+        &args(&[(&bucket, "active/", &dir)], &s3_endpoint()),
+        &[
+            ("SD_SYNC_AUTH_TOKEN_FILE", token_file.to_str().unwrap()),
+            ("SD_SYNC_AUTH_USERNAME", "prometheus"),
+            ("SD_SYNC_AUTH_PASSWORD", "pass:word"),
+        ],
+        Some("Bearer s3cret-token".into()),
+    );
+    eventually("listed", WAIT, async || {
+        sd_sync.get("/health").await.status() == 200
+    })
+    .await;
+    let client = reqwest::Client::new();
+    for path in ["/targets", "/targets/targets", "/metrics"] {
+        let url = format!("{}{path}", sd_sync.base_url);
+        let refused = client.get(&url).send().await.unwrap();
+        assert_eq!(refused.status(), 401, "{path}");
+        let challenge = refused.headers()[reqwest::header::WWW_AUTHENTICATE]
+            .to_str()
+            .unwrap()
+            .to_owned();
+        assert!(
+            challenge.contains("Basic") && challenge.contains("Bearer"),
+            "{challenge}"
+        );
+        for wrong in ["Bearer s3cret-toke", "Bearer s3cret-token2"] {
+            let response = client
+                .get(&url)
+                .header(reqwest::header::AUTHORIZATION, wrong)
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(response.status(), 401, "{path} {wrong}");
+        }
+        let wrong_password = client
+            .get(&url)
+            .basic_auth("prometheus", Some("pass"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(wrong_password.status(), 401, "{path}");
+        let basic = client
+            .get(&url)
+            .basic_auth("prometheus", Some("pass:word"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(basic.status(), 200, "{path}");
+        assert_eq!(
+            sd_sync.get(path).await.status(),
+            200,
+            "{path} with the token"
+        );
+    }
+    let open = client
+        .get(format!("{}/health", sd_sync.base_url))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(open.status(), 200, "/health needs no credentials");
 }

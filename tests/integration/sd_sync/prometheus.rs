@@ -1,5 +1,6 @@
 //! A real Prometheus (Debian's package, installed by scripts/deps/prometheus.sh) discovers
-//! a target written to the bucket through sd-sync, by file_sd and by http_sd.
+//! a target written to the bucket through sd-sync, by file_sd and by http_sd (sending
+//! sd-sync's credentials: a bearer token, and basic auth).
 
 use std::path::Path;
 use std::process::Command;
@@ -15,7 +16,33 @@ async fn a_target_written_to_the_bucket_reaches_prometheus_through_file_sd_and_h
     let bucket = Bucket::new().await;
     let dirs = TargetDirs::new();
     let dir = dirs.dir("eu-west-1-targets");
-    let sd_sync = start_sd_sync(&args(&[(&bucket, "active/", &dir)], &s3_endpoint()));
+    // sd-sync requires credentials; Prometheus sends them as its http_sd settings say:
+    // a bearer token from a file on one job (without `type`, which Prometheus 2.42 then
+    // sends bare, not as `Bearer <token>`), basic auth on the other.
+    let token_file = dirs.root().join("sd-sync-token");
+    std::fs::write(&token_file, "t0ken-for-prometheus\n").unwrap();
+    let password_file = dirs.root().join("sd-sync-password");
+    std::fs::write(&password_file, "pass-for-prometheus\n").unwrap();
+    let sd_sync = start_sd_sync_with(
+        &args(&[(&bucket, "active/", &dir)], &s3_endpoint()),
+        &[
+            ("SD_SYNC_AUTH_TOKEN_FILE", token_file.to_str().unwrap()),
+            ("SD_SYNC_AUTH_USERNAME", "prometheus"),
+            (
+                "SD_SYNC_AUTH_PASSWORD_FILE",
+                password_file.to_str().unwrap(),
+            ),
+        ],
+        Some("Bearer t0ken-for-prometheus".into()),
+    );
+    assert_eq!(
+        reqwest::get(format!("{}/targets", sd_sync.base_url))
+            .await
+            .unwrap()
+            .status(),
+        401,
+        "not without credentials"
+    );
 
     // The scrape settings of manifests/prometheus/: through the forward proxy (here a
     // port where nothing listens: targets are down, which does not matter for discovery).
@@ -38,9 +65,22 @@ scrape_configs:
     http_sd_configs:
       - url: '{sd_sync}/targets/eu-west-1-targets'
         refresh_interval: 1s
+        authorization:
+          credentials_file: '{token}'
+  - job_name: cf-http-sd-basic
+    scheme: http
+    proxy_url: http://127.0.0.1:1
+    http_sd_configs:
+      - url: '{sd_sync}/targets/eu-west-1-targets'
+        refresh_interval: 1s
+        basic_auth:
+          username: prometheus
+          password_file: '{password}'
 "#,
             dir = dir.display(),
             sd_sync = sd_sync.base_url,
+            token = token_file.display(),
+            password = password_file.display(),
         ),
     )
     .unwrap();
@@ -68,12 +108,15 @@ scrape_configs:
     let deadline = Instant::now() + Duration::from_secs(60);
     let targets = loop {
         let targets = prometheus.active_targets().await;
-        if discovered(&targets, "cf-file-sd") == 2 && discovered(&targets, "cf-http-sd") == 2 {
+        if discovered(&targets, "cf-file-sd") == 2
+            && discovered(&targets, "cf-http-sd") == 2
+            && discovered(&targets, "cf-http-sd-basic") == 2
+        {
             break targets;
         }
         assert!(
             Instant::now() < deadline,
-            "Prometheus did not discover both instances through both mechanisms within 60 s.\n\
+            "Prometheus did not discover both instances through every mechanism within 60 s.\n\
              targets: {targets:#?}\nPrometheus log:\n{}",
             prometheus.log_tail()
         );
