@@ -17,3 +17,4 @@ mod sd_sync;
 mod store_s3;
 mod updater;
 mod updater_bench;
+mod updater_lease;
