@@ -187,3 +187,49 @@ async fn a_paused_holder_that_lost_its_lease_writes_nothing_when_it_resumes() {
     );
     drop(new);
 }
+
+/// Two `POST /update-targets` at once on one broker: the passes of one process take the
+/// lease as different holders, so the second finds it held instead of running alongside.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_update_targets_at_once_on_one_broker_run_one_pass() {
+    let f = bound_fixture(Database::Sqlite, &[WEB_SHOP]).await;
+    // The first pass waits 3 s for the Cloud Controller, holding the lease.
+    sim(
+        &f,
+        Method::POST,
+        "/sim/faults",
+        json!({"path_prefix": "/v3/apps", "delay_ms": 3000, "count": 1}),
+    )
+    .await;
+    sim(&f, Method::DELETE, "/sim/requests", json!({})).await;
+    let post = || async {
+        let response = f
+            .http
+            .post(format!("{}/update-targets", f.broker.base_url))
+            .basic_auth(
+                crate::broker::support::USERNAME,
+                Some(crate::broker::support::PASSWORD),
+            )
+            .send()
+            .await
+            .unwrap();
+        let body: serde_json::Value = response.json().await.unwrap();
+        body["description"].as_str().unwrap_or_default().to_owned()
+    };
+    let first = post();
+    let second = async {
+        wait_for(
+            "the first pass to ask for its apps",
+            Duration::from_secs(20),
+            async || {
+                let counts = sim(&f, Method::GET, "/sim/requests", serde_json::Value::Null).await;
+                counts["by_endpoint"]["GET /v3/apps"].as_u64().unwrap_or(0) >= 1
+            },
+        )
+        .await;
+        post().await
+    };
+    let (first, second) = tokio::join!(first, second);
+    assert!(first.starts_with("full pass succeeded"), "{first}");
+    assert_eq!(second, "another updater is reconciling now");
+}
