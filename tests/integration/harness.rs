@@ -29,6 +29,13 @@ pub struct Running {
     pub base_url: String,
 }
 
+impl Running {
+    /// The process id, for tests that signal the process (`kill -9`, `SIGSTOP`).
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+}
+
 impl Drop for Running {
     fn drop(&mut self) {
         let _ = self.child.kill();

@@ -3,6 +3,7 @@
 //! on free ports; `make test` builds the binaries first and starts the shared servers
 //! (moto, a throwaway PostgreSQL cluster) once for the whole run.
 
+mod alerts;
 mod broker;
 mod broker_db;
 mod cf_client;
@@ -17,3 +18,4 @@ mod sd_sync;
 mod store_s3;
 mod updater;
 mod updater_bench;
+mod updater_lease;

@@ -20,7 +20,7 @@ const STRAY: &str = "5d1e0c3a-7b2f-4c11-9a0e-00000000beef";
 
 /// The updater's environment for a broker fixture: same simulator, bucket, database;
 /// `extra` overrides, and an empty value removes the variable.
-fn updater_env(f: &Fixture, extra: &[(&str, &str)]) -> Vec<(String, String)> {
+pub(crate) fn updater_env(f: &Fixture, extra: &[(&str, &str)]) -> Vec<(String, String)> {
     let mut env: Vec<(String, String)> = [
         ("PAAS_DOMAIN", "apps.example.com"),
         ("API_ENDPOINT", f.sim.base_url.as_str()),
@@ -92,7 +92,7 @@ async fn once_with(f: &Fixture, extra: &[(&str, &str)]) -> Exit {
     exit
 }
 
-async fn bound_fixture(db: Database, apps: &[&str]) -> Fixture {
+pub(crate) async fn bound_fixture(db: Database, apps: &[&str]) -> Fixture {
     let f = Fixture::start(db).await;
     let (status, _) = f.provision(INSTANCE).await;
     assert_eq!(status, StatusCode::CREATED);
@@ -105,12 +105,12 @@ async fn bound_fixture(db: Database, apps: &[&str]) -> Fixture {
     f
 }
 
-async fn sim(f: &Fixture, method: Method, path: &str, body: Value) -> Value {
+pub(crate) async fn sim(f: &Fixture, method: Method, path: &str, body: Value) -> Value {
     f.sim_control(method, path, body).await
 }
 
 /// The app's file in `state`, parsed.
-async fn groups(f: &Fixture, state: TargetState, app: &str) -> Option<Vec<Value>> {
+pub(crate) async fn groups(f: &Fixture, state: TargetState, app: &str) -> Option<Vec<Value>> {
     f.file(state, app).await.map(|body| {
         serde_json::from_slice::<Vec<Value>>(&body).expect("a target file is a JSON array")
     })
@@ -496,7 +496,11 @@ async fn an_unbind_during_a_pass_stays_unbound() {
     );
 }
 
-async fn wait_for(what: &str, within: Duration, mut check: impl AsyncFnMut() -> bool) -> Duration {
+pub(crate) async fn wait_for(
+    what: &str,
+    within: Duration,
+    mut check: impl AsyncFnMut() -> bool,
+) -> Duration {
     let started = Instant::now();
     while started.elapsed() < within {
         if check().await {
@@ -507,7 +511,7 @@ async fn wait_for(what: &str, within: Duration, mut check: impl AsyncFnMut() -> 
     panic!("{what}: not within {within:?}");
 }
 
-fn start_updater(f: &Fixture, extra: &[(&str, &str)]) -> Running {
+pub(crate) fn start_updater(f: &Fixture, extra: &[(&str, &str)]) -> Running {
     let env = updater_env(f, extra);
     let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
     start("updater", &[], &env)
@@ -572,7 +576,7 @@ async fn the_running_updater_follows_a_scale_within_seconds_through_audit_events
     }
 }
 
-async fn metrics(http: &reqwest::Client, updater: &Running) -> String {
+pub(crate) async fn metrics(http: &reqwest::Client, updater: &Running) -> String {
     http.get(format!("{}/metrics", updater.base_url))
         .send()
         .await

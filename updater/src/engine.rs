@@ -10,9 +10,11 @@
 //!   proceeds.
 //!
 //! Only one pass runs at a time across every updater (and broker) sharing the database:
-//! a pass holds the `reconcile` lease ([`gds_db::Db::try_acquire_lease`]).
+//! a pass holds the `reconcile` lease ([`crate::lease`]), and confirms it before every
+//! write; a pass that cannot confirm it abandons the rest of its plan.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, PoisonError};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -26,10 +28,10 @@ use gds_store::{
 use gds_targets::{AppGuid, BindingParams, ModelConfig};
 
 use crate::config::ReconcileSettings;
+use crate::lease::{Lease, LeaseLost, LeaseTiming, Tenure};
 use crate::metrics::UpdaterMetrics;
 
-/// The name of the lease a pass holds.
-pub const RECONCILE_LEASE: &str = "reconcile";
+pub use crate::lease::RECONCILE_LEASE;
 
 /// Up to this many apps, a fast-path pass reads their files instead of listing the bucket.
 const SCOPED_READ_LIMIT: usize = 50;
@@ -75,6 +77,11 @@ pub struct PassReport {
     pub superseded: Vec<AppGuid>,
     /// Apps whose actions failed, with the reason.
     pub failed: Vec<(AppGuid, String)>,
+    /// Set when the pass could not confirm its lease before a write (or at its end):
+    /// it stopped writing there, and does not count as a success.
+    pub lease_lost: Option<LeaseLost>,
+    /// Apps whose actions (all or the rest) were not applied because the lease was lost.
+    pub abandoned: Vec<AppGuid>,
     pub duration: Duration,
     /// Where the time went.
     pub timings: PassTimings,
@@ -119,9 +126,10 @@ impl PassTimings {
 }
 
 impl PassReport {
-    /// Complete reads and every action applied (or superseded).
+    /// Complete reads and every action applied (or superseded), under the lease
+    /// throughout.
     pub fn succeeded(&self) -> bool {
-        self.plan.complete && self.failed.is_empty()
+        self.plan.complete && self.failed.is_empty() && self.lease_lost.is_none()
     }
 
     /// One line for the log, the `--once` output and `/update-targets`.
@@ -158,6 +166,12 @@ impl PassReport {
                 line.push_str(&format!(", {n} {what}"));
             }
         }
+        if let Some(lost) = self.lease_lost {
+            line.push_str(&format!(
+                "; {lost}: stopped writing, {} app(s) abandoned",
+                self.abandoned.len()
+            ));
+        }
         if let Some((app, why)) = self.failed.first() {
             line.push_str(&format!("; first failure: {app}: {why}"));
         }
@@ -191,8 +205,11 @@ pub struct Reconciler {
     model: ModelConfig,
     settings: ReconcileSettings,
     metrics: UpdaterMetrics,
-    /// This process' identity as a lease holder.
+    /// This process' identity; each lease it takes is held as `<holder>/<n>`, so that
+    /// two passes of one process (the broker's concurrent `/update-targets`) exclude
+    /// each other too.
     holder: String,
+    leases_taken: AtomicU64,
     /// What the previous complete listing of each state remembered, so that the next one
     /// lists its ranges concurrently ([`TargetStore::list_apps_hinted`]). Empty in a new
     /// process: the first pass (and so `--once` and `--dry-run`) lists page by page.
@@ -228,6 +245,7 @@ impl Reconciler {
             settings,
             metrics,
             holder: uuid::Uuid::new_v4().to_string(),
+            leases_taken: AtomicU64::new(0),
             list_hints: std::sync::Mutex::default(),
         }
     }
@@ -268,6 +286,8 @@ impl Reconciler {
             applied: BTreeMap::new(),
             superseded: Vec::new(),
             failed: Vec::new(),
+            lease_lost: None,
+            abandoned: Vec::new(),
             duration: started.elapsed(),
             timings,
         })
@@ -277,61 +297,42 @@ impl Reconciler {
     /// another process holds it.
     pub async fn run_pass(&self, scope: Scope) -> Result<PassReport, PassError> {
         let lease = self.lease().await?;
-        let result = self.pass_locked(&scope).await;
+        let result = self.pass_locked(&scope, lease.tenure()).await;
         lease.release().await;
         result
     }
 
     /// Takes the reconcile lease, renewed in the background until released.
     pub(crate) async fn lease(&self) -> Result<Lease, PassError> {
-        let ttl = self.settings.lease_ttl;
-        match self
-            .db
-            .try_acquire_lease(RECONCILE_LEASE, &self.holder, ttl)
-            .await
-        {
-            Ok(true) => {}
-            Ok(false) => {
+        let n = self.leases_taken.fetch_add(1, Ordering::Relaxed);
+        let holder = format!("{}/{n}", self.holder);
+        let timing = LeaseTiming::for_ttl(self.settings.lease_ttl);
+        match Lease::acquire(&self.db, holder, timing).await {
+            Ok(Some(lease)) => Ok(lease),
+            Ok(None) => {
                 self.metrics
                     .passes
                     .with_label_values(&["any", "busy"])
                     .inc();
-                return Err(PassError::Busy);
+                Err(PassError::Busy)
             }
             Err(e) => {
                 self.metrics
                     .pass_failures
                     .with_label_values(&["database"])
                     .inc();
-                return Err(e.into());
+                Err(e.into())
             }
         }
-        let renew = {
-            let db = self.db.clone();
-            let holder = self.holder.clone();
-            tokio::spawn(async move {
-                loop {
-                    tokio::time::sleep(ttl / 3).await;
-                    match db.try_acquire_lease(RECONCILE_LEASE, &holder, ttl).await {
-                        Ok(true) => {}
-                        Ok(false) => {
-                            tracing::error!("lost the reconcile lease (expired while a pass ran)")
-                        }
-                        Err(e) => tracing::warn!(error = %e, "cannot renew the reconcile lease"),
-                    }
-                }
-            })
-        };
-        Ok(Lease {
-            db: self.db.clone(),
-            holder: self.holder.clone(),
-            renew,
-        })
     }
 
     /// A pass, with the lease already held.
     #[tracing::instrument(skip_all, fields(scope = scope_label(scope)))]
-    pub(crate) async fn pass_locked(&self, scope: &Scope) -> Result<PassReport, PassError> {
+    pub(crate) async fn pass_locked(
+        &self,
+        scope: &Scope,
+        tenure: &Tenure,
+    ) -> Result<PassReport, PassError> {
         let started = Instant::now();
         let label = scope_label(scope);
         let read = match self.read(scope, started).await {
@@ -377,15 +378,33 @@ impl Reconciler {
             tracing::info!(plan = %plan, "applying");
         }
         let applying = Instant::now();
-        let outcome = self.apply(&plan, &read.newest).await;
+        let outcome = self.apply(&plan, &read.newest, tenure).await;
+        // Abandoned writes, or a lease that lapsed after the last write: either way this
+        // pass no longer knows it was alone, so it is not a success.
+        let lease_lost = outcome.lease_lost.or_else(|| tenure.confirm().err());
+        if let Some(lost) = lease_lost {
+            self.metrics
+                .pass_failures
+                .with_label_values(&["lease_lost"])
+                .inc();
+            tracing::error!(
+                reason = lost.reason(),
+                abandoned_apps = outcome.abandoned.len(),
+                "{lost}: the pass stopped writing and abandoned the rest of its plan"
+            );
+        }
         if !plan.orphaned.is_empty() || scope == &Scope::All {
             match self.db.orphaned_binding_count().await {
                 Ok(n) => self.metrics.orphaned_bindings.set(n as i64),
                 Err(e) => tracing::warn!(error = %e, "cannot count orphaned bindings"),
             }
         }
-        self.publish_record(scope, &plan, read.actual.active.as_ref())
-            .await;
+        // A pass that lost its lease writes nothing more, not even the record (which
+        // would be safe: a publication lists what is there); the new holder publishes.
+        if lease_lost.is_none() {
+            self.publish_record(scope, &plan, read.actual.active.as_ref())
+                .await;
+        }
         timings.applying = applying.elapsed();
         timings.log(label);
         self.metrics.observe_cf_requests(&self.cf.request_stats());
@@ -396,6 +415,8 @@ impl Reconciler {
             applied: outcome.applied,
             superseded: outcome.superseded,
             failed: outcome.failed,
+            lease_lost,
+            abandoned: outcome.abandoned,
             duration: started.elapsed(),
             timings,
         };
@@ -620,7 +641,12 @@ impl Reconciler {
         }
     }
 
-    async fn apply(&self, plan: &Plan, newest: &BTreeMap<AppGuid, String>) -> ApplyOutcome {
+    async fn apply(
+        &self,
+        plan: &Plan,
+        newest: &BTreeMap<AppGuid, String>,
+        tenure: &Tenure,
+    ) -> ApplyOutcome {
         apply(
             &self.db,
             self.store.as_ref(),
@@ -628,6 +654,7 @@ impl Reconciler {
             newest,
             self.settings.concurrency,
             &self.metrics,
+            tenure,
         )
         .await
     }
@@ -641,41 +668,24 @@ fn touches_active(action: &Action) -> bool {
     }
 }
 
-/// The lease of a running pass. Call [`Lease::release`]; dropping it only stops the
-/// renewal (the lease then expires).
-pub(crate) struct Lease {
-    db: Db,
-    holder: String,
-    renew: tokio::task::JoinHandle<()>,
-}
-
-impl Lease {
-    pub(crate) async fn release(self) {
-        self.renew.abort();
-        if let Err(e) = self.db.release_lease(RECONCILE_LEASE, &self.holder).await {
-            tracing::warn!(error = %e, "cannot release the reconcile lease (it will expire)");
-        }
-    }
-}
-
-impl Drop for Lease {
-    fn drop(&mut self) {
-        self.renew.abort();
-    }
-}
-
 /// What apply did.
 #[derive(Debug, Default)]
 pub struct ApplyOutcome {
     pub applied: BTreeMap<&'static str, u64>,
     pub superseded: Vec<AppGuid>,
     pub failed: Vec<(AppGuid, String)>,
+    /// Why writing stopped, if the lease could not be confirmed.
+    pub lease_lost: Option<LeaseLost>,
+    /// Apps with actions left unapplied because the lease could not be confirmed.
+    pub abandoned: Vec<AppGuid>,
 }
 
 enum AppResult {
     Applied(Vec<&'static str>),
     Superseded,
     Failed(String, Vec<&'static str>, Vec<&'static str>),
+    /// The lease could not be confirmed: the actions done, the ones left.
+    Abandoned(LeaseLost, Vec<&'static str>, Vec<&'static str>),
 }
 
 /// Applies `plan`: each app's actions in plan order, apps `concurrency` at a time.
@@ -700,6 +710,10 @@ enum AppResult {
 /// condition on the file cannot see an unbind that already removed it and a re-bind
 /// that wrote it again, and the bindings are the source of truth, so that is what is
 /// checked, atomically with the write.
+///
+/// **No writes without the lease.** `tenure` is confirmed before each app is locked,
+/// once its lock is held, and before every store write; the first failure stops the
+/// app, and every app after it is left alone (`abandoned`).
 pub async fn apply(
     db: &Db,
     store: &dyn TargetStore,
@@ -707,6 +721,7 @@ pub async fn apply(
     newest: &BTreeMap<AppGuid, String>,
     concurrency: usize,
     metrics: &UpdaterMetrics,
+    tenure: &Tenure,
 ) -> ApplyOutcome {
     // Group by app, keeping plan order within each app (e.g. write active/, then remove
     // the stale copy in inactive/); orphaned apps need their bindings marked even when
@@ -724,7 +739,7 @@ pub async fn apply(
             let expected = newest.get(app);
             let orphan = orphaned.contains(app);
             async move {
-                let result = apply_app(db, store, app, &actions, expected, orphan).await;
+                let result = apply_app(db, store, app, &actions, expected, orphan, tenure).await;
                 (app.clone(), result)
             }
         })
@@ -761,10 +776,25 @@ pub async fn apply(
                 }
                 outcome.failed.push((app, why));
             }
+            AppResult::Abandoned(lost, done, left) => {
+                for kind in done {
+                    *outcome.applied.entry(kind).or_default() += 1;
+                    metrics.actions.with_label_values(&[kind, "applied"]).inc();
+                }
+                for kind in left {
+                    metrics
+                        .actions
+                        .with_label_values(&[kind, "abandoned"])
+                        .inc();
+                }
+                outcome.lease_lost.get_or_insert(lost);
+                outcome.abandoned.push(app);
+            }
         }
     }
     outcome.failed.sort();
     outcome.superseded.sort();
+    outcome.abandoned.sort();
     outcome
 }
 
@@ -776,8 +806,12 @@ async fn apply_app(
     actions: &[&Action],
     expected: Option<&String>,
     orphan: bool,
+    tenure: &Tenure,
 ) -> AppResult {
     let kinds = || actions.iter().map(|a| a.kind()).collect::<Vec<_>>();
+    if let Err(lost) = tenure.confirm() {
+        return AppResult::Abandoned(lost, Vec::new(), kinds());
+    }
     let mut tx = match db.lock_app(app).await {
         Ok(tx) => tx,
         Err(e) => return AppResult::Failed(cause_chain(&e), Vec::new(), kinds()),
@@ -796,18 +830,26 @@ async fn apply_app(
     }
     let mut done = Vec::new();
     for (i, action) in actions.iter().enumerate() {
-        if let Err(e) = apply_action(store, action).await {
+        let left = || actions[i..].iter().map(|a| a.kind()).collect();
+        match apply_action(store, action, tenure).await {
+            Ok(()) => {}
             // Dropping `tx` rolls back: nothing of the app's rows changed.
-            return AppResult::Failed(
-                format!("{}: {}", action.kind(), cause_chain(&e)),
-                done,
-                actions[i..].iter().map(|a| a.kind()).collect(),
-            );
+            Err(ActionError::Store(e)) => {
+                return AppResult::Failed(
+                    format!("{}: {}", action.kind(), cause_chain(&e)),
+                    done,
+                    left(),
+                );
+            }
+            Err(ActionError::LeaseLost(lost)) => return AppResult::Abandoned(lost, done, left()),
         }
         tracing::info!(action = %action, "applied");
         done.push(action.kind());
     }
     if orphan {
+        if let Err(lost) = tenure.confirm() {
+            return AppResult::Abandoned(lost, done, Vec::new());
+        }
         match tx.mark_orphaned().await {
             Ok(0) => {}
             Ok(n) => tracing::warn!(
@@ -823,14 +865,34 @@ async fn apply_app(
     }
 }
 
-async fn apply_action(store: &dyn TargetStore, action: &Action) -> Result<(), StoreError> {
+enum ActionError {
+    Store(StoreError),
+    LeaseLost(LeaseLost),
+}
+
+impl From<StoreError> for ActionError {
+    fn from(e: StoreError) -> Self {
+        ActionError::Store(e)
+    }
+}
+
+/// One action; the lease is confirmed before each store request.
+async fn apply_action(
+    store: &dyn TargetStore,
+    action: &Action,
+    tenure: &Tenure,
+) -> Result<(), ActionError> {
+    let confirm = || tenure.confirm().map(drop).map_err(ActionError::LeaseLost);
+    confirm()?;
     match action {
         Action::Write {
             app, state, body, ..
-        } => store
-            .write_app(*state, app, Bytes::from(body.clone()))
-            .await
-            .map(drop),
+        } => {
+            store
+                .write_app(*state, app, Bytes::from(body.clone()))
+                .await?;
+            Ok(())
+        }
         // Write the destination with current content first, then remove the source: the
         // app is never without a file (STYLE.md; `TargetStore::move_app` has the same
         // order but would carry stale content).
@@ -842,9 +904,10 @@ async fn apply_action(store: &dyn TargetStore, action: &Action) -> Result<(), St
             ..
         } => {
             store.write_app(*to, app, Bytes::from(body.clone())).await?;
-            store.remove_app(*from, app).await
+            confirm()?;
+            Ok(store.remove_app(*from, app).await?)
         }
-        Action::Remove { app, state, .. } => store.remove_app(*state, app).await,
+        Action::Remove { app, state, .. } => Ok(store.remove_app(*state, app).await?),
     }
 }
 

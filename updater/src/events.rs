@@ -14,6 +14,7 @@ use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 
 use crate::engine::{PassError, PassReport, Reconciler};
+use crate::lease::Tenure;
 
 /// The cursor's name in the database.
 pub const CURSOR: &str = "audit_events";
@@ -94,12 +95,12 @@ impl Reconciler {
     /// `Ok(None)` when no new event touched an app.
     pub async fn follow_events(&self) -> Result<Option<PassReport>, PassError> {
         let lease = self.lease().await?;
-        let result = self.follow_events_locked().await;
+        let result = self.follow_events_locked(lease.tenure()).await;
         lease.release().await;
         result
     }
 
-    async fn follow_events_locked(&self) -> Result<Option<PassReport>, PassError> {
+    async fn follow_events_locked(&self, tenure: &Tenure) -> Result<Option<PassReport>, PassError> {
         let cursor = match self.db().event_cursor(CURSOR).await? {
             Some(cursor) => cursor,
             None => EventCursor {
@@ -126,7 +127,8 @@ impl Reconciler {
         let (apps, next, fresh) = digest(&cursor, &events);
         self.metrics().audit_events.inc_by(fresh as u64);
         if apps.is_empty() {
-            if next != cursor {
+            // Without the lease the cursor stays: the holder's poll handles these events.
+            if next != cursor && tenure.confirm().is_ok() {
                 self.db().save_event_cursor(CURSOR, &next).await?;
             }
             self.metrics()
@@ -138,8 +140,8 @@ impl Reconciler {
             apps = apps.len(),
             "audit events: reconciling the apps they touch"
         );
-        let report = self.pass_locked(&Scope::Apps(apps)).await?;
-        if report.plan.complete {
+        let report = self.pass_locked(&Scope::Apps(apps), tenure).await?;
+        if report.plan.complete && report.lease_lost.is_none() && tenure.confirm().is_ok() {
             self.db().save_event_cursor(CURSOR, &next).await?;
         }
         Ok(Some(report))

@@ -5,6 +5,8 @@
 //! - [`engine`]: one reconcile pass, read -> pure plan (`gds-reconcile`) -> apply, under
 //!   the database lease that lets one updater reconcile at a time; also what the
 //!   broker's `POST /update-targets` runs.
+//! - [`lease`]: the reconcile lease as a pass holds it: renewed in the background and
+//!   confirmed before every write.
 //! - [`events`]: the fast path, audit events since a cursor kept in the database.
 //! - [`service`]: the long-running process: the schedule, the fast path, `/health` and
 //!   `/metrics`.
@@ -16,6 +18,7 @@ pub mod config;
 pub mod engine;
 pub mod events;
 pub mod import;
+pub mod lease;
 pub mod metrics;
 pub mod service;
 

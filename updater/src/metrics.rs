@@ -16,11 +16,13 @@ pub struct UpdaterMetrics {
     /// `gds_updater_passes_total{scope,outcome}`: `ok`, `failed`, `busy`.
     pub passes: IntCounterVec,
     /// `gds_updater_pass_failures_total{kind}`: `database`, `cloud_controller`,
-    /// `store_listing`, `apply`, `audit_events`.
+    /// `store_listing`, `apply`, `audit_events`, `lease_lost` (the pass could not confirm
+    /// the reconcile lease before a write, or at its end, and stopped writing).
     pub pass_failures: IntCounterVec,
     /// `gds_updater_actions_total{kind,outcome}`: kind `write`, `activate`,
     /// `deactivate`, `remove`; outcome `applied`, `failed`, `superseded` (the broker
-    /// changed the app's bindings during the pass, so its action was dropped).
+    /// changed the app's bindings during the pass, so its action was dropped),
+    /// `abandoned` (the pass lost the reconcile lease before it).
     pub actions: IntCounterVec,
     /// `gds_updater_held_back_deletions`: destructive actions the last pass held back.
     pub held_back: IntGauge,

@@ -43,6 +43,8 @@ macro_rules! repository_tests {
             transactions_of_one_app_are_serialised,
             transactions_of_different_apps_do_not_wait_for_each_other_on_postgres,
             a_lease_has_one_holder_until_it_is_released_or_expires,
+            a_lease_is_renewed_only_by_its_holder_before_it_expires,
+            a_lease_expires_on_the_database_clock_in_milliseconds,
             the_event_cursor_round_trips,
             bindings_of_a_deleted_app_are_marked_orphaned_once,
             a_bind_in_progress_is_joined_by_identical_requests_and_taken_over_by_others,

@@ -1,11 +1,14 @@
 //! Apply against a real (SQLite) database and an in-memory store: the per-app re-check
-//! that keeps a pass from undoing a concurrent bind or unbind, and per-app failures.
+//! that keeps a pass from undoing a concurrent bind or unbind, per-app failures, and no
+//! write once the lease cannot be confirmed.
 
 use super::*;
 use gds_db::conformance::{app, new_binding, new_instance};
 use gds_db::{ConnectOptions, Insert};
 use gds_reconcile::Reason;
-use gds_store::MemoryStore;
+use gds_store::{ListHint, MemoryStore, StoredTarget};
+
+use crate::lease::Stamp;
 
 struct World {
     db: Db,
@@ -43,19 +46,98 @@ impl World {
     }
 
     async fn apply(&self, plan: &Plan, newest: &[(u32, &str)], concurrency: usize) -> ApplyOutcome {
+        self.apply_with(&self.store, plan, newest, concurrency, &held())
+            .await
+    }
+
+    async fn apply_with(
+        &self,
+        store: &dyn TargetStore,
+        plan: &Plan,
+        newest: &[(u32, &str)],
+        concurrency: usize,
+        tenure: &Tenure,
+    ) -> ApplyOutcome {
         let newest = newest
             .iter()
             .map(|(n, b)| (app(*n), b.to_string()))
             .collect();
         apply(
             &self.db,
-            &self.store,
+            store,
             plan,
             &newest,
             concurrency,
             &UpdaterMetrics::new(),
+            tenure,
         )
         .await
+    }
+}
+
+/// A lease just taken (10 s).
+fn held() -> Tenure {
+    Tenure::new(Stamp::now(), LeaseTiming::for_ttl(Duration::from_secs(10)))
+}
+
+/// The memory store, whose lease is lost while its first write is in flight.
+#[derive(Debug)]
+struct LeaseLapsesDuringFirstWrite<'a> {
+    inner: &'a MemoryStore,
+    tenure: Tenure,
+}
+
+#[async_trait::async_trait]
+impl TargetStore for LeaseLapsesDuringFirstWrite<'_> {
+    async fn write_app(
+        &self,
+        state: TargetState,
+        app: &AppGuid,
+        body: Bytes,
+    ) -> Result<ETag, StoreError> {
+        let etag = self.inner.write_app(state, app, body).await;
+        self.tenure.lose(LeaseLost::TakenOver);
+        etag
+    }
+
+    async fn read_app(
+        &self,
+        state: TargetState,
+        app: &AppGuid,
+    ) -> Result<Option<(Bytes, ETag)>, StoreError> {
+        self.inner.read_app(state, app).await
+    }
+
+    async fn remove_app(&self, state: TargetState, app: &AppGuid) -> Result<(), StoreError> {
+        self.inner.remove_app(state, app).await
+    }
+
+    async fn list_apps(&self, state: TargetState) -> Result<Vec<StoredTarget>, StoreError> {
+        self.inner.list_apps(state).await
+    }
+
+    async fn list_apps_hinted(
+        &self,
+        state: TargetState,
+        hint: Option<&ListHint>,
+    ) -> Result<(Vec<StoredTarget>, Option<ListHint>), StoreError> {
+        self.inner.list_apps_hinted(state, hint).await
+    }
+
+    async fn check(&self) -> Result<(), StoreError> {
+        self.inner.check().await
+    }
+
+    async fn read_record(&self) -> Result<Option<(Bytes, ETag)>, StoreError> {
+        self.inner.read_record().await
+    }
+
+    async fn replace_record(
+        &self,
+        body: Bytes,
+        expected: Option<&ETag>,
+    ) -> Result<Option<ETag>, StoreError> {
+        self.inner.replace_record(body, expected).await
     }
 }
 
@@ -200,5 +282,72 @@ async fn one_failing_app_is_reported_and_the_others_still_apply() {
     assert_eq!(
         w.store.raw_keys(),
         ["active/00000000-0000-4000-8000-000000000002.json"]
+    );
+}
+
+#[tokio::test]
+async fn a_pass_whose_lease_is_lost_writes_nothing_and_abandons_every_app() {
+    let w = world().await;
+    w.bind(1, "b-1").await;
+    w.bind(2, "b-2").await;
+    let mut plan = plan_of(vec![write(1, "[one]"), write(2, "[two]")]);
+    plan.orphaned = vec![app(2)];
+    let tenure = held();
+    tenure.lose(LeaseLost::TakenOver);
+    let outcome = w
+        .apply_with(&w.store, &plan, &[(1, "b-1"), (2, "b-2")], 4, &tenure)
+        .await;
+    assert_eq!(outcome.lease_lost, Some(LeaseLost::TakenOver));
+    assert_eq!(outcome.abandoned, [app(1), app(2)]);
+    assert!(
+        outcome.applied.is_empty() && outcome.failed.is_empty(),
+        "{outcome:?}"
+    );
+    assert!(w.store.raw_keys().is_empty(), "{:?}", w.store.raw_keys());
+    assert!(
+        w.db.orphaned_bindings().await.unwrap().is_empty(),
+        "bindings were marked orphaned without the lease"
+    );
+}
+
+#[tokio::test]
+async fn a_lease_lost_mid_pass_stops_writes_between_two_store_requests() {
+    let w = world().await;
+    w.bind(1, "b-1").await;
+    w.bind(2, "b-2").await;
+    w.store
+        .write_app(TargetState::Active, &app(1), Bytes::from_static(b"[old]"))
+        .await
+        .unwrap();
+    let plan = plan_of(vec![
+        Action::Move {
+            app: app(1),
+            name: "app-1".into(),
+            from: TargetState::Active,
+            to: TargetState::Inactive,
+            body: b"[stopped]".to_vec(),
+            reason: Reason::Stopped,
+        },
+        write(2, "[two]"),
+    ]);
+    let tenure = held();
+    let store = LeaseLapsesDuringFirstWrite {
+        inner: &w.store,
+        tenure: tenure.clone(),
+    };
+    // Concurrency 1, GUID order: app 1's move writes inactive/, then the lease is gone.
+    let outcome = w
+        .apply_with(&store, &plan, &[(1, "b-1"), (2, "b-2")], 1, &tenure)
+        .await;
+    assert_eq!(outcome.lease_lost, Some(LeaseLost::TakenOver));
+    assert_eq!(outcome.abandoned, [app(1), app(2)]);
+    assert!(outcome.applied.is_empty(), "{outcome:?}");
+    assert_eq!(
+        w.store.raw_keys(),
+        [
+            "active/00000000-0000-4000-8000-000000000001.json",
+            "inactive/00000000-0000-4000-8000-000000000001.json"
+        ],
+        "the move's removal or app 2's write went through without the lease"
     );
 }
