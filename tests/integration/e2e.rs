@@ -90,7 +90,9 @@ pub struct Stack {
     pub fixture: Fixture,
     /// The forward proxy Prometheus scrapes through (`nginx.url`).
     _nginx: Nginx,
-    pub updater: Running,
+    /// `None` while stopped ([`Stack::stop_updater`]).
+    pub updater: Option<Running>,
+    updater_port: u16,
     pub sd_sync: SdSync,
     pub prometheus: Prometheus,
     /// Where sd-sync mirrors `active/`.
@@ -98,8 +100,49 @@ pub struct Stack {
     _dir: tempfile::TempDir,
 }
 
+/// What [`Stack::start_with_operator_kit`] adds to [`prometheus_config`]: its
+/// `rule_files` (to go first) and scrape jobs (to go last) for Prometheus itself, the
+/// broker, the updater and sd-sync.
+fn operator_kit_config(rules: &Path, prometheus: u16, services: [&str; 3]) -> (String, String) {
+    let rule_files = format!("rule_files: ['{}']\n", rules.display());
+    let mut jobs = format!(
+        "  - job_name: prometheus\n    static_configs: [{{targets: ['127.0.0.1:{prometheus}']}}]\n"
+    );
+    for (job, url) in ["gds-broker", "gds-updater", "gds-sd-sync"]
+        .into_iter()
+        .zip(services)
+    {
+        let host = url.trim_start_matches("http://").trim_end_matches('/');
+        jobs.push_str(&format!(
+            "  - job_name: {job}\n    static_configs: [{{targets: ['{host}']}}]\n"
+        ));
+    }
+    (rule_files, jobs)
+}
+
 impl Stack {
     pub async fn start() -> Stack {
+        Stack::start_inner(None).await
+    }
+
+    /// [`Stack::start`], with a Prometheus that also scrapes the services' `/metrics`
+    /// and itself and evaluates the alert rules in `rules`; the updater listens on a
+    /// fixed port so that [`Stack::restart_updater`] keeps its scrape target.
+    pub async fn start_with_operator_kit(rules: &Path) -> Stack {
+        Stack::start_inner(Some(rules)).await
+    }
+
+    /// Stops the updater (as `kill -9` would: at once, without releasing its lease).
+    pub fn stop_updater(&mut self) {
+        self.updater = None;
+    }
+
+    /// Starts the updater again on its port.
+    pub fn restart_updater(&mut self) {
+        self.updater = Some(start_updater(&self.fixture, self.updater_port));
+    }
+
+    async fn start_inner(rules: Option<&Path>) -> Stack {
         // The external programs first: a missing one fails at once with what to install.
         crate::prometheus::prometheus_tool("prometheus");
         let fixture = Fixture::start_with(
@@ -115,7 +158,8 @@ impl Stack {
         )
         .await;
         let nginx = start_nginx(&router_url(&fixture.sim).await);
-        let updater = start_updater(&fixture);
+        let updater_port = crate::prometheus::free_port();
+        let updater = start_updater(&fixture, updater_port);
 
         let dir = tempfile::tempdir().expect("a temporary directory");
         let targets_dir = dir.path().join(TARGETS_DIR);
@@ -134,16 +178,31 @@ impl Stack {
         ]);
 
         let config = dir.path().join("prometheus.yml");
-        std::fs::write(
+        let prometheus_port = crate::prometheus::free_port();
+        let mut text = prometheus_config(&nginx.url, &targets_dir, &sd_sync.base_url);
+        if let Some(rules) = rules {
+            let (rule_files, jobs) = operator_kit_config(
+                rules,
+                prometheus_port,
+                [
+                    &fixture.broker.base_url,
+                    &updater.base_url,
+                    &sd_sync.base_url,
+                ],
+            );
+            text = format!("{rule_files}{text}{jobs}");
+        }
+        std::fs::write(&config, text).unwrap();
+        let prometheus = Prometheus::start_on(
+            prometheus_port,
             &config,
-            prometheus_config(&nginx.url, &targets_dir, &sd_sync.base_url),
-        )
-        .unwrap();
-        let prometheus = Prometheus::start(&config, &dir.path().join("prometheus-data"));
+            &dir.path().join("prometheus-data"),
+        );
         let stack = Stack {
             fixture,
             _nginx: nginx,
-            updater,
+            updater: Some(updater),
+            updater_port,
             sd_sync,
             prometheus,
             targets_dir,
@@ -153,7 +212,7 @@ impl Stack {
             .wait("Prometheus, sd-sync and the updater are ready", async |s| {
                 s.prometheus.is_ready().await
                     && s.sd_sync.get("/health").await.status().is_success()
-                    && health_ok(&s.updater).await
+                    && health_ok(s.updater.as_ref().unwrap()).await
             })
             .await;
         stack
@@ -397,7 +456,8 @@ fn without_default_port(url: &str) -> String {
 
 /// The updater with the environment of a deployment next to this broker, and every
 /// interval at its default (full pass every minute, audit events every 2 s).
-fn start_updater(f: &Fixture) -> Running {
+fn start_updater(f: &Fixture, port: u16) -> Running {
+    let port = port.to_string();
     let endpoint = s3_endpoint();
     let env = [
         ("PAAS_DOMAIN", APPS_DOMAIN),
@@ -412,7 +472,7 @@ fn start_updater(f: &Fixture) -> Running {
         ("AWS_SECRET_ACCESS_KEY", "test"),
         ("DATABASE_URL", f.database_url.as_str()),
         ("LISTEN_HOST", "127.0.0.1"),
-        ("PORT", "0"),
+        ("PORT", port.as_str()),
     ];
     start("updater", &[], &env)
 }

@@ -12,6 +12,7 @@ mod e2e;
 mod harness;
 mod import;
 mod manifests;
+mod operator_kit;
 mod prometheus;
 mod proxy;
 mod sd_sync;

@@ -29,6 +29,15 @@ pub fn prometheus_tool(name: &str) -> PathBuf {
         })
 }
 
+/// A free loopback port (free when asked: the caller binds it soon after).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
 /// A Prometheus process of our own, on a free loopback port, killed on drop.
 pub struct Prometheus {
     child: Child,
@@ -48,11 +57,11 @@ impl Prometheus {
     /// Starts Prometheus with `config`, storing its data in `data` and its log next to it
     /// (`data` with the extension `.log`).
     pub fn start(config: &Path, data: &Path) -> Prometheus {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
+        Prometheus::start_on(free_port(), config, data)
+    }
+
+    /// [`Prometheus::start`] on `port` (for a configuration that scrapes Prometheus itself).
+    pub fn start_on(port: u16, config: &Path, data: &Path) -> Prometheus {
         let log = data.with_extension("log");
         let log_file = std::fs::File::create(&log).unwrap();
         let child = Command::new(prometheus_tool("prometheus"))
