@@ -496,9 +496,9 @@ async fn the_tenant_story_reaches_a_real_prometheus_through_the_forward_proxy() 
     let f = &stack.fixture;
     let mut steps: Vec<(&str, Seen)> = Vec::new();
 
-    // Another team's binding stays through the whole story, as on any real node (it also
-    // keeps sd-sync's safety valve, which holds back the deletion of a node's *last*
-    // file for 10 polls, out of the timings). An exporter: no `space` label.
+    // Another team's binding stays through the whole story, as on any real node (the
+    // deletion of a node's *last* file has its own test below). An exporter: no `space`
+    // label.
     let exporter = AppTargets {
         space: None,
         ..AppTargets::demo(EXPORTER, "paas-metric-exporter", "paas-metric-exporter", 1)
@@ -708,4 +708,66 @@ async fn the_tenant_story_reaches_a_real_prometheus_through_the_forward_proxy() 
     for (step, seen) in &steps {
         eprintln!("e2e:   {step:<36} {seen}");
     }
+}
+
+/// The writers' record end to end: the broker's unbind of a node's last app publishes a
+/// record saying `active/` is now empty, so sd-sync applies that deletion on its next poll
+/// instead of holding it back as a suspicious mass deletion.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_unbind_of_a_nodes_last_app_is_applied_on_the_next_poll() {
+    let stack = Stack::start().await;
+    let f = &stack.fixture;
+    expect_status(
+        f.provision("solo-prom").await,
+        StatusCode::CREATED,
+        "provision",
+    );
+    expect_status(
+        f.bind("solo-prom", "solo-binding", WEB_SHOP, Value::Null)
+            .await,
+        StatusCode::CREATED,
+        "bind web-shop",
+    );
+    stack
+        .wait("web-shop's file is on the node", async |s| {
+            s.node_files().len() == 1
+        })
+        .await;
+    // Every sample of `name` for this node's mapping, summed.
+    let sum = async |name: &str| -> f64 {
+        let text = stack.sd_sync.get("/metrics").await.text().await.unwrap();
+        text.lines()
+            .filter(|line| {
+                line.starts_with(&format!("{name}{{"))
+                    && line.contains(&format!("mapping=\"{TARGETS_DIR}\""))
+            })
+            .filter_map(|line| line.rsplit_once(' ')?.1.parse::<f64>().ok())
+            .sum()
+    };
+    let polls_before = sum("sd_sync_polls_total").await;
+    expect_status(
+        f.unbind("solo-prom", "solo-binding").await,
+        StatusCode::OK,
+        "unbind web-shop",
+    );
+    let record = f
+        .record()
+        .await
+        .expect("the unbind published the writers' record");
+    assert_eq!(record.active_count, 0, "{record:?}");
+    stack
+        .wait("the node's last file is gone", async |s| {
+            s.node_files().is_empty()
+        })
+        .await;
+    let polls = sum("sd_sync_polls_total").await - polls_before;
+    assert!(
+        polls <= 2.0,
+        "the deletion took {polls} polls (the next one, and one in flight at most)"
+    );
+    assert_eq!(
+        sum("sd_sync_valve_holds_total").await,
+        0.0,
+        "the valve held the corroborated deletion back"
+    );
 }
