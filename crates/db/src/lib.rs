@@ -150,10 +150,14 @@ impl Db {
                 .await
                 .map_err(DbError::query("enabling SQLite's WAL mode"))?;
         }
-        sqlx::migrate!("./migrations")
-            .run(&pool)
-            .await
-            .map_err(DbError::Migrate)?;
+        // A rolling deploy runs a newer broker beside an older updater (or the other way
+        // round) on one database: a process must start on a database that a newer
+        // version has migrated further. Migrations are therefore additive (new tables
+        // and nullable columns only), and the ones this version does not know are
+        // ignored rather than refused.
+        let mut migrator = sqlx::migrate!("./migrations");
+        migrator.set_ignore_missing(true);
+        migrator.run(&pool).await.map_err(DbError::Migrate)?;
         Ok(Db {
             pool,
             kind,
@@ -241,6 +245,25 @@ mod tests {
     use super::*;
 
     crate::repository_tests!(crate::conformance::fresh_sqlite().await);
+
+    #[tokio::test]
+    async fn a_database_migrated_by_a_newer_version_still_opens() {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}/b.db?mode=rwc", dir.path().display());
+        let db = Db::connect(&url, ConnectOptions::default()).await.unwrap();
+        sqlx::query(
+            "INSERT INTO _sqlx_migrations \
+             (version, description, success, checksum, execution_time) \
+             VALUES (99990101000001, 'from a newer version', TRUE, X'00', 1)",
+        )
+        .execute(&db.pool)
+        .await
+        .unwrap();
+        drop(db);
+        Db::connect(&url, ConnectOptions::default())
+            .await
+            .expect("a newer version's migration made the database unusable");
+    }
 
     #[test]
     fn urls_name_their_database() {
