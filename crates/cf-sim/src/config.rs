@@ -116,7 +116,7 @@ pub struct Args {
         default_value = "127.0.0.1:9292"
     )]
     listen: String,
-    /// URL to advertise in links and tokens [default: http://<listen>]
+    /// URL to advertise in links and tokens [default: http://ADDR of --listen]
     #[arg(long, env = "CF_SIM_BASE_URL", value_name = "URL")]
     base_url: Option<String>,
     /// Seed N apps at start-up (and on every reset)

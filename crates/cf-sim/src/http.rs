@@ -1,15 +1,11 @@
 //! HTTP helpers every handler module shares: JSON responses and request bodies.
 
+use actix_web::HttpResponse;
 use actix_web::http::StatusCode;
-use actix_web::{HttpResponse, web};
 use serde::de::DeserializeOwned;
 use serde_json::Value;
 
 use crate::error::CcError;
-use crate::state::SimState;
-
-/// The simulator's state as handlers extract it.
-pub type Data = web::Data<SimState>;
 
 /// What a handler that can fail with a CC error returns.
 pub type CcResult = Result<HttpResponse, CcError>;

@@ -119,18 +119,19 @@
 //! port: `let sim = Sim::start(config)?; let url = sim.local_url.clone();
 //! actix_web::rt::spawn(sim.run());` (`sim.router_url` with `config.router_listen`).
 
-// Modules in layers, each using only those above it in this list (no import circle):
-// foundations; the world (model and its changes); what is built on the world alone
-// (seed, UAA tokens, routing decisions, presenters, list queries and machinery); the
-// simulator's state; HTTP handlers per API area; the server wiring.
+// Modules in layers; each uses only modules of the layers above it (no import circle):
+// 1. foundations; 2. the world (model and changes); 3. what needs only the world: list
+//    queries and the list machinery, presenters, routing decisions, seed, UAA tokens;
+// 4. the simulator's state; 5. HTTP handlers per API area; 6. the server wiring.
+pub mod cache;
 pub mod config;
 pub mod error;
+pub mod http;
 pub mod keys;
 pub mod util;
 
 pub mod world;
 
-pub mod cache;
 pub mod list;
 pub mod present;
 pub mod query;
@@ -142,7 +143,6 @@ pub mod state;
 
 pub mod cc;
 pub mod control;
-pub mod http;
 pub mod router;
 pub mod uaa_api;
 

@@ -20,6 +20,9 @@ use crate::seed::{SeedSpec, base_world, demo, seed};
 use crate::uaa::{UaaSettings, UaaState};
 use crate::world::{Party, World};
 
+/// The simulator's state as handlers extract it.
+pub type Data = actix_web::web::Data<SimState>;
+
 /// Shared state of one simulator (one per server; cheap to share via `web::Data`).
 pub struct SimState {
     /// Base URL advertised in links, `iss` and `jku`, without a trailing slash.

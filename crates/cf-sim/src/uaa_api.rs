@@ -6,7 +6,8 @@ use actix_web::http::header;
 use actix_web::{HttpRequest, HttpResponse, web};
 use serde_json::json;
 
-use crate::http::{Data, json_response};
+use crate::http::json_response;
+use crate::state::Data;
 use crate::uaa::{TokenRequest, grant};
 
 fn down() -> HttpResponse {

@@ -9,11 +9,11 @@ use serde_json::Value;
 
 use super::identity;
 use crate::error::CcError;
-use crate::http::{CcResult, Data, cc_body, ok};
+use crate::http::{CcResult, cc_body, ok};
 use crate::list::{Cached, Filter, cached_list_response, candidates};
 use crate::present;
 use crate::query::{ListQuery, ListSpec, parse_single};
-use crate::state::SimState;
+use crate::state::{Data, SimState};
 
 const APPS: ListSpec = ListSpec {
     params: &[

@@ -5,10 +5,11 @@ use std::collections::HashSet;
 use actix_web::{HttpRequest, web};
 
 use crate::error::CcError;
-use crate::http::{CcResult, Data, ok};
+use crate::http::{CcResult, ok};
 use crate::list::{Filter, candidates, list_response};
 use crate::present;
 use crate::query::{ListQuery, ListSpec, parse_single};
+use crate::state::Data;
 
 const EVENTS: ListSpec = ListSpec {
     params: &[

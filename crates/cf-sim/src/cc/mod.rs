@@ -6,7 +6,8 @@ use actix_web::{HttpMessage, HttpRequest, HttpResponse};
 use serde_json::{Value, json};
 
 use crate::error::CcError;
-use crate::http::{Data, json_response};
+use crate::http::json_response;
+use crate::state::Data;
 use crate::uaa::Identity;
 
 pub mod apps;

@@ -5,11 +5,11 @@ use serde::Deserialize;
 
 use super::identity;
 use crate::error::CcError;
-use crate::http::{CcResult, Data, cc_body, json_response, ok};
+use crate::http::{CcResult, cc_body, json_response, ok};
 use crate::list::{Cached, Filter, cached_list_response, candidates, list_response};
 use crate::present;
 use crate::query::{ListQuery, ListSpec, parse_single};
-use crate::state::SimState;
+use crate::state::{Data, SimState};
 use crate::world::{Process, World};
 
 const PROCESSES: ListSpec = ListSpec {

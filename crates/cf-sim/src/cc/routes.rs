@@ -6,10 +6,11 @@ use serde_json::Value;
 
 use super::identity;
 use crate::error::CcError;
-use crate::http::{CcResult, Data, cc_body, ok};
+use crate::http::{CcResult, cc_body, ok};
 use crate::list::{Cached, Filter, cached_list_response, candidates, list_response, sorted_unique};
 use crate::present;
 use crate::query::{ListQuery, ListSpec, parse_single};
+use crate::state::Data;
 use crate::world::{Route, World};
 
 const ROUTES: ListSpec = ListSpec {

@@ -24,11 +24,12 @@ use actix_web::{HttpRequest, web};
 use serde_json::{Map, Value, json};
 
 use crate::error::CcError;
-use crate::http::{CcResult, Data, ok};
+use crate::http::{CcResult, ok};
 use crate::list::{Filter, candidates, list_response, pick, sorted_unique};
 use crate::present;
 use crate::present::services::{binding, instance, offering, plan};
 use crate::query::{FieldSpec, ListQuery, ListSpec, parse_single};
+use crate::state::Data;
 use crate::world::{CredentialBinding, ServiceInstance, ServiceOffering, ServicePlan, World};
 
 const OFFERING_FIELDS: FieldSpec = &[("service_broker", &["guid", "name"])];

@@ -9,10 +9,10 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use crate::error::CcError;
-use crate::http::{CcResult, Data, control_body as body, json_response, ok};
+use crate::http::{CcResult, control_body as body, json_response, ok};
 use crate::present;
 use crate::seed::{SeedSpec, demo, seed};
-use crate::state::{FaultSpec, SimState};
+use crate::state::{Data, FaultSpec, SimState};
 use crate::util::{now, random_guid};
 use crate::world::{AppState, NewApp, Org, Space};
 

@@ -5,8 +5,9 @@
 use actix_web::{HttpResponse, web};
 use serde_json::{Value, json};
 
-use crate::http::{CcResult, Data, control_body, json_response};
+use crate::http::{CcResult, control_body, json_response};
 use crate::present::services::{binding, instance, offering, plan};
+use crate::state::Data;
 use crate::world::service_changes::{NewCredentialBinding, NewOffering, NewServiceInstance};
 
 /// The control endpoints for services (served by `GET /sim` with the others).
