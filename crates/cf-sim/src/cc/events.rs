@@ -4,7 +4,6 @@ use std::collections::HashSet;
 
 use actix_web::{HttpRequest, web};
 
-use crate::error::CcError;
 use crate::http::{CcResult, ok};
 use crate::list::{Filter, candidates, list_response};
 use crate::present;
@@ -63,9 +62,6 @@ pub async fn list_events(state: Data, req: HttpRequest) -> CcResult {
 pub async fn get_event(state: Data, req: HttpRequest, path: web::Path<String>) -> CcResult {
     parse_single(req.query_string(), &[], &[])?;
     let w = state.world();
-    let e = w
-        .events
-        .get(&path)
-        .ok_or_else(|| CcError::not_found("Event"))?;
+    let e = w.events.find(&path, "Event")?;
     ok(&present::event(&state.base_url, e))
 }

@@ -2,7 +2,6 @@
 
 use actix_web::{HttpRequest, web};
 
-use crate::error::CcError;
 use crate::http::{CcResult, ok};
 use crate::list::{Filter, candidates, list_response};
 use crate::present;
@@ -48,10 +47,7 @@ pub async fn list_domains(state: Data, req: HttpRequest) -> CcResult {
 pub async fn get_domain(state: Data, req: HttpRequest, path: web::Path<String>) -> CcResult {
     parse_single(req.query_string(), &[], &[])?;
     let w = state.world();
-    let d = w
-        .domains
-        .get(&path)
-        .ok_or_else(|| CcError::not_found("Domain"))?;
+    let d = w.domains.find(&path, "Domain")?;
     ok(&present::domain(&state.base_url, d))
 }
 
@@ -107,10 +103,7 @@ pub async fn list_spaces(state: Data, req: HttpRequest) -> CcResult {
 pub async fn get_space(state: Data, req: HttpRequest, path: web::Path<String>) -> CcResult {
     let q = parse_single(req.query_string(), &["include"], SPACES.includes)?;
     let w = state.world();
-    let s = w
-        .spaces
-        .get(&path)
-        .ok_or_else(|| CcError::not_found("Space"))?;
+    let s = w.spaces.find(&path, "Space")?;
     let mut body = present::space(&state.base_url, s);
     if q.includes("organization") {
         body["included"] =
@@ -155,9 +148,6 @@ pub async fn list_orgs(state: Data, req: HttpRequest) -> CcResult {
 pub async fn get_org(state: Data, req: HttpRequest, path: web::Path<String>) -> CcResult {
     parse_single(req.query_string(), &[], &[])?;
     let w = state.world();
-    let o = w
-        .orgs
-        .get(&path)
-        .ok_or_else(|| CcError::not_found("Organization"))?;
+    let o = w.orgs.find(&path, "Organization")?;
     ok(&present::org(&state.base_url, o))
 }

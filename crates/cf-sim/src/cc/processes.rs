@@ -111,10 +111,7 @@ pub async fn list_app_processes(
 pub async fn get_process(state: Data, req: HttpRequest, path: web::Path<String>) -> CcResult {
     parse_single(req.query_string(), &[], &[])?;
     let w = state.world();
-    let p = w
-        .processes
-        .get(&path)
-        .ok_or_else(|| CcError::not_found("Process"))?;
+    let p = w.processes.find(&path, "Process")?;
     ok(&present::process(&state.base_url, &w, p, false))
 }
 
@@ -137,10 +134,7 @@ pub async fn get_app_process(
 /// `GET /v3/processes/:guid/stats`.
 pub async fn process_stats(state: Data, path: web::Path<String>) -> CcResult {
     let w = state.world();
-    let p = w
-        .processes
-        .get(&path)
-        .ok_or_else(|| CcError::not_found("Process"))?;
+    let p = w.processes.find(&path, "Process")?;
     ok(&present::process_stats(&w, p))
 }
 
@@ -167,11 +161,7 @@ struct ScaleBody {
 fn scale(state: &SimState, req: &HttpRequest, process_guid: &str, body: ScaleBody) -> CcResult {
     {
         let mut w = state.world_mut();
-        let current = w
-            .processes
-            .get(process_guid)
-            .ok_or_else(|| CcError::not_found("Process"))?
-            .instances;
+        let current = w.processes.find(process_guid, "Process")?.instances;
         let _ = body.log_rate_limit_in_bytes_per_second;
         w.scale_process(
             process_guid,

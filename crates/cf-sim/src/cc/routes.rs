@@ -135,10 +135,7 @@ pub async fn list_app_routes(state: Data, req: HttpRequest, path: web::Path<Stri
 pub async fn get_route(state: Data, req: HttpRequest, path: web::Path<String>) -> CcResult {
     let q = parse_single(req.query_string(), &["include"], ROUTES.includes)?;
     let w = state.world();
-    let r = w
-        .routes
-        .get(&path)
-        .ok_or_else(|| CcError::not_found("Route"))?;
+    let r = w.routes.find(&path, "Route")?;
     let mut body = present::route(&state.base_url, &w, r);
     if let Some(inc) = routes_included(&state.base_url, &w, &q, &[(0, r)]) {
         body["included"] = inc;
@@ -149,10 +146,7 @@ pub async fn get_route(state: Data, req: HttpRequest, path: web::Path<String>) -
 /// `GET /v3/routes/:guid/destinations`.
 pub async fn get_destinations(state: Data, path: web::Path<String>) -> CcResult {
     let w = state.world();
-    let r = w
-        .routes
-        .get(&path)
-        .ok_or_else(|| CcError::not_found("Route"))?;
+    let r = w.routes.find(&path, "Route")?;
     ok(&present::destinations(&state.base_url, r))
 }
 
@@ -209,10 +203,7 @@ pub async fn add_destinations(
         }
     }
     let w = state.world();
-    let r = w
-        .routes
-        .get(&path)
-        .ok_or_else(|| CcError::not_found("Route"))?;
+    let r = w.routes.find(&path, "Route")?;
     ok(&present::destinations(&state.base_url, r))
 }
 

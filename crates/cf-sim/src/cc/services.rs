@@ -23,7 +23,6 @@ use std::collections::{BTreeSet, HashSet};
 use actix_web::{HttpRequest, web};
 use serde_json::{Map, Value, json};
 
-use crate::error::CcError;
 use crate::http::{CcResult, ok};
 use crate::list::{Filter, candidates, list_response, pick, sorted_unique};
 use crate::present;
@@ -140,11 +139,7 @@ pub async fn get_offering(state: Data, req: HttpRequest, path: web::Path<String>
     let q = parse_single(req.query_string(), &["fields"], OFFERINGS.includes)?;
     q.check_fields(OFFERING_FIELDS)?;
     let w = state.world();
-    let o = w
-        .services
-        .offerings
-        .get(&path)
-        .ok_or_else(|| CcError::not_found("Service offering"))?;
+    let o = w.services.offerings.find(&path, "Service offering")?;
     let mut body = offering(&state.base_url, o);
     if let Some(keys) = q.fields.get("service_broker") {
         body["included"] = json!({"service_brokers": brokers_of([o], keys)});
@@ -260,11 +255,7 @@ pub async fn get_plan(state: Data, req: HttpRequest, path: web::Path<String>) ->
     let q = parse_single(req.query_string(), &["include", "fields"], PLANS.includes)?;
     q.check_fields(PLAN_FIELDS)?;
     let w = state.world();
-    let p = w
-        .services
-        .plans
-        .get(&path)
-        .ok_or_else(|| CcError::not_found("Service plan"))?;
+    let p = w.services.plans.find(&path, "Service plan")?;
     let mut body = plan(&state.base_url, p);
     if let Some(included) = plans_included(&state.base_url, &w, &q, &[(0, p)]) {
         body["included"] = included;
@@ -407,11 +398,7 @@ pub async fn get_instance(state: Data, req: HttpRequest, path: web::Path<String>
     let q = parse_single(req.query_string(), &["fields"], INSTANCES.includes)?;
     q.check_fields(INSTANCE_FIELDS)?;
     let w = state.world();
-    let i = w
-        .services
-        .instances
-        .get(&path)
-        .ok_or_else(|| CcError::not_found("Service instance"))?;
+    let i = w.services.instances.find(&path, "Service instance")?;
     let mut body = instance(&state.base_url, i);
     if let Some(included) = instances_included(&w, &q, &[(0, i)]) {
         body["included"] = included;
@@ -530,8 +517,7 @@ pub async fn get_binding(state: Data, req: HttpRequest, path: web::Path<String>)
     let b = w
         .services
         .bindings
-        .get(&path)
-        .ok_or_else(|| CcError::not_found("Service credential binding"))?;
+        .find(&path, "Service credential binding")?;
     let mut body = binding(&state.base_url, b);
     if let Some(included) = bindings_included(&state.base_url, &w, &q, &[(0, b)]) {
         body["included"] = included;

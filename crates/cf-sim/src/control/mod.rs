@@ -312,10 +312,7 @@ struct AppGuid {
 
 fn route_json(state: &SimState, guid: &str) -> CcResult {
     let w = state.world();
-    let route = w
-        .routes
-        .get(guid)
-        .ok_or_else(|| CcError::not_found("Route"))?;
+    let route = w.routes.find(guid, "Route")?;
     ok(&present::route(&state.base_url, &w, route))
 }
 
@@ -342,10 +339,7 @@ fn app_json(state: &SimState, guid: &str) -> CcResult {
 
 fn process_json(state: &SimState, guid: &str) -> CcResult {
     let w = state.world();
-    let p = w
-        .processes
-        .get(guid)
-        .ok_or_else(|| CcError::not_found("Process"))?;
+    let p = w.processes.find(guid, "Process")?;
     ok(&present::process(&state.base_url, &w, p, false))
 }
 

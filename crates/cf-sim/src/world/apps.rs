@@ -137,10 +137,7 @@ impl World {
         actor: &Actor,
     ) -> Result<(), CcError> {
         let at = now();
-        let app = self
-            .apps
-            .get_mut(guid)
-            .ok_or_else(|| CcError::not_found("App"))?;
+        let app = self.apps.find_mut(guid, "App")?;
         if app.state != state && state == AppState::Started {
             app.started_at = at;
         }
@@ -225,10 +222,7 @@ impl World {
         actor: &Actor,
     ) -> Result<(), CcError> {
         let at = now();
-        let process = self
-            .processes
-            .get_mut(process_guid)
-            .ok_or_else(|| CcError::not_found("Process"))?;
+        let process = self.processes.find_mut(process_guid, "Process")?;
         process.instances = instances;
         process.updated_at = at;
         let (app_guid, process_type) = (process.app_guid.clone(), process.process_type.clone());
@@ -301,10 +295,7 @@ impl World {
     ) -> Result<(), CcError> {
         let app = self.app(app_guid)?.clone();
         let at = now();
-        let route = self
-            .routes
-            .get_mut(route_guid)
-            .ok_or_else(|| CcError::not_found("Route"))?;
+        let route = self.routes.find_mut(route_guid, "Route")?;
         if route
             .destinations
             .iter()
@@ -336,10 +327,7 @@ impl World {
         actor: &Actor,
     ) -> Result<(), CcError> {
         let app = self.app(app_guid)?.clone();
-        let route = self
-            .routes
-            .get(route_guid)
-            .ok_or_else(|| CcError::not_found("Route"))?;
+        let route = self.routes.find(route_guid, "Route")?;
         if !route.destinations.iter().any(|d| d.app_guid == app_guid) {
             return Err(CcError::unprocessable(
                 "Unable to unmap route from destination. Ensure the route has a destination for this app.",
@@ -356,10 +344,7 @@ impl World {
         destination_guid: &str,
         actor: &Actor,
     ) -> Result<(), CcError> {
-        let route = self
-            .routes
-            .get_mut(route_guid)
-            .ok_or_else(|| CcError::not_found("Route"))?;
+        let route = self.routes.find_mut(route_guid, "Route")?;
         let pos = route
             .destinations
             .iter()

@@ -238,7 +238,7 @@ impl World {
     }
 
     pub fn app(&self, guid: &str) -> Result<&App, CcError> {
-        self.apps.get(guid).ok_or_else(|| CcError::not_found("App"))
+        self.apps.find(guid, "App")
     }
 
     pub fn domain_by_name(&self, name: &str) -> Option<&Domain> {

@@ -4,6 +4,8 @@
 
 use std::collections::{BTreeMap, HashMap};
 
+use crate::error::CcError;
+
 /// A table of rows in creation order with an index by guid.
 #[derive(Debug, Clone)]
 pub struct Table<T> {
@@ -28,6 +30,16 @@ impl<T> Table<T> {
 
     pub fn get(&self, guid: &str) -> Option<&T> {
         self.index.get(guid).and_then(|seq| self.rows.get(seq))
+    }
+
+    /// The row with `guid`, else 404 CF-ResourceNotFound: "`what` not found".
+    pub fn find(&self, guid: &str, what: &str) -> Result<&T, CcError> {
+        self.get(guid).ok_or_else(|| CcError::not_found(what))
+    }
+
+    /// [`Table::find`], for a change.
+    pub fn find_mut(&mut self, guid: &str, what: &str) -> Result<&mut T, CcError> {
+        self.get_mut(guid).ok_or_else(|| CcError::not_found(what))
     }
 
     pub fn get_mut(&mut self, guid: &str) -> Option<&mut T> {
