@@ -119,7 +119,7 @@
 //! port: `let sim = Sim::start(config)?; let url = sim.local_url.clone();
 //! actix_web::rt::spawn(sim.run());` (`sim.router_url` with `config.router_listen`).
 
-// Modules in layers; each uses only modules of the layers above it (no import circle):
+// Modules in layers, each using only modules listed before it (no import circle):
 // 1. foundations; 2. the world (model and changes); 3. what needs only the world: list
 //    queries and the list machinery, presenters, routing decisions, seed, UAA tokens;
 // 4. the simulator's state; 5. HTTP handlers per API area; 6. the server wiring.
@@ -132,9 +132,9 @@ pub mod util;
 
 pub mod world;
 
+pub mod query;
 pub mod list;
 pub mod present;
-pub mod query;
 pub mod routing;
 pub mod seed;
 pub mod uaa;
