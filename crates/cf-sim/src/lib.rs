@@ -133,6 +133,7 @@ pub mod util;
 pub mod world;
 
 pub mod query;
+
 pub mod list;
 pub mod present;
 pub mod routing;
