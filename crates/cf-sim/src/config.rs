@@ -1,6 +1,12 @@
-//! `cf-sim` configuration: flags, each with a `CF_SIM_*` environment form (flags win).
+//! `cf-sim` configuration: flags (clap), each with a `CF_SIM_*` environment form (flags
+//! win).
 
+use std::ffi::OsString;
 use std::fmt;
+use std::path::PathBuf;
+
+use clap::error::ErrorKind;
+use clap::{CommandFactory, Parser};
 
 /// Everything the simulator needs to start.
 #[derive(Clone)]
@@ -90,185 +96,221 @@ impl fmt::Debug for SimConfig {
     }
 }
 
-/// The outcome of parsing the command line.
-#[derive(Debug)]
-pub enum Command {
-    Run(Box<SimConfig>),
-    Help,
+/// The command line: every flag also has a `CF_SIM_*` environment form (flags win).
+#[derive(Parser)]
+#[command(
+    name = "cf-sim",
+    about = "cf-sim: a Cloud Foundry simulator (Cloud Controller v3 subset + UAA on one port)",
+    long_about = None,
+    args_override_self = true,
+    after_help = "Once listening it prints one line to stdout: `cf-sim listening on http://HOST:PORT`, and\n\
+                  with --router-listen a second one: `cf-sim router listening on http://HOST:PORT`.\n\
+                  Logs go to stderr (RUST_LOG, default info). GET /sim lists the control API."
+)]
+pub struct Args {
+    /// Listen address (port 0 = any free port)
+    #[arg(
+        long,
+        env = "CF_SIM_LISTEN",
+        value_name = "ADDR",
+        default_value = "127.0.0.1:9292"
+    )]
+    listen: String,
+    /// URL to advertise in links and tokens [default: http://ADDR of --listen]
+    #[arg(long, env = "CF_SIM_BASE_URL", value_name = "URL")]
+    base_url: Option<String>,
+    /// Seed N apps at start-up (and on every reset)
+    #[arg(long, env = "CF_SIM_SEED_APPS", value_name = "N", default_value = "0", value_parser = non_negative)]
+    seed_apps: u64,
+    /// Spaces for the seeded apps [default: max(1, N/10)]
+    #[arg(long, env = "CF_SIM_SEED_SPACES", value_name = "M", value_parser = non_negative)]
+    seed_spaces: Option<u64>,
+    /// Orgs for the seeded spaces [default: max(1, M/10)]
+    #[arg(long, env = "CF_SIM_SEED_ORGS", value_name = "K", value_parser = non_negative)]
+    seed_orgs: Option<u64>,
+    /// Add the demo org, space and five apps (also --demo=false; env 1/true/yes/on or 0/false/no/off)
+    #[arg(
+        long,
+        env = "CF_SIM_DEMO",
+        value_name = "BOOL",
+        num_args = 0..=1,
+        require_equals = true,
+        default_value = "false",
+        default_missing_value = "true",
+        value_parser = boolean
+    )]
+    demo: bool,
+    /// The shared external apps domain
+    #[arg(
+        long,
+        env = "CF_SIM_APPS_DOMAIN",
+        value_name = "NAME",
+        default_value = "apps.example.com"
+    )]
+    apps_domain: String,
+    /// Access token lifetime
+    #[arg(long, env = "CF_SIM_TOKEN_TTL", value_name = "SECONDS", default_value = "1200", value_parser = non_negative)]
+    token_ttl: u64,
+    /// CC requests per window per token subject; 0 = off
+    #[arg(long, env = "CF_SIM_RATE_LIMIT", value_name = "N", default_value = "0", value_parser = non_negative)]
+    rate_limit: u64,
+    /// Rate-limit window
+    #[arg(long, env = "CF_SIM_RATE_LIMIT_WINDOW", value_name = "SECS", default_value = "3600", value_parser = positive)]
+    rate_limit_window: u64,
+    /// Password-grant user
+    #[arg(
+        long,
+        env = "CF_SIM_ADMIN_USER",
+        value_name = "NAME",
+        default_value = "admin"
+    )]
+    admin_user: String,
+    /// Its password
+    #[arg(
+        long,
+        env = "CF_SIM_ADMIN_PASSWORD",
+        value_name = "PASS",
+        default_value = "admin",
+        hide_env_values = true
+    )]
+    admin_password: String,
+    /// client_credentials client
+    #[arg(
+        long,
+        env = "CF_SIM_CLIENT_ID",
+        value_name = "ID",
+        default_value = "gds-prometheus"
+    )]
+    client_id: String,
+    /// Its secret
+    #[arg(
+        long,
+        env = "CF_SIM_CLIENT_SECRET",
+        value_name = "SECRET",
+        default_value = "gds-prometheus-secret",
+        hide_default_value = true,
+        hide_env_values = true
+    )]
+    client_secret: String,
+    /// Its authorities, comma-separated
+    #[arg(
+        long,
+        env = "CF_SIM_CLIENT_AUTHORITIES",
+        value_name = "LIST",
+        default_value = "cloud_controller.global_auditor"
+    )]
+    client_authorities: String,
+    /// RSA private key for tokens [default: built-in dev key]
+    #[arg(long, env = "CF_SIM_SIGNING_KEY_FILE", value_name = "PEM")]
+    signing_key_file: Option<PathBuf>,
+    /// Also serve a simulated gorouter in front of the apps' instances on ADDR (port 0 =
+    /// any free port) [default: off]
+    #[arg(long, env = "CF_SIM_ROUTER_LISTEN", value_name = "ADDR")]
+    router_listen: Option<String>,
 }
 
-pub const HELP: &str = "\
-cf-sim: a Cloud Foundry simulator (Cloud Controller v3 subset + UAA on one port)
-
-USAGE: cf-sim [FLAGS]
-
-Every flag also has an environment form: --seed-apps N is CF_SIM_SEED_APPS=N, --demo is
-CF_SIM_DEMO=true. Flags win over the environment.
-
-  --listen ADDR              listen address (default 127.0.0.1:9292; port 0 = any free port)
-  --base-url URL             URL to advertise in links and tokens (default http://<listen>)
-  --seed-apps N              seed N apps at start-up (default 0)
-  --seed-spaces M            spaces for the seeded apps (default max(1, N/10))
-  --seed-orgs K              orgs for the seeded spaces (default max(1, M/10))
-  --demo                     add the demo org, space and five apps
-  --apps-domain NAME         the shared external apps domain (default apps.example.com)
-  --token-ttl SECONDS        access token lifetime (default 1200)
-  --rate-limit N             CC requests per window per token subject; 0 = off (default 0)
-  --rate-limit-window SECS   rate-limit window (default 3600)
-  --admin-user NAME          password-grant user (default admin)
-  --admin-password PASS      its password (default admin)
-  --client-id ID             client_credentials client (default gds-prometheus)
-  --client-secret SECRET     its secret (default gds-prometheus-secret)
-  --client-authorities LIST  its authorities, comma-separated
-                             (default cloud_controller.global_auditor)
-  --signing-key-file PEM     RSA private key for tokens (default: built-in dev key)
-  --router-listen ADDR       also serve a simulated gorouter in front of the apps' instances
-                             on ADDR (default off; port 0 = any free port)
-  --help                     this text
-
-Once listening it prints one line to stdout: `cf-sim listening on http://HOST:PORT`, and
-with --router-listen a second one: `cf-sim router listening on http://HOST:PORT`.
-Logs go to stderr (RUST_LOG, default info). GET /sim lists the control API.
-";
-
-const FLAGS: &[&str] = &[
-    "listen",
-    "base-url",
-    "seed-apps",
-    "seed-spaces",
-    "seed-orgs",
-    "demo",
-    "apps-domain",
-    "token-ttl",
-    "rate-limit",
-    "rate-limit-window",
-    "admin-user",
-    "admin-password",
-    "client-id",
-    "client-secret",
-    "client-authorities",
-    "signing-key-file",
-    "router-listen",
-];
-
-fn env_name(flag: &str) -> String {
-    format!("CF_SIM_{}", flag.to_uppercase().replace('-', "_"))
+/// `N` with surrounding blanks allowed.
+fn non_negative(v: &str) -> Result<u64, String> {
+    v.trim()
+        .parse::<u64>()
+        .map_err(|_| format!("`{v}` is not a non-negative integer"))
 }
 
-/// Parses `args` (without the program name) over the environment `env`.
-/// Errors are one clear line naming the bad flag.
-pub fn parse(
-    args: impl IntoIterator<Item = String>,
-    env: impl Fn(&str) -> Option<String>,
-) -> Result<Command, String> {
-    // Collect flag values: environment first, flags override.
-    let mut values: Vec<(String, String)> = Vec::new();
-    for flag in FLAGS {
-        if let Some(v) = env(&env_name(flag)) {
-            values.push((flag.to_string(), v));
-        }
+fn positive(v: &str) -> Result<u64, String> {
+    match non_negative(v)? {
+        0 => Err("must be at least 1".into()),
+        n => Ok(n),
     }
-    let mut args = args.into_iter();
-    while let Some(arg) = args.next() {
-        if arg == "--help" || arg == "-h" {
-            return Ok(Command::Help);
-        }
-        let Some(stripped) = arg.strip_prefix("--") else {
-            return Err(format!("unexpected argument `{arg}` (see --help)"));
-        };
-        let (name, inline) = match stripped.split_once('=') {
-            Some((n, v)) => (n.to_string(), Some(v.to_string())),
-            None => (stripped.to_string(), None),
-        };
-        if !FLAGS.contains(&name.as_str()) {
-            return Err(format!("unknown flag `--{name}` (see --help)"));
-        }
-        let value = if name == "demo" {
-            inline.unwrap_or_else(|| "true".into())
-        } else {
-            match inline.or_else(|| args.next()) {
-                Some(v) => v,
-                None => return Err(format!("--{name} needs a value")),
-            }
-        };
-        values.push((name, value));
-    }
+}
 
-    let mut c = SimConfig::default();
-    for (name, value) in values {
-        let number = |v: &str| -> Result<u64, String> {
-            v.trim()
-                .parse::<u64>()
-                .map_err(|_| format!("--{name}: `{v}` is not a non-negative integer"))
-        };
-        match name.as_str() {
-            "listen" => c.listen = value,
-            "base-url" => c.base_url = Some(value.trim_end_matches('/').to_string()),
-            "seed-apps" => c.seed_apps = number(&value)? as usize,
-            "seed-spaces" => c.seed_spaces = Some(number(&value)?.max(1) as usize),
-            "seed-orgs" => c.seed_orgs = Some(number(&value)?.max(1) as usize),
-            "demo" => {
-                c.demo = match value.to_ascii_lowercase().as_str() {
-                    "1" | "true" | "yes" | "on" => true,
-                    "0" | "false" | "no" | "off" | "" => false,
-                    _ => return Err(format!("--demo: `{value}` is not true or false")),
-                }
-            }
-            "apps-domain" => c.apps_domain = value,
-            "token-ttl" => c.token_ttl = number(&value)?,
-            "rate-limit" => c.rate_limit = number(&value)?,
-            "rate-limit-window" => {
-                c.rate_limit_window = number(&value)?;
-                if c.rate_limit_window == 0 {
-                    return Err("--rate-limit-window must be at least 1".into());
-                }
-            }
-            "admin-user" => c.admin_user = value,
-            "admin-password" => c.admin_password = value,
-            "client-id" => c.client_id = value,
-            "client-secret" => c.client_secret = value,
-            "client-authorities" => {
-                c.client_authorities = value
-                    .split(',')
-                    .map(str::trim)
-                    .filter(|s| !s.is_empty())
-                    .map(str::to_string)
-                    .collect()
-            }
-            "signing-key-file" => {
-                let pem = std::fs::read_to_string(&value)
-                    .map_err(|e| format!("--signing-key-file {value}: {e}"))?;
-                c.signing_key_pem = Some(pem);
-            }
-            "router-listen" => {
-                c.router_listen = Some(value).filter(|v| !v.trim().is_empty());
-            }
-            _ => unreachable!("FLAGS lists every flag"),
-        }
+fn boolean(v: &str) -> Result<bool, String> {
+    match v.to_ascii_lowercase().as_str() {
+        "1" | "true" | "yes" | "on" => Ok(true),
+        "0" | "false" | "no" | "off" | "" => Ok(false),
+        _ => Err(format!("`{v}` is not true or false")),
     }
-    Ok(Command::Run(Box::new(c)))
+}
+
+impl Args {
+    /// The configuration these arguments describe (reads `--signing-key-file`).
+    pub fn into_config(self) -> Result<SimConfig, clap::Error> {
+        let signing_key_pem = match &self.signing_key_file {
+            None => None,
+            Some(path) => Some(std::fs::read_to_string(path).map_err(|e| {
+                Args::command().error(
+                    ErrorKind::Io,
+                    format!("--signing-key-file {}: {e}", path.display()),
+                )
+            })?),
+        };
+        Ok(SimConfig {
+            listen: self.listen,
+            base_url: self.base_url.map(|u| u.trim_end_matches('/').to_string()),
+            seed_apps: self.seed_apps as usize,
+            seed_spaces: self.seed_spaces.map(|n| n.max(1) as usize),
+            seed_orgs: self.seed_orgs.map(|n| n.max(1) as usize),
+            demo: self.demo,
+            apps_domain: self.apps_domain,
+            token_ttl: self.token_ttl,
+            rate_limit: self.rate_limit,
+            rate_limit_window: self.rate_limit_window,
+            admin_user: self.admin_user,
+            admin_password: self.admin_password,
+            client_id: self.client_id,
+            client_secret: self.client_secret,
+            client_authorities: self
+                .client_authorities
+                .split(',')
+                .map(str::trim)
+                .filter(|s| !s.is_empty())
+                .map(str::to_string)
+                .collect(),
+            signing_key_pem,
+            router_listen: self.router_listen.filter(|v| !v.trim().is_empty()),
+        })
+    }
+}
+
+/// Parses a command line (`args` starting with the program name) over the process
+/// environment. `--help` comes back as an error of kind `DisplayHelp` (see
+/// [`clap::Error::exit`]); print other errors with [`one_line`].
+pub fn parse<I, T>(args: I) -> Result<SimConfig, clap::Error>
+where
+    I: IntoIterator<Item = T>,
+    T: Into<OsString> + Clone,
+{
+    Args::try_parse_from(args)?.into_config()
+}
+
+/// A parse error as one line naming the flag, without clap's usage and hints.
+pub fn one_line(e: &clap::Error) -> String {
+    let rendered = e.render().to_string();
+    let first = rendered.lines().next().unwrap_or_default();
+    first.strip_prefix("error: ").unwrap_or(first).to_string()
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    fn run(args: &[&str], env: &[(&str, &str)]) -> Result<SimConfig, String> {
-        let env: Vec<(String, String)> = env
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect();
-        match parse(args.iter().map(|s| s.to_string()), |k| {
-            env.iter().find(|(n, _)| n == k).map(|(_, v)| v.clone())
-        })? {
-            Command::Run(c) => Ok(*c),
-            Command::Help => Err("help".into()),
-        }
+    fn run(args: &[&str]) -> Result<SimConfig, String> {
+        let mut argv = vec!["cf-sim"];
+        argv.extend_from_slice(args);
+        parse(argv).map_err(|e| match e.kind() {
+            ErrorKind::DisplayHelp => "help".to_string(),
+            _ => one_line(&e),
+        })
+    }
+
+    #[test]
+    fn the_command_line_is_consistent() {
+        Args::command().debug_assert();
     }
 
     #[test]
     fn defaults_match_cf_deployment() {
-        let c = run(&[], &[]).unwrap();
+        let c = run(&[]).unwrap();
+        let d = SimConfig::default();
         assert_eq!(c.listen, "127.0.0.1:9292");
         assert_eq!(c.token_ttl, 1200);
         assert_eq!(c.rate_limit, 0);
@@ -280,58 +322,106 @@ mod tests {
         assert_eq!(c.client_id, "gds-prometheus");
         assert!(!c.demo);
         assert_eq!(c.router_listen, None);
+        assert_eq!(format!("{c:?}"), format!("{d:?}"));
+        assert_eq!(c.client_secret, d.client_secret);
     }
 
     #[test]
     fn the_router_listens_only_when_asked() {
-        let c = run(&["--router-listen", "127.0.0.1:0"], &[]).unwrap();
+        let c = run(&["--router-listen", "127.0.0.1:0"]).unwrap();
         assert_eq!(c.router_listen.as_deref(), Some("127.0.0.1:0"));
-        let c = run(&[], &[("CF_SIM_ROUTER_LISTEN", "0.0.0.0:8081")]).unwrap();
-        assert_eq!(c.router_listen.as_deref(), Some("0.0.0.0:8081"));
-        let c = run(&[], &[("CF_SIM_ROUTER_LISTEN", "")]).unwrap();
+        let c = run(&["--router-listen="]).unwrap();
         assert_eq!(c.router_listen, None);
     }
 
     #[test]
-    fn flags_override_the_environment_and_accept_both_forms() {
-        let c = run(
-            &["--seed-apps", "100", "--demo", "--listen=127.0.0.1:0"],
-            &[
-                ("CF_SIM_SEED_APPS", "5"),
-                ("CF_SIM_TOKEN_TTL", "60"),
-                ("CF_SIM_RATE_LIMIT", "10"),
-            ],
-        )
+    fn flags_accept_both_forms_and_the_last_one_wins() {
+        let c = run(&[
+            "--seed-apps",
+            "5",
+            "--seed-apps",
+            "100",
+            "--demo",
+            "--listen=127.0.0.1:0",
+            "--base-url",
+            "http://cf.test/",
+            "--client-authorities",
+            " a, b,,",
+            "--seed-spaces",
+            "0",
+        ])
         .unwrap();
         assert_eq!(c.seed_apps, 100);
         assert!(c.demo);
         assert_eq!(c.listen, "127.0.0.1:0");
-        assert_eq!(c.token_ttl, 60);
-        assert_eq!(c.rate_limit, 10);
+        assert_eq!(c.base_url.as_deref(), Some("http://cf.test"));
+        assert_eq!(c.client_authorities, ["a", "b"]);
+        assert_eq!(c.seed_spaces, Some(1));
+        assert!(!run(&["--demo=false"]).unwrap().demo);
+        assert!(run(&["--demo=yes"]).unwrap().demo);
     }
 
     #[test]
     fn bad_input_gives_one_clear_line() {
         assert_eq!(
-            run(&["--seed-apps", "x"], &[]).unwrap_err(),
-            "--seed-apps: `x` is not a non-negative integer"
+            run(&["--seed-apps", "x"]).unwrap_err(),
+            "invalid value 'x' for '--seed-apps <N>': `x` is not a non-negative integer"
+        );
+        assert_eq!(
+            run(&["--rate-limit-window", "0"]).unwrap_err(),
+            "invalid value '0' for '--rate-limit-window <SECS>': must be at least 1"
+        );
+        assert_eq!(
+            run(&["--nope"]).unwrap_err(),
+            "unexpected argument '--nope' found"
         );
         assert!(
-            run(&["--nope"], &[])
+            run(&["--listen"])
                 .unwrap_err()
-                .contains("unknown flag `--nope`")
+                .contains("'--listen <ADDR>'"),
+            "{:?}",
+            run(&["--listen"])
         );
         assert!(
-            run(&["--listen"], &[])
+            run(&["--signing-key-file", "/nonexistent/key.pem"])
                 .unwrap_err()
-                .contains("needs a value")
+                .starts_with("--signing-key-file /nonexistent/key.pem: "),
         );
-        assert_eq!(run(&["--help"], &[]).unwrap_err(), "help");
+        assert_eq!(run(&["--help"]).unwrap_err(), "help");
+    }
+
+    #[test]
+    fn help_names_every_flag_with_its_environment_form_but_no_secret() {
+        let help = Args::command().render_help().to_string();
+        for flag in [
+            "listen",
+            "base-url",
+            "seed-apps",
+            "seed-spaces",
+            "seed-orgs",
+            "demo",
+            "apps-domain",
+            "token-ttl",
+            "rate-limit",
+            "rate-limit-window",
+            "admin-user",
+            "admin-password",
+            "client-id",
+            "client-secret",
+            "client-authorities",
+            "signing-key-file",
+            "router-listen",
+        ] {
+            assert!(help.contains(&format!("--{flag}")), "--{flag}: {help}");
+            let env = format!("CF_SIM_{}", flag.to_uppercase().replace('-', "_"));
+            assert!(help.contains(&env), "{env}: {help}");
+        }
+        assert!(!help.contains("gds-prometheus-secret"), "{help}");
     }
 
     #[test]
     fn secrets_are_redacted_in_debug() {
-        let c = run(&["--admin-password", "hunter2"], &[]).unwrap();
+        let c = run(&["--admin-password", "hunter2"]).unwrap();
         assert!(!format!("{c:?}").contains("hunter2"));
     }
 }

@@ -40,7 +40,7 @@
 //! | `GET /v3/spaces`, `/v3/organizations` (+ `/:guid`) | spaces take `include=organization` |
 //! | `GET /v3/audit_events` (+ `/:guid`) | `types, target_guids (+[not]), space_guids, organization_guids, created_ats[lt/lte/gt/gte]` |
 //! | `GET /v3/jobs/:guid` | always `COMPLETE` |
-//! | `GET /v3/service_offerings`, `/v3/service_plans`, `/v3/service_instances`, `/v3/service_credential_bindings` (+ `/:guid`) | read-only, seeded through the control API; filters, `include` and `fields` in [`services`] |
+//! | `GET /v3/service_offerings`, `/v3/service_plans`, `/v3/service_instances`, `/v3/service_credential_bindings` (+ `/:guid`) | read-only, seeded through the control API; filters, `include` and `fields` in [`cc::services`] |
 //!
 //! Lists use the CC envelope: absolute `first/last/next/previous` hrefs repeating every
 //! parameter plus `page` and `per_page`, sorted, CGI-escaped (`,` → `%2C`), `null` at
@@ -103,7 +103,7 @@
 //! and routes; map/unmap, scale, stop, start, rename, delete and rolling-deploy apps
 //! (recording the same audit events as the CC API, actor = the admin user); record a
 //! broker's service offering and plans, service instances and credential bindings as an
-//! old broker left them (no broker is called; [`services::ENDPOINTS`]); seed
+//! old broker left them (no broker is called; [`control::services::ENDPOINTS`]); seed
 //! (`POST /sim/seed`, deterministic) or add the demo (`POST /sim/demo`); inject faults
 //! and latency (`POST /sim/faults`); revoke all tokens (`POST /sim/uaa/revoke`) or take
 //! UAA down (`POST /sim/uaa/down`); read and reset request counters (`/sim/requests`,
@@ -119,22 +119,35 @@
 //! port: `let sim = Sim::start(config)?; let url = sim.local_url.clone();
 //! actix_web::rt::spawn(sim.run());` (`sim.router_url` with `config.router_listen`).
 
-pub mod cc;
+// Modules in layers, each using only modules listed before it (no import circle):
+// 1. foundations; 2. the world (model and changes); 3. what needs only the world: list
+//    queries and the list machinery, presenters, routing decisions, seed, UAA tokens;
+// 4. the simulator's state; 5. HTTP handlers per API area; 6. the server wiring.
+pub mod cache;
 pub mod config;
-pub mod control;
 pub mod error;
+pub mod http;
 pub mod keys;
-pub mod present;
-pub mod query;
-pub mod router;
-pub mod seed;
-pub mod server;
-pub mod services;
-pub mod state;
-pub mod uaa;
-pub mod uaa_api;
 pub mod util;
+
 pub mod world;
+
+pub mod query;
+
+pub mod list;
+pub mod present;
+pub mod routing;
+pub mod seed;
+pub mod uaa;
+
+pub mod state;
+
+pub mod cc;
+pub mod control;
+pub mod router;
+pub mod uaa_api;
+
+pub mod server;
 
 pub use config::SimConfig;
 pub use error::CcError;

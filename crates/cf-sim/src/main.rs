@@ -4,19 +4,17 @@ use std::io::Write;
 use std::process::ExitCode;
 
 use cf_sim::Sim;
-use cf_sim::config::{Command, HELP, parse};
+use cf_sim::config::{one_line, parse};
 use tracing_subscriber::EnvFilter;
 
 #[actix_web::main]
 async fn main() -> ExitCode {
-    let config = match parse(std::env::args().skip(1), |k| std::env::var(k).ok()) {
-        Ok(Command::Run(config)) => *config,
-        Ok(Command::Help) => {
-            print!("{HELP}");
-            return ExitCode::SUCCESS;
-        }
-        Err(message) => {
-            eprintln!("cf-sim: {message}");
+    let config = match parse(std::env::args_os()) {
+        Ok(config) => config,
+        // --help: clap prints it to stdout and exits 0.
+        Err(e) if !e.use_stderr() => e.exit(),
+        Err(e) => {
+            eprintln!("cf-sim: {}", one_line(&e));
             return ExitCode::from(2);
         }
     };

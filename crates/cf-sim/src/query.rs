@@ -3,7 +3,7 @@
 //!
 //! Everything here is pure (no state, no HTTP), so it is unit-tested directly.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 
 use serde_json::{Value, json};
 
@@ -315,26 +315,9 @@ impl ListQuery {
         }
     }
 
-    /// A query with only `include` set (for single-resource GETs).
-    pub fn with_include(include: Vec<String>) -> Self {
-        Self {
-            page: 1,
-            per_page: DEFAULT_PER_PAGE,
-            include,
-            ..Default::default()
-        }
-    }
-
     /// The values of list filter `name`, if given.
     pub fn filter(&self, name: &str) -> Option<&[String]> {
         self.filters.get(name).map(Vec::as_slice)
-    }
-
-    /// A set for O(1) membership tests, if the filter was given.
-    pub fn filter_set(&self, name: &str) -> Option<BTreeSet<&str>> {
-        self.filters
-            .get(name)
-            .map(|vs| vs.iter().map(String::as_str).collect())
     }
 
     pub fn includes(&self, what: &str) -> bool {
@@ -391,19 +374,83 @@ impl ListQuery {
     }
 }
 
-/// Parses the query of a single-resource GET, which accepts only `include` (if any).
-pub fn parse_single(raw: &str, includes: &'static [&'static str]) -> Result<Vec<String>, CcError> {
-    let params: &'static [&'static str] = if includes.is_empty() {
-        &[]
-    } else {
-        &["include"]
-    };
+/// Parses the query of a single-resource GET, which accepts only `params` (`include`,
+/// `fields`, or nothing) with the `include` values `includes`.
+pub fn parse_single(
+    raw: &str,
+    params: &'static [&'static str],
+    includes: &'static [&'static str],
+) -> Result<ListQuery, CcError> {
     let spec = ListSpec {
         params,
         order_by: &[],
         includes,
     };
-    ListQuery::parse(raw, &spec).map(|q| q.include)
+    ListQuery::parse(raw, &spec)
+}
+
+/// The `fields[RESOURCE]=keys` an endpoint accepts: (resource, allowed keys).
+pub type FieldSpec = &'static [(&'static str, &'static [&'static str])];
+
+impl ListQuery {
+    /// Checks `fields[RESOURCE]=keys` against what the endpoint accepts.
+    pub fn check_fields(&self, spec: FieldSpec) -> Result<(), CcError> {
+        let resources: Vec<&str> = spec.iter().map(|(r, _)| *r).collect();
+        let mut errors = Vec::new();
+        if self.filter("fields").is_some() {
+            errors.push(format!(
+                "Fields must name a resource: fields[RESOURCE]=keys, with RESOURCE one of '{}'",
+                resources.join("', '")
+            ));
+        }
+        for (resource, keys) in &self.fields {
+            match spec.iter().find(|(r, _)| r == resource) {
+                None => errors.push(format!(
+                    "Fields [{resource}] valid resources are: '{}'",
+                    resources.join("', '")
+                )),
+                Some((_, allowed)) => {
+                    if keys.iter().any(|k| !allowed.contains(&k.as_str())) {
+                        errors.push(format!(
+                            "Fields valid keys for '{resource}' are: '{}'",
+                            allowed.join("', '")
+                        ));
+                    }
+                }
+            }
+        }
+        if errors.is_empty() {
+            Ok(())
+        } else {
+            Err(CcError::bad_query(&errors))
+        }
+    }
+
+    /// `available=true|false` (default true).
+    pub fn available(&self) -> Result<bool, CcError> {
+        match self.filter("available") {
+            None => Ok(true),
+            Some([v]) if v == "true" => Ok(true),
+            Some([v]) if v == "false" => Ok(false),
+            Some(_) => Err(CcError::bad_query(&[
+                "Available only accepts values 'true' or 'false'".into(),
+            ])),
+        }
+    }
+
+    /// A single-valued enum filter (`type`), checked against its values.
+    pub fn check_one_of(&self, name: &str, values: &[&str]) -> Result<(), CcError> {
+        if let Some(given) = self.filter(name)
+            && given.iter().any(|v| !values.contains(&v.as_str()))
+        {
+            let human = name[..1].to_uppercase() + &name[1..];
+            return Err(CcError::bad_query(&[format!(
+                "{human} must be one of '{}'",
+                values.join("', '")
+            )]));
+        }
+        Ok(())
+    }
 }
 
 #[cfg(test)]

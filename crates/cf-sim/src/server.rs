@@ -17,7 +17,7 @@ use actix_web::{App, HttpMessage, HttpResponse, HttpServer, ResponseError, web};
 use anyhow::Context;
 use serde_json::{Value, json};
 
-use crate::cc;
+use crate::cc::{self, apps, events, orgs, processes, routes, services};
 use crate::config::SimConfig;
 use crate::control;
 use crate::error::CcError;
@@ -61,54 +61,75 @@ fn routes(cfg: &mut web::ServiceConfig) {
         .service(resource("/v2/info").route(get().to(cc::v2_info)))
         .service(resource("/v2/{tail:.*}").to(cc::v2_disabled))
         // Apps.
-        .service(resource("/v3/apps").route(get().to(cc::list_apps)))
+        .service(resource("/v3/apps").route(get().to(apps::list_apps)))
         .service(
             resource("/v3/apps/{guid}")
-                .route(get().to(cc::get_app))
-                .route(patch().to(cc::update_app))
-                .route(delete().to(cc::delete_app)),
+                .route(get().to(apps::get_app))
+                .route(patch().to(apps::update_app))
+                .route(delete().to(apps::delete_app)),
         )
-        .service(resource("/v3/apps/{guid}/actions/start").route(post().to(cc::start_app)))
-        .service(resource("/v3/apps/{guid}/actions/stop").route(post().to(cc::stop_app)))
-        .service(resource("/v3/apps/{guid}/processes").route(get().to(cc::list_app_processes)))
-        .service(resource("/v3/apps/{guid}/processes/{type}").route(get().to(cc::get_app_process)))
+        .service(resource("/v3/apps/{guid}/actions/start").route(post().to(apps::start_app)))
+        .service(resource("/v3/apps/{guid}/actions/stop").route(post().to(apps::stop_app)))
+        .service(
+            resource("/v3/apps/{guid}/processes").route(get().to(processes::list_app_processes)),
+        )
+        .service(
+            resource("/v3/apps/{guid}/processes/{type}")
+                .route(get().to(processes::get_app_process)),
+        )
         .service(
             resource("/v3/apps/{guid}/processes/{type}/stats")
-                .route(get().to(cc::app_process_stats)),
+                .route(get().to(processes::app_process_stats)),
         )
         .service(
             resource("/v3/apps/{guid}/processes/{type}/actions/scale")
-                .route(post().to(cc::scale_app_process)),
+                .route(post().to(processes::scale_app_process)),
         )
-        .service(resource("/v3/apps/{guid}/routes").route(get().to(cc::list_app_routes)))
+        .service(resource("/v3/apps/{guid}/routes").route(get().to(routes::list_app_routes)))
         // Processes.
-        .service(resource("/v3/processes").route(get().to(cc::list_processes)))
-        .service(resource("/v3/processes/{guid}").route(get().to(cc::get_process)))
-        .service(resource("/v3/processes/{guid}/stats").route(get().to(cc::process_stats)))
-        .service(resource("/v3/processes/{guid}/actions/scale").route(post().to(cc::scale_process)))
+        .service(resource("/v3/processes").route(get().to(processes::list_processes)))
+        .service(resource("/v3/processes/{guid}").route(get().to(processes::get_process)))
+        .service(resource("/v3/processes/{guid}/stats").route(get().to(processes::process_stats)))
+        .service(
+            resource("/v3/processes/{guid}/actions/scale")
+                .route(post().to(processes::scale_process)),
+        )
         // Routes.
-        .service(resource("/v3/routes").route(get().to(cc::list_routes)))
-        .service(resource("/v3/routes/{guid}").route(get().to(cc::get_route)))
+        .service(resource("/v3/routes").route(get().to(routes::list_routes)))
+        .service(resource("/v3/routes/{guid}").route(get().to(routes::get_route)))
         .service(
             resource("/v3/routes/{guid}/destinations")
-                .route(get().to(cc::get_destinations))
-                .route(post().to(cc::add_destinations)),
+                .route(get().to(routes::get_destinations))
+                .route(post().to(routes::add_destinations)),
         )
         .service(
             resource("/v3/routes/{guid}/destinations/{destination_guid}")
-                .route(delete().to(cc::remove_destination)),
+                .route(delete().to(routes::remove_destination)),
         )
         // Domains, spaces, orgs, events, jobs.
-        .service(resource("/v3/domains").route(get().to(cc::list_domains)))
-        .service(resource("/v3/domains/{guid}").route(get().to(cc::get_domain)))
-        .service(resource("/v3/spaces").route(get().to(cc::list_spaces)))
-        .service(resource("/v3/spaces/{guid}").route(get().to(cc::get_space)))
-        .service(resource("/v3/organizations").route(get().to(cc::list_orgs)))
-        .service(resource("/v3/organizations/{guid}").route(get().to(cc::get_org)))
-        .service(resource("/v3/audit_events").route(get().to(cc::list_events)))
-        .service(resource("/v3/audit_events/{guid}").route(get().to(cc::get_event)))
-        .service(resource("/v3/jobs/{guid}").route(get().to(cc::get_job)))
-        .configure(crate::services::cc_routes)
+        .service(resource("/v3/domains").route(get().to(orgs::list_domains)))
+        .service(resource("/v3/domains/{guid}").route(get().to(orgs::get_domain)))
+        .service(resource("/v3/spaces").route(get().to(orgs::list_spaces)))
+        .service(resource("/v3/spaces/{guid}").route(get().to(orgs::get_space)))
+        .service(resource("/v3/organizations").route(get().to(orgs::list_orgs)))
+        .service(resource("/v3/organizations/{guid}").route(get().to(orgs::get_org)))
+        .service(resource("/v3/audit_events").route(get().to(events::list_events)))
+        .service(resource("/v3/audit_events/{guid}").route(get().to(events::get_event)))
+        .service(resource("/v3/jobs/{guid}").route(get().to(apps::get_job)))
+        // Services (read-only).
+        .service(resource("/v3/service_offerings").route(get().to(services::list_offerings)))
+        .service(resource("/v3/service_offerings/{guid}").route(get().to(services::get_offering)))
+        .service(resource("/v3/service_plans").route(get().to(services::list_plans)))
+        .service(resource("/v3/service_plans/{guid}").route(get().to(services::get_plan)))
+        .service(resource("/v3/service_instances").route(get().to(services::list_instances)))
+        .service(resource("/v3/service_instances/{guid}").route(get().to(services::get_instance)))
+        .service(
+            resource("/v3/service_credential_bindings").route(get().to(services::list_bindings)),
+        )
+        .service(
+            resource("/v3/service_credential_bindings/{guid}")
+                .route(get().to(services::get_binding)),
+        )
         .service(resource(V3_CATCH_ALL).to(cc::v3_unknown))
         // UAA.
         .service(resource("/oauth/token").route(post().to(uaa_api::token)))
@@ -142,7 +163,24 @@ fn routes(cfg: &mut web::ServiceConfig) {
             resource("/sim/routes/{guid}/destinations/{app_guid}")
                 .route(delete().to(control::unmap_route)),
         )
-        .configure(crate::services::control_routes)
+        .service(
+            resource("/sim/service_offerings").route(post().to(control::services::create_offering)),
+        )
+        .service(
+            resource("/sim/service_instances").route(post().to(control::services::create_instance)),
+        )
+        .service(
+            resource("/sim/service_instances/{guid}")
+                .route(delete().to(control::services::delete_instance)),
+        )
+        .service(
+            resource("/sim/service_credential_bindings")
+                .route(post().to(control::services::create_binding)),
+        )
+        .service(
+            resource("/sim/service_credential_bindings/{guid}")
+                .route(delete().to(control::services::delete_binding)),
+        )
         .service(resource("/sim/seed").route(post().to(control::seed_world)))
         .service(resource("/sim/demo").route(post().to(control::demo_world)))
         .service(

@@ -6,18 +6,22 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, RwLock, RwLockReadGuard, RwLockWriteGuard};
+use std::sync::{Mutex, MutexGuard, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 use serde::Deserialize;
 use serde_json::{Value, json};
 
+use crate::cache::PresentedCache;
 use crate::config::SimConfig;
 use crate::error::CcError;
 use crate::keys::SigningKey;
-use crate::router::RouterState;
+use crate::routing::RouterState;
 use crate::seed::{SeedSpec, base_world, demo, seed};
 use crate::uaa::{UaaSettings, UaaState};
 use crate::world::{Party, World};
+
+/// The simulator's state as handlers extract it.
+pub type Data = actix_web::web::Data<SimState>;
 
 /// Shared state of one simulator (one per server; cheap to share via `web::Data`).
 pub struct SimState {
@@ -32,7 +36,7 @@ pub struct SimState {
     world: RwLock<World>,
     /// Bumped by every [`SimState::world_mut`]: what [`PresentedCache`] entries are valid for.
     world_generation: AtomicU64,
-    presented: RwLock<PresentedCache>,
+    presented: PresentedCache,
     uaa: Mutex<UaaState>,
     faults: Mutex<Faults>,
     counters: Mutex<Counters>,
@@ -51,14 +55,6 @@ impl std::fmt::Debug for SimState {
             .field("router_url", &self.router_url)
             .finish_non_exhaustive()
     }
-}
-
-/// Serialised list items of one world generation (see [`SimState::presented`]).
-#[derive(Default)]
-struct PresentedCache {
-    generation: u64,
-    /// Presenter -> GUID -> JSON.
-    items: HashMap<&'static str, HashMap<String, Arc<str>>>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -90,7 +86,7 @@ impl SimState {
             router_url: None,
             world: RwLock::new(world),
             world_generation: AtomicU64::new(0),
-            presented: RwLock::new(PresentedCache::default()),
+            presented: PresentedCache::default(),
             uaa: Mutex::new(UaaState::default()),
             faults: Mutex::new(Faults::default()),
             counters: Mutex::new(Counters::default()),
@@ -117,55 +113,9 @@ impl SimState {
         self.world_generation.load(Ordering::SeqCst)
     }
 
-    /// `rows` presented by `present` and serialised, from the cache when the world has not
-    /// changed since they were last presented. `kind` names the presenter (one key space
-    /// per presenter), `guid` the row. `generation` is [`SimState::world_generation`],
-    /// read under the same world guard as `rows`.
-    ///
-    /// Why: building 5,000 resources as `serde_json::Value`s costs about 100 µs each
-    /// (allocation, mostly), so a page of 5,000 took half a second of the simulator's CPU,
-    /// while the real Cloud Controller's cost is what `delay_ms` faults model. A
-    /// reconciler asks for the same pages every pass; from the cache a page is a copy.
-    pub fn presented<T>(
-        &self,
-        generation: u64,
-        kind: &'static str,
-        rows: &[(u64, &T)],
-        guid: impl Fn(&T) -> &str,
-        present: impl Fn(&T) -> serde_json::Value,
-    ) -> Vec<Arc<str>> {
-        let mut items: Vec<Option<Arc<str>>> = {
-            let cache = self.presented.read().unwrap_or_else(|e| e.into_inner());
-            rows.iter()
-                .map(|(_, row)| {
-                    (cache.generation == generation)
-                        .then(|| cache.items.get(kind)?.get(guid(row)).cloned())
-                        .flatten()
-                })
-                .collect()
-        };
-        let mut fresh = Vec::new();
-        for (item, (_, row)) in items.iter_mut().zip(rows) {
-            if item.is_none() {
-                let text: Arc<str> = present(row).to_string().into();
-                fresh.push((guid(row).to_owned(), text.clone()));
-                *item = Some(text);
-            }
-        }
-        if !fresh.is_empty() {
-            let mut cache = self.presented.write().unwrap_or_else(|e| e.into_inner());
-            if cache.generation < generation {
-                cache.items.clear();
-                cache.generation = generation;
-            }
-            if cache.generation == generation {
-                cache.items.entry(kind).or_default().extend(fresh);
-            }
-        }
-        items
-            .into_iter()
-            .map(|i| i.expect("filled above"))
-            .collect()
+    /// Serialised list items of the current world generation (see [`PresentedCache`]).
+    pub fn presented(&self) -> &PresentedCache {
+        &self.presented
     }
 
     pub fn uaa(&self) -> MutexGuard<'_, UaaState> {

@@ -6,11 +6,9 @@ use actix_web::http::header;
 use actix_web::{HttpRequest, HttpResponse, web};
 use serde_json::json;
 
-use crate::cc::json_response;
-use crate::state::SimState;
+use crate::http::json_response;
+use crate::state::Data;
 use crate::uaa::{TokenRequest, grant};
-
-type Data = web::Data<SimState>;
 
 fn down() -> HttpResponse {
     HttpResponse::ServiceUnavailable()

@@ -177,12 +177,58 @@ fn bad_flags_exit_2_with_one_line_and_help_exits_0() {
     assert_eq!(out.status.code(), Some(2));
     assert_eq!(
         String::from_utf8_lossy(&out.stderr),
-        "cf-sim: --seed-apps: `lots` is not a non-negative integer\n"
+        "cf-sim: invalid value 'lots' for '--seed-apps <N>': `lots` is not a non-negative integer\n"
+    );
+    let out = Command::new(env!("CARGO_BIN_EXE_cf-sim"))
+        .arg("--no-such-flag")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert_eq!(
+        String::from_utf8_lossy(&out.stderr),
+        "cf-sim: unexpected argument '--no-such-flag' found\n"
+    );
+    let out = Command::new(env!("CARGO_BIN_EXE_cf-sim"))
+        .env("CF_SIM_RATE_LIMIT_WINDOW", "0")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert_eq!(
+        String::from_utf8_lossy(&out.stderr),
+        "cf-sim: invalid value '0' for '--rate-limit-window <SECS>': must be at least 1\n"
     );
     let help = Command::new(env!("CARGO_BIN_EXE_cf-sim"))
         .arg("--help")
+        .env("CF_SIM_CLIENT_SECRET", "do-not-print-me")
         .output()
         .unwrap();
     assert!(help.status.success());
-    assert!(String::from_utf8_lossy(&help.stdout).contains("--rate-limit-window"));
+    let help = String::from_utf8_lossy(&help.stdout);
+    assert!(help.contains("--rate-limit-window <SECS>"), "{help}");
+    assert!(help.contains("[env: CF_SIM_RATE_LIMIT_WINDOW="), "{help}");
+    assert!(!help.contains("do-not-print-me"), "{help}");
+}
+
+#[test]
+fn the_environment_fills_in_flags_that_are_not_given_and_flags_win() {
+    let child = Command::new(env!("CARGO_BIN_EXE_cf-sim"))
+        .args(["--seed-apps", "3"])
+        .env("CF_SIM_LISTEN", "127.0.0.1:0")
+        .env("CF_SIM_SEED_APPS", "7")
+        .env("CF_SIM_DEMO", "true")
+        .env("CF_SIM_RATE_LIMIT", "10")
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut child = Running(child);
+    let mut stdout = BufReader::new(child.0.stdout.take().unwrap());
+    let mut line = String::new();
+    stdout.read_line(&mut line).unwrap();
+    let addr = ready_addr(&line, "cf-sim listening on ");
+    let sim = http_get(&addr, "/sim");
+    // Five demo apps (CF_SIM_DEMO) and three seeded (--seed-apps beats CF_SIM_SEED_APPS).
+    assert!(sim.contains("\"apps\":8"), "{sim}");
+    assert!(sim.contains("\"limit\":10"), "{sim}");
 }

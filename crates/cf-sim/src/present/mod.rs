@@ -3,10 +3,13 @@
 
 use serde_json::{Value, json};
 
-use crate::util::{format_rfc3339_now, format_ts, mix64, now};
+use crate::list::sorted_unique;
+use crate::util::{GuidKind, format_rfc3339_now, format_ts, mix64, now, stable_guid};
 use crate::world::{
     App, AppState, Destination, Domain, Event, Job, Org, Process, Route, Space, World,
 };
+
+pub mod services;
 
 /// Shown instead of the command in process lists (CCNG `ProcessPresenter`).
 pub const HIDDEN_IN_LISTS: &str = "[PRIVATE DATA HIDDEN IN LISTS]";
@@ -260,13 +263,13 @@ pub fn org(base: &str, o: &Org) -> Value {
         "suspended": false,
         "created_at": format_ts(o.created_at),
         "updated_at": format_ts(o.updated_at),
-        "relationships": {"quota": {"data": {"guid": crate::util::stable_guid(crate::util::GuidKind::Org, 0)}}},
+        "relationships": {"quota": {"data": {"guid": stable_guid(GuidKind::Org, 0)}}},
         "metadata": metadata(None),
         "links": {
             "self": href(me.clone()),
             "domains": href(format!("{me}/domains")),
             "default_domain": href(format!("{me}/domains/default")),
-            "quota": href(format!("{base}/v3/organization_quotas/{}", crate::util::stable_guid(crate::util::GuidKind::Org, 0))),
+            "quota": href(format!("{base}/v3/organization_quotas/{}", stable_guid(GuidKind::Org, 0))),
         },
     })
 }
@@ -308,16 +311,7 @@ pub fn included_spaces_and_orgs<'a>(
     with_spaces: bool,
     with_orgs: bool,
 ) -> Value {
-    let mut spaces: Vec<&Space> = Vec::new();
-    let mut seen = std::collections::HashSet::new();
-    for g in space_guids {
-        if seen.insert(g)
-            && let Some(s) = w.spaces.get(g)
-        {
-            spaces.push(s);
-        }
-    }
-    spaces.sort_by(|a, b| (a.created_at, &a.guid).cmp(&(b.created_at, &b.guid)));
+    let (spaces, orgs) = spaces_and_orgs(w, space_guids);
     let mut included = serde_json::Map::new();
     if with_spaces {
         included.insert(
@@ -326,17 +320,20 @@ pub fn included_spaces_and_orgs<'a>(
         );
     }
     if with_orgs {
-        let mut seen = std::collections::HashSet::new();
-        let mut orgs: Vec<&Org> = spaces
-            .iter()
-            .filter(|s| seen.insert(s.org_guid.as_str()))
-            .filter_map(|s| w.orgs.get(&s.org_guid))
-            .collect();
-        orgs.sort_by(|a, b| (a.created_at, &a.guid).cmp(&(b.created_at, &b.guid)));
         included.insert(
             "organizations".into(),
             orgs.iter().map(|o| org(base, o)).collect(),
         );
     }
     Value::Object(included)
+}
+
+/// The spaces named by `space_guids` and their orgs, each once, in include order.
+pub fn spaces_and_orgs<'w, 'a>(
+    w: &'w World,
+    space_guids: impl IntoIterator<Item = &'a str>,
+) -> (Vec<&'w Space>, Vec<&'w Org>) {
+    let spaces = sorted_unique(space_guids.into_iter().filter_map(|g| w.spaces.get(g)));
+    let orgs = sorted_unique(spaces.iter().filter_map(|s| w.orgs.get(&s.org_guid)));
+    (spaces, orgs)
 }

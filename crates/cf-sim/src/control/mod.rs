@@ -6,19 +6,17 @@ use std::collections::BTreeMap;
 
 use actix_web::{HttpResponse, web};
 use serde::Deserialize;
-use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
 
-use crate::cc::json_response;
 use crate::error::CcError;
+use crate::http::{CcResult, control_body as body, json_response, ok};
 use crate::present;
 use crate::seed::{SeedSpec, demo, seed};
-use crate::state::{FaultSpec, SimState};
+use crate::state::{Data, FaultSpec, SimState};
 use crate::util::{now, random_guid};
 use crate::world::{AppState, NewApp, Org, Space};
 
-type Data = web::Data<SimState>;
-type SimResult = Result<HttpResponse, CcError>;
+pub mod services;
 
 /// Every control endpoint with a one-line description (served by `GET /sim`).
 pub const ENDPOINTS: &[(&str, &str)] = &[
@@ -108,21 +106,7 @@ pub const ENDPOINTS: &[(&str, &str)] = &[
     ),
 ];
 
-/// Parses a JSON body; an empty body reads as `{}`.
-fn body<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, CcError> {
-    let bytes = if bytes.iter().all(u8::is_ascii_whitespace) {
-        b"{}".as_slice()
-    } else {
-        bytes
-    };
-    serde_json::from_slice(bytes).map_err(|e| CcError::unprocessable(e.to_string()))
-}
-
-fn ok(v: &Value) -> SimResult {
-    Ok(json_response(200, v))
-}
-
-fn created(v: &Value) -> SimResult {
+fn created(v: &Value) -> CcResult {
     Ok(json_response(201, v))
 }
 
@@ -135,7 +119,7 @@ pub async fn index(state: Data) -> HttpResponse {
     let w = state.world();
     let endpoints: BTreeMap<&str, &str> = ENDPOINTS
         .iter()
-        .chain(crate::services::ENDPOINTS)
+        .chain(services::ENDPOINTS)
         .copied()
         .collect();
     json_response(
@@ -170,7 +154,7 @@ struct NewOrg {
 }
 
 /// `POST /sim/orgs`.
-pub async fn create_org(state: Data, bytes: web::Bytes) -> SimResult {
+pub async fn create_org(state: Data, bytes: web::Bytes) -> CcResult {
     let b: NewOrg = body(&bytes)?;
     let mut w = state.world_mut();
     if w.orgs.iter().any(|o| o.name == b.name) {
@@ -204,7 +188,7 @@ struct NewSpace {
 }
 
 /// `POST /sim/spaces`.
-pub async fn create_space(state: Data, bytes: web::Bytes) -> SimResult {
+pub async fn create_space(state: Data, bytes: web::Bytes) -> CcResult {
     let b: NewSpace = body(&bytes)?;
     let mut w = state.world_mut();
     if !w.orgs.contains(&b.org_guid) {
@@ -249,7 +233,7 @@ struct NewAppBody {
 }
 
 /// `POST /sim/apps`.
-pub async fn create_app(state: Data, bytes: web::Bytes) -> SimResult {
+pub async fn create_app(state: Data, bytes: web::Bytes) -> CcResult {
     let b: NewAppBody = body(&bytes)?;
     let app_state = match b.state.as_deref() {
         None => AppState::Started,
@@ -284,7 +268,7 @@ struct NewRoute {
 }
 
 /// `POST /sim/routes`.
-pub async fn create_route(state: Data, bytes: web::Bytes) -> SimResult {
+pub async fn create_route(state: Data, bytes: web::Bytes) -> CcResult {
     let b: NewRoute = body(&bytes)?;
     let actor = state.control_actor();
     let mut w = state.world_mut();
@@ -326,17 +310,14 @@ struct AppGuid {
     app_guid: String,
 }
 
-fn route_json(state: &SimState, guid: &str) -> SimResult {
+fn route_json(state: &SimState, guid: &str) -> CcResult {
     let w = state.world();
-    let route = w
-        .routes
-        .get(guid)
-        .ok_or_else(|| CcError::not_found("Route"))?;
+    let route = w.routes.find(guid, "Route")?;
     ok(&present::route(&state.base_url, &w, route))
 }
 
 /// `POST /sim/routes/:guid/destinations`.
-pub async fn map_route(state: Data, path: web::Path<String>, bytes: web::Bytes) -> SimResult {
+pub async fn map_route(state: Data, path: web::Path<String>, bytes: web::Bytes) -> CcResult {
     let b: AppGuid = body(&bytes)?;
     let actor = state.control_actor();
     state.world_mut().map_route(&path, &b.app_guid, &actor)?;
@@ -344,24 +325,21 @@ pub async fn map_route(state: Data, path: web::Path<String>, bytes: web::Bytes) 
 }
 
 /// `DELETE /sim/routes/:guid/destinations/:app_guid`.
-pub async fn unmap_route(state: Data, path: web::Path<(String, String)>) -> SimResult {
+pub async fn unmap_route(state: Data, path: web::Path<(String, String)>) -> CcResult {
     let (route, app) = path.into_inner();
     let actor = state.control_actor();
     state.world_mut().unmap_route(&route, &app, &actor)?;
     route_json(&state, &route)
 }
 
-fn app_json(state: &SimState, guid: &str) -> SimResult {
+fn app_json(state: &SimState, guid: &str) -> CcResult {
     let w = state.world();
     ok(&present::app(&state.base_url, w.app(guid)?))
 }
 
-fn process_json(state: &SimState, guid: &str) -> SimResult {
+fn process_json(state: &SimState, guid: &str) -> CcResult {
     let w = state.world();
-    let p = w
-        .processes
-        .get(guid)
-        .ok_or_else(|| CcError::not_found("Process"))?;
+    let p = w.processes.find(guid, "Process")?;
     ok(&present::process(&state.base_url, &w, p, false))
 }
 
@@ -378,7 +356,7 @@ struct OptionalInstances {
 }
 
 /// `POST /sim/apps/:guid/scale`.
-pub async fn scale(state: Data, path: web::Path<String>, bytes: web::Bytes) -> SimResult {
+pub async fn scale(state: Data, path: web::Path<String>, bytes: web::Bytes) -> CcResult {
     let b: Instances = body(&bytes)?;
     let actor = state.control_actor();
     let process = state
@@ -388,14 +366,14 @@ pub async fn scale(state: Data, path: web::Path<String>, bytes: web::Bytes) -> S
 }
 
 /// `POST /sim/apps/:guid/stop`.
-pub async fn stop(state: Data, path: web::Path<String>) -> SimResult {
+pub async fn stop(state: Data, path: web::Path<String>) -> CcResult {
     let actor = state.control_actor();
     state.world_mut().stop_app(&path, &actor)?;
     app_json(&state, &path)
 }
 
 /// `POST /sim/apps/:guid/start`.
-pub async fn start(state: Data, path: web::Path<String>) -> SimResult {
+pub async fn start(state: Data, path: web::Path<String>) -> CcResult {
     let actor = state.control_actor();
     state.world_mut().start_app(&path, &actor)?;
     app_json(&state, &path)
@@ -408,7 +386,7 @@ struct Rename {
 }
 
 /// `POST /sim/apps/:guid/rename`.
-pub async fn rename(state: Data, path: web::Path<String>, bytes: web::Bytes) -> SimResult {
+pub async fn rename(state: Data, path: web::Path<String>, bytes: web::Bytes) -> CcResult {
     let b: Rename = body(&bytes)?;
     let actor = state.control_actor();
     state.world_mut().rename_app(&path, &b.name, &actor)?;
@@ -416,14 +394,14 @@ pub async fn rename(state: Data, path: web::Path<String>, bytes: web::Bytes) -> 
 }
 
 /// `DELETE /sim/apps/:guid`.
-pub async fn delete(state: Data, path: web::Path<String>) -> SimResult {
+pub async fn delete(state: Data, path: web::Path<String>) -> CcResult {
     let actor = state.control_actor();
     let job = state.world_mut().delete_app(&path, &actor)?;
     ok(&json!({"deleted": path.as_str(), "job_guid": job}))
 }
 
 /// `POST /sim/apps/:guid/rolling-deploy`.
-pub async fn rolling_deploy(state: Data, path: web::Path<String>, bytes: web::Bytes) -> SimResult {
+pub async fn rolling_deploy(state: Data, path: web::Path<String>, bytes: web::Bytes) -> CcResult {
     let b: OptionalInstances = body(&bytes)?;
     let actor = state.control_actor();
     let process = state
@@ -433,14 +411,14 @@ pub async fn rolling_deploy(state: Data, path: web::Path<String>, bytes: web::By
 }
 
 /// `POST /sim/apps/:guid/rolling-deploy/finish`.
-pub async fn finish_rolling_deploy(state: Data, path: web::Path<String>) -> SimResult {
+pub async fn finish_rolling_deploy(state: Data, path: web::Path<String>) -> CcResult {
     let actor = state.control_actor();
     let process = state.world_mut().finish_rolling_deploy(&path, &actor)?;
     process_json(&state, &process)
 }
 
 /// `POST /sim/seed`.
-pub async fn seed_world(state: Data, bytes: web::Bytes) -> SimResult {
+pub async fn seed_world(state: Data, bytes: web::Bytes) -> CcResult {
     let spec: SeedSpec = body(&bytes)?;
     let started = std::time::Instant::now();
     let summary = seed(&mut state.world_mut(), spec)?;
@@ -453,7 +431,7 @@ pub async fn seed_world(state: Data, bytes: web::Bytes) -> SimResult {
 }
 
 /// `POST /sim/demo`.
-pub async fn demo_world(state: Data) -> SimResult {
+pub async fn demo_world(state: Data) -> CcResult {
     ok(&demo(&mut state.world_mut())?)
 }
 
@@ -463,7 +441,7 @@ pub async fn list_faults(state: Data) -> HttpResponse {
 }
 
 /// `POST /sim/faults`.
-pub async fn add_fault(state: Data, bytes: web::Bytes) -> SimResult {
+pub async fn add_fault(state: Data, bytes: web::Bytes) -> CcResult {
     let spec: FaultSpec = body(&bytes)?;
     let id = state.faults().add(spec)?;
     created(&json!({"id": id}))
@@ -487,7 +465,7 @@ struct Down {
 }
 
 /// `POST /sim/uaa/down`.
-pub async fn uaa_down(state: Data, bytes: web::Bytes) -> SimResult {
+pub async fn uaa_down(state: Data, bytes: web::Bytes) -> CcResult {
     let b: Down = body(&bytes)?;
     state.uaa().down = b.down;
     ok(&json!({"down": b.down}))
@@ -511,7 +489,7 @@ struct MetricsAuth {
 }
 
 /// `POST /sim/apps/:guid/metrics-auth`.
-pub async fn metrics_auth(state: Data, path: web::Path<String>, bytes: web::Bytes) -> SimResult {
+pub async fn metrics_auth(state: Data, path: web::Path<String>, bytes: web::Bytes) -> CcResult {
     let b: MetricsAuth = body(&bytes)?;
     state.world().app(&path)?;
     state.router().set_metrics_auth(&path, b.required);
@@ -538,7 +516,7 @@ struct Reset {
 }
 
 /// `POST /sim/reset`.
-pub async fn reset(state: Data, bytes: web::Bytes) -> SimResult {
+pub async fn reset(state: Data, bytes: web::Bytes) -> CcResult {
     let b: Reset = body(&bytes)?;
     state.reset(b.empty)?;
     ok(&json!({"reset": true, "empty": b.empty}))

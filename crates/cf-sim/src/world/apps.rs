@@ -1,324 +1,19 @@
-//! The simulated foundation: orgs, spaces, apps, processes, routes, domains, audit
-//! events and jobs, all in memory.
-//!
-//! Every table keeps its rows in creation order (`BTreeMap` by a global sequence number,
-//! which is the CC's default order, DB `id` ascending) with a `HashMap` index by guid, so
-//! a lookup is O(1) and a filtered listing is one O(n) pass. Every mutation goes through
-//! a method here that also records the audit event(s) the real CC records, so the
-//! CC-API handlers and the control API share one implementation.
+//! The app-side changes of the world: apps, processes, routes and their destinations.
+//! Each records the audit event(s) the real CC records, so the CC-API handlers and the
+//! control API share one implementation.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 
 use serde_json::{Value, json};
 
+use super::{
+    Actor, App, AppState, DEFAULT_COMMAND, Destination, Event, Job, NewApp, Party, Process, Route,
+    World,
+};
 use crate::error::CcError;
 use crate::util::{now, random_guid};
 
-/// A table of rows in creation order with an index by guid.
-#[derive(Debug, Clone)]
-pub struct Table<T> {
-    rows: BTreeMap<u64, T>,
-    index: HashMap<String, u64>,
-}
-
-impl<T> Default for Table<T> {
-    fn default() -> Self {
-        Self {
-            rows: BTreeMap::new(),
-            index: HashMap::new(),
-        }
-    }
-}
-
-impl<T> Table<T> {
-    pub fn insert(&mut self, seq: u64, guid: String, row: T) {
-        self.index.insert(guid, seq);
-        self.rows.insert(seq, row);
-    }
-
-    pub fn get(&self, guid: &str) -> Option<&T> {
-        self.index.get(guid).and_then(|seq| self.rows.get(seq))
-    }
-
-    pub fn get_mut(&mut self, guid: &str) -> Option<&mut T> {
-        let seq = self.index.get(guid)?;
-        self.rows.get_mut(seq)
-    }
-
-    pub fn contains(&self, guid: &str) -> bool {
-        self.index.contains_key(guid)
-    }
-
-    pub fn remove(&mut self, guid: &str) -> Option<T> {
-        let seq = self.index.remove(guid)?;
-        self.rows.remove(&seq)
-    }
-
-    /// Rows in creation order.
-    pub fn iter(&self) -> impl DoubleEndedIterator<Item = &T> {
-        self.rows.values()
-    }
-
-    pub fn iter_mut(&mut self) -> impl Iterator<Item = &mut T> {
-        self.rows.values_mut()
-    }
-
-    /// Rows with their sequence numbers (the tie-breaker after `created_at`).
-    pub fn iter_seq(&self) -> impl Iterator<Item = (u64, &T)> {
-        self.rows.iter().map(|(s, r)| (*s, r))
-    }
-
-    pub fn seq_of(&self, guid: &str) -> Option<u64> {
-        self.index.get(guid).copied()
-    }
-
-    pub fn len(&self) -> usize {
-        self.rows.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.rows.is_empty()
-    }
-}
-
-#[derive(Debug, Clone)]
-pub struct Org {
-    pub guid: String,
-    pub name: String,
-    pub created_at: i64,
-    pub updated_at: i64,
-}
-
-#[derive(Debug, Clone)]
-pub struct Space {
-    pub guid: String,
-    pub name: String,
-    pub org_guid: String,
-    pub created_at: i64,
-    pub updated_at: i64,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum AppState {
-    Started,
-    Stopped,
-}
-
-impl AppState {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            AppState::Started => "STARTED",
-            AppState::Stopped => "STOPPED",
-        }
-    }
-
-    pub fn parse(s: &str) -> Option<Self> {
-        match s {
-            "STARTED" => Some(AppState::Started),
-            "STOPPED" => Some(AppState::Stopped),
-            _ => None,
-        }
-    }
-}
-
-#[derive(Debug, Clone)]
-pub struct App {
-    pub guid: String,
-    pub name: String,
-    pub state: AppState,
-    pub space_guid: String,
-    pub labels: BTreeMap<String, String>,
-    pub droplet_guid: String,
-    pub created_at: i64,
-    pub updated_at: i64,
-    /// When the app was last started (for `uptime` in process stats).
-    pub started_at: i64,
-}
-
-#[derive(Debug, Clone)]
-pub struct Process {
-    pub guid: String,
-    pub app_guid: String,
-    pub process_type: String,
-    pub command: String,
-    pub instances: u32,
-    pub memory_in_mb: u32,
-    pub disk_in_mb: u32,
-    pub version: String,
-    pub created_at: i64,
-    pub updated_at: i64,
-}
-
-#[derive(Debug, Clone)]
-pub struct Destination {
-    pub guid: String,
-    pub app_guid: String,
-    pub process_type: String,
-    pub port: u16,
-    pub protocol: String,
-    pub created_at: i64,
-    pub updated_at: i64,
-}
-
-#[derive(Debug, Clone)]
-pub struct Route {
-    pub guid: String,
-    pub host: String,
-    pub path: String,
-    pub domain_guid: String,
-    pub space_guid: String,
-    pub destinations: Vec<Destination>,
-    pub created_at: i64,
-    pub updated_at: i64,
-}
-
-#[derive(Debug, Clone)]
-pub struct Domain {
-    pub guid: String,
-    pub name: String,
-    pub internal: bool,
-    pub created_at: i64,
-    pub updated_at: i64,
-}
-
-/// `actor` / `target` of an audit event.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Party {
-    pub guid: String,
-    pub kind: String,
-    pub name: String,
-}
-
-impl Party {
-    pub fn to_json(&self) -> Value {
-        json!({"guid": self.guid, "type": self.kind, "name": self.name})
-    }
-}
-
-#[derive(Debug, Clone)]
-pub struct Event {
-    pub guid: String,
-    pub event_type: String,
-    pub actor: Party,
-    pub target: Party,
-    pub data: Value,
-    pub space_guid: Option<String>,
-    pub org_guid: Option<String>,
-    pub created_at: i64,
-}
-
-#[derive(Debug, Clone)]
-pub struct Job {
-    pub guid: String,
-    pub operation: String,
-    pub created_at: i64,
-}
-
-/// Who made a change: the user or client of the token, or the simulator's admin user
-/// for control-API calls.
-pub type Actor = Party;
-
-/// Input of [`World::create_app`].
-#[derive(Debug, Clone)]
-pub struct NewApp {
-    pub guid: Option<String>,
-    pub name: String,
-    pub space_guid: String,
-    pub state: AppState,
-    pub instances: u32,
-    pub labels: BTreeMap<String, String>,
-    pub command: Option<String>,
-}
-
-/// Default start command of a simulated web process.
-pub const DEFAULT_COMMAND: &str = "bundle exec rackup config.ru -p $PORT";
-
-#[derive(Debug, Clone, Default)]
-pub struct World {
-    pub orgs: Table<Org>,
-    pub spaces: Table<Space>,
-    pub apps: Table<App>,
-    pub processes: Table<Process>,
-    pub routes: Table<Route>,
-    pub domains: Table<Domain>,
-    pub events: Table<Event>,
-    pub jobs: HashMap<String, Job>,
-    /// Service offerings, plans, instances and credential bindings ([`crate::services`]).
-    pub services: crate::services::Services,
-    next_seq: u64,
-    /// The shared, external domain used when a route names none.
-    pub apps_domain_guid: String,
-}
-
 impl World {
-    pub fn next_seq(&mut self) -> u64 {
-        self.next_seq += 1;
-        self.next_seq
-    }
-
-    pub fn add_org(&mut self, org: Org) {
-        let seq = self.next_seq();
-        self.orgs.insert(seq, org.guid.clone(), org);
-    }
-
-    pub fn add_space(&mut self, space: Space) {
-        let seq = self.next_seq();
-        self.spaces.insert(seq, space.guid.clone(), space);
-    }
-
-    pub fn add_domain(&mut self, domain: Domain) {
-        let seq = self.next_seq();
-        self.domains.insert(seq, domain.guid.clone(), domain);
-    }
-
-    /// Inserts an app with its processes as they are (no checks, no events): seeding.
-    pub fn insert_app(&mut self, app: App, processes: Vec<Process>) {
-        let seq = self.next_seq();
-        self.apps.insert(seq, app.guid.clone(), app);
-        for p in processes {
-            let seq = self.next_seq();
-            self.processes.insert(seq, p.guid.clone(), p);
-        }
-    }
-
-    pub fn insert_route(&mut self, route: Route) {
-        let seq = self.next_seq();
-        self.routes.insert(seq, route.guid.clone(), route);
-    }
-
-    pub fn org_of_space(&self, space_guid: &str) -> Option<&str> {
-        self.spaces.get(space_guid).map(|s| s.org_guid.as_str())
-    }
-
-    pub fn space_of_app(&self, app_guid: &str) -> Option<&str> {
-        self.apps.get(app_guid).map(|a| a.space_guid.as_str())
-    }
-
-    pub fn app(&self, guid: &str) -> Result<&App, CcError> {
-        self.apps.get(guid).ok_or_else(|| CcError::not_found("App"))
-    }
-
-    pub fn domain_by_name(&self, name: &str) -> Option<&Domain> {
-        self.domains.iter().find(|d| d.name == name)
-    }
-
-    /// Processes of one app in creation order.
-    pub fn processes_of(&self, app_guid: &str) -> Vec<&Process> {
-        self.processes
-            .iter()
-            .filter(|p| p.app_guid == app_guid)
-            .collect()
-    }
-
-    /// The newest process of `process_type` (the CC's `web_process` during a deploy).
-    pub fn newest_process(&self, app_guid: &str, process_type: &str) -> Option<&Process> {
-        self.processes
-            .iter_seq()
-            .filter(|(_, p)| p.app_guid == app_guid && p.process_type == process_type)
-            .max_by_key(|(seq, p)| (p.created_at, *seq))
-            .map(|(_, p)| p)
-    }
-
     fn record(
         &mut self,
         event_type: &str,
@@ -442,10 +137,7 @@ impl World {
         actor: &Actor,
     ) -> Result<(), CcError> {
         let at = now();
-        let app = self
-            .apps
-            .get_mut(guid)
-            .ok_or_else(|| CcError::not_found("App"))?;
+        let app = self.apps.find_mut(guid, "App")?;
         if app.state != state && state == AppState::Started {
             app.started_at = at;
         }
@@ -530,10 +222,7 @@ impl World {
         actor: &Actor,
     ) -> Result<(), CcError> {
         let at = now();
-        let process = self
-            .processes
-            .get_mut(process_guid)
-            .ok_or_else(|| CcError::not_found("Process"))?;
+        let process = self.processes.find_mut(process_guid, "Process")?;
         process.instances = instances;
         process.updated_at = at;
         let (app_guid, process_type) = (process.app_guid.clone(), process.process_type.clone());
@@ -606,10 +295,7 @@ impl World {
     ) -> Result<(), CcError> {
         let app = self.app(app_guid)?.clone();
         let at = now();
-        let route = self
-            .routes
-            .get_mut(route_guid)
-            .ok_or_else(|| CcError::not_found("Route"))?;
+        let route = self.routes.find_mut(route_guid, "Route")?;
         if route
             .destinations
             .iter()
@@ -641,10 +327,7 @@ impl World {
         actor: &Actor,
     ) -> Result<(), CcError> {
         let app = self.app(app_guid)?.clone();
-        let route = self
-            .routes
-            .get(route_guid)
-            .ok_or_else(|| CcError::not_found("Route"))?;
+        let route = self.routes.find(route_guid, "Route")?;
         if !route.destinations.iter().any(|d| d.app_guid == app_guid) {
             return Err(CcError::unprocessable(
                 "Unable to unmap route from destination. Ensure the route has a destination for this app.",
@@ -661,10 +344,7 @@ impl World {
         destination_guid: &str,
         actor: &Actor,
     ) -> Result<(), CcError> {
-        let route = self
-            .routes
-            .get_mut(route_guid)
-            .ok_or_else(|| CcError::not_found("Route"))?;
+        let route = self.routes.find_mut(route_guid, "Route")?;
         let pos = route
             .destinations
             .iter()
@@ -850,6 +530,7 @@ fn mapping_data(route_guid: &str, d: &Destination) -> Value {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::world::{Domain, Org, Space};
 
     fn admin() -> Actor {
         Party {
