@@ -20,6 +20,7 @@
 //! backends to the same contract.
 
 mod config;
+mod credentials;
 mod dir;
 mod error;
 mod layout;
