@@ -77,7 +77,15 @@ pub(crate) async fn check(provider: &SharedCredentialsProvider) -> Result<(), Co
     let failed = |reason: String| ConfigError::NoCredentials { reason };
     match tokio::time::timeout(CHECK_TIMEOUT, provider.provide_credentials()).await {
         Ok(Ok(_)) => Ok(()),
-        Ok(Err(e)) => Err(failed(error_chain(&e))),
+        // The chain lists each provider's answer on a line of its own: keep one line.
+        Ok(Err(e)) => Err(failed(
+            error_chain(&e)
+                .lines()
+                .map(str::trim)
+                .collect::<Vec<_>>()
+                .join("; ")
+                .replace(":;", ":"),
+        )),
         Err(_) => Err(failed(format!(
             "no answer within {} s",
             CHECK_TIMEOUT.as_secs()
@@ -180,8 +188,13 @@ mod tests {
 
     #[tokio::test]
     async fn static_keys_pass_the_check_without_a_request() {
-        let keys = static_keys(Some("a".into()), Some(SecretString::new("s")), None, &env(&[]))
-            .unwrap();
+        let keys = static_keys(
+            Some("a".into()),
+            Some(SecretString::new("s")),
+            None,
+            &env(&[]),
+        )
+        .unwrap();
         check(&provider(keys, "eu-west-1")).await.unwrap();
     }
 }

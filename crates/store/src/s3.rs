@@ -25,7 +25,8 @@ use gds_targets::AppGuid;
 use crate::ranges::{ListedKey, Page, PageRequest, boundaries_of, list_in_ranges};
 use crate::record::RECORD_KEY;
 use crate::{
-    ConfigError, ETag, credentials, ListHint, StoreError, StoredTarget, TargetState, TargetStore, layout,
+    ConfigError, ETag, ListHint, StoreError, StoredTarget, TargetState, TargetStore, credentials,
+    layout,
 };
 
 /// The most keys S3 returns per `ListObjectsV2` page, and what [`list_page`] asks for.
