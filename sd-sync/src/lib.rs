@@ -11,11 +11,13 @@
 //!
 //! Modules: [`config`] (flags and environment), [`mapping`], [`source`] (S3 listing and
 //! reads), [`plan`] (pure: what to fetch and delete), [`valve`], [`mirror`] (one mapping's
-//! sync), [`schedule`] (when polls start), [`http`] (`/targets`, `/health`, `/metrics`),
-//! [`auth`] (their optional authentication).
+//! sync; its file-system half, the mapping's directory, is `directory`), [`schedule`]
+//! (when polls start), [`http`] (`/targets`, `/health`, `/metrics`), [`auth`] (their
+//! optional authentication).
 
 pub mod auth;
 pub mod config;
+mod directory;
 pub mod duration;
 pub mod filesd;
 pub mod http;
