@@ -71,11 +71,11 @@ impl ImdsStandIn {
                         let Some((request, _)) = read_head(&mut stream).await else {
                             return;
                         };
-                        let (status, body) = answer(&request, with_role);
+                        let (status, headers, body) = answer(&request, with_role);
                         seen.lock().unwrap().push(request);
                         let response = format!(
                             "HTTP/1.1 {status}\r\nContent-Length: {}\r\nContent-Type: text/plain\r\n\
-                             Connection: close\r\n\r\n{body}",
+                             {headers}Connection: close\r\n\r\n{body}",
                             body.len()
                         );
                         let _ = stream.write_all(response.as_bytes()).await;
@@ -95,14 +95,20 @@ impl ImdsStandIn {
     }
 }
 
-fn answer(request: &Seen, with_role: bool) -> (&'static str, String) {
+/// The status, extra header lines and body of the answer to `request`.
+fn answer(request: &Seen, with_role: bool) -> (&'static str, String, String) {
     let credentials = "/latest/meta-data/iam/security-credentials/";
     let mut words = request.line.split_whitespace();
     let (method, path) = (words.next().unwrap_or(""), words.next().unwrap_or(""));
     if method == "PUT" && path == "/latest/api/token" {
         return match request.headers.get("x-aws-ec2-metadata-token-ttl-seconds") {
-            Some(_) => ("200 OK", TOKEN.to_owned()),
-            None => ("400 Bad Request", String::new()),
+            // The SDK requires the TTL back.
+            Some(ttl) => (
+                "200 OK",
+                format!("x-aws-ec2-metadata-token-ttl-seconds: {ttl}\r\n"),
+                TOKEN.to_owned(),
+            ),
+            None => ("400 Bad Request", String::new(), String::new()),
         };
     }
     if request
@@ -111,12 +117,13 @@ fn answer(request: &Seen, with_role: bool) -> (&'static str, String) {
         .map(String::as_str)
         != Some(TOKEN)
     {
-        return ("401 Unauthorized", String::new());
+        return ("401 Unauthorized", String::new(), String::new());
     }
     match (method, path.strip_prefix(credentials)) {
-        ("GET", Some("")) if with_role => ("200 OK", ROLE.to_owned()),
+        ("GET", Some("")) if with_role => ("200 OK", String::new(), ROLE.to_owned()),
         ("GET", Some(role)) if with_role && role == ROLE => (
             "200 OK",
+            String::new(),
             serde_json::json!({
                 "Code": "Success",
                 "LastUpdated": "2026-01-01T00:00:00Z",
@@ -128,7 +135,7 @@ fn answer(request: &Seen, with_role: bool) -> (&'static str, String) {
             })
             .to_string(),
         ),
-        _ => ("404 Not Found", String::new()),
+        _ => ("404 Not Found", String::new(), String::new()),
     }
 }
 
