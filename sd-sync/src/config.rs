@@ -27,7 +27,8 @@ Secrets are read from the environment or a file, never from the command line:
 SD_SYNC_AUTH_PASSWORD or --auth-password-file, SD_SYNC_AUTH_TOKEN or --auth-token-file.
 Durations: 500ms, 2s, 1m, 1m30s. Endpoints: GET /targets, /targets/<name>, /health, /metrics.";
 
-/// The command line. Values stay text here: [`parse`] checks them and names the flag and
+/// The command line. Value names are lowercase: an all-caps literal in sd-sync's sources
+/// is one of its settings (tests/integration/manifests.rs). Values stay text here: [`parse`] checks them and names the flag and
 /// its environment form in its one-line errors.
 #[derive(Debug, Parser)]
 #[command(
@@ -50,36 +51,36 @@ struct Flags {
     )]
     mappings: Vec<String>,
     /// An S3-compatible store (path-style addressing).
-    #[arg(long, value_name = "URL", env = "S3_ENDPOINT")]
+    #[arg(long, value_name = "url", env = "S3_ENDPOINT")]
     s3_endpoint: Option<String>,
     /// The default region of the buckets (us-east-1 with an endpoint).
-    #[arg(long, env = "AWS_REGION")]
+    #[arg(long, value_name = "region", env = "AWS_REGION")]
     region: Option<String>,
     /// A bucket write is installed within about this long (2s): polls start this much
     /// minus the recent syncs' cost apart.
-    #[arg(long, value_name = "DURATION", env = "SD_SYNC_INTERVAL")]
+    #[arg(long, value_name = "duration", env = "SD_SYNC_INTERVAL")]
     interval: Option<String>,
     /// The HTTP listener (127.0.0.1:9280; 0.0.0.0:PORT when only PORT is set).
-    #[arg(long, value_name = "ADDR:PORT", env = "SD_SYNC_LISTEN")]
+    #[arg(long, value_name = "addr:port", env = "SD_SYNC_LISTEN")]
     listen: Option<String>,
     /// /targets answers 503 when the last complete listing is older (5m).
-    #[arg(long, value_name = "DURATION", env = "SD_SYNC_STALE_AFTER")]
+    #[arg(long, value_name = "duration", env = "SD_SYNC_STALE_AFTER")]
     stale_after: Option<String>,
-    /// Safety valve: a sync deleting more than PCT% (50) and more than --max-deletions
+    /// Safety valve: a sync deleting more than this percentage (50) and more than --max-deletions
     /// files, or emptying a directory, waits for --deletion-confirmations polls.
-    #[arg(long, value_name = "PCT", env = "SD_SYNC_MAX_DELETION_SHARE")]
+    #[arg(long, value_name = "percent", env = "SD_SYNC_MAX_DELETION_SHARE")]
     max_deletion_share: Option<String>,
     /// See --max-deletion-share (10).
-    #[arg(long, value_name = "N", env = "SD_SYNC_MAX_DELETIONS")]
+    #[arg(long, value_name = "n", env = "SD_SYNC_MAX_DELETIONS")]
     max_deletions: Option<String>,
-    /// Held-back deletions proceed once N (10) consecutive polls show the same listing.
-    #[arg(long, value_name = "N", env = "SD_SYNC_DELETION_CONFIRMATIONS")]
+    /// Held-back deletions proceed once n (10) consecutive polls show the same listing.
+    #[arg(long, value_name = "n", env = "SD_SYNC_DELETION_CONFIRMATIONS")]
     deletion_confirmations: Option<String>,
     /// Never hold deletions back.
     #[arg(long, env = "SD_SYNC_ALLOW_MASS_DELETION")]
     allow_mass_deletion: bool,
     /// Object reads in flight (64).
-    #[arg(long, value_name = "N", env = "SD_SYNC_FETCH_CONCURRENCY")]
+    #[arg(long, value_name = "n", env = "SD_SYNC_FETCH_CONCURRENCY")]
     fetch_concurrency: Option<String>,
     /// Sync every mapping once and exit (non-zero when a sync failed or deletions were
     /// held back).
@@ -87,14 +88,14 @@ struct Flags {
     once: bool,
     /// Require basic auth on every endpoint but /health, with this user name and the
     /// password in SD_SYNC_AUTH_PASSWORD or --auth-password-file.
-    #[arg(long, value_name = "USER", env = "SD_SYNC_AUTH_USERNAME")]
+    #[arg(long, value_name = "user", env = "SD_SYNC_AUTH_USERNAME")]
     auth_username: Option<String>,
     /// The basic-auth password's file (or SD_SYNC_AUTH_PASSWORD).
-    #[arg(long, value_name = "PATH", env = "SD_SYNC_AUTH_PASSWORD_FILE")]
+    #[arg(long, value_name = "path", env = "SD_SYNC_AUTH_PASSWORD_FILE")]
     auth_password_file: Option<String>,
     /// Require a bearer token from this file (or SD_SYNC_AUTH_TOKEN) instead, or as well;
     /// required beyond loopback.
-    #[arg(long, value_name = "PATH", env = "SD_SYNC_AUTH_TOKEN_FILE")]
+    #[arg(long, value_name = "path", env = "SD_SYNC_AUTH_TOKEN_FILE")]
     auth_token_file: Option<String>,
 }
 
