@@ -186,6 +186,58 @@ mod tests {
         assert_eq!(err, ConfigError::MissingCredentials);
     }
 
+    /// A provider that fails as the chain does when no provider has credentials, or never
+    /// answers.
+    #[derive(Debug)]
+    struct Failing {
+        answers: bool,
+    }
+
+    impl ProvideCredentials for Failing {
+        fn provide_credentials<'a>(&'a self) -> future::ProvideCredentials<'a>
+        where
+            Self: 'a,
+        {
+            let answers = self.answers;
+            future::ProvideCredentials::new(async move {
+                if !answers {
+                    std::future::pending::<()>().await;
+                }
+                Err(
+                    aws_credential_types::provider::error::CredentialsError::not_loaded(
+                        "no credentials found in chain. Attempted:\n  Environment: not set\n  \
+                     Ec2InstanceMetadata: could not communicate with IMDS",
+                    ),
+                )
+            })
+        }
+    }
+
+    #[tokio::test]
+    async fn no_credentials_fail_the_check_with_one_line_naming_what_was_tried() {
+        let err = check(&SharedCredentialsProvider::new(Failing { answers: true }))
+            .await
+            .unwrap_err();
+        let message = err.to_string();
+        assert!(
+            message.starts_with("S3 credentials missing: no static keys"),
+            "{message}"
+        );
+        assert!(
+            message.contains("Environment: not set; Ec2InstanceMetadata: could not"),
+            "{message}"
+        );
+        assert!(!message.contains('\n'), "{message}");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_chain_that_never_answers_fails_the_check_instead_of_hanging() {
+        let err = check(&SharedCredentialsProvider::new(Failing { answers: false }))
+            .await
+            .unwrap_err();
+        assert!(err.to_string().ends_with("no answer within 20 s"), "{err}");
+    }
+
     #[tokio::test]
     async fn static_keys_pass_the_check_without_a_request() {
         let keys = static_keys(
