@@ -11,11 +11,13 @@
 //!
 //! Modules: [`config`] (flags and environment), [`mapping`], [`source`] (S3 listing and
 //! reads), [`plan`] (pure: what to fetch and delete), [`valve`], [`mirror`] (one mapping's
-//! sync), [`schedule`] (when polls start), [`http`] (`/targets`, `/health`, `/metrics`),
-//! [`auth`] (their optional authentication).
+//! sync; its file-system half, the mapping's directory, is `directory`), [`schedule`]
+//! (when polls start), [`http`] (`/targets`, `/health`, `/metrics`), [`auth`] (their
+//! optional authentication).
 
 pub mod auth;
 pub mod config;
+mod directory;
 pub mod duration;
 pub mod filesd;
 pub mod http;
@@ -55,9 +57,11 @@ pub struct Running {
 }
 
 impl SdSync {
-    /// Builds each mapping's S3 client and opens its directory (creating it, indexing the
-    /// files already there). Makes no request to the store.
-    pub fn open(config: Config) -> anyhow::Result<SdSync> {
+    /// Builds each mapping's S3 client, resolves its credentials (static keys, else the
+    /// AWS default chain: failing here, with one line, when no provider yields any) and
+    /// opens its directory (creating it, indexing the files already there). Makes no
+    /// request to the bucket.
+    pub async fn open(config: Config) -> anyhow::Result<SdSync> {
         let metrics = Metrics::new();
         let mut mirrors = Vec::with_capacity(config.mappings.len());
         for mapping in &config.mappings {
@@ -69,14 +73,18 @@ impl SdSync {
                     .unwrap_or_else(|| config.region.clone()),
                 endpoint: config.s3_endpoint.clone(),
                 prefix: String::new(),
-                access_key_id: Some(config.access_key_id.clone()),
-                secret_access_key: Some(config.secret_access_key.clone()),
+                access_key_id: config.access_key_id.clone(),
+                secret_access_key: config.secret_access_key.clone(),
                 session_token: config.session_token.clone(),
             };
             let mapping_metrics = metrics.mapping(&mapping.name);
             let source =
                 S3Source::new(s3, mapping.prefix.clone(), mapping_metrics.requests.clone())
                     .with_context(|| format!("mapping {mapping}"))?;
+            source
+                .check_credentials()
+                .await
+                .with_context(|| format!("mapping {mapping}"))?;
             let mirror_config = MirrorConfig {
                 name: mapping.name.clone(),
                 source: mapping.source(),

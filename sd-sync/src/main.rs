@@ -5,7 +5,7 @@ use std::process::ExitCode;
 
 use gds_service::Settings;
 use sd_sync::SdSync;
-use sd_sync::config::{Command, HELP, parse};
+use sd_sync::config::{Command, help, parse};
 
 fn main() -> ExitCode {
     let settings = match Settings::from_env() {
@@ -18,7 +18,7 @@ fn main() -> ExitCode {
     let config = match parse(std::env::args().skip(1), &settings) {
         Ok(Command::Run(config)) => *config,
         Ok(Command::Help) => {
-            print!("{HELP}");
+            print!("{}", help());
             return ExitCode::SUCCESS;
         }
         Err(message) => {
@@ -48,7 +48,7 @@ fn main() -> ExitCode {
 
 async fn run(config: sd_sync::config::Config) -> ExitCode {
     let once = config.once;
-    let sd_sync = match SdSync::open(config) {
+    let sd_sync = match SdSync::open(config).await {
         Ok(sd_sync) => sd_sync,
         Err(e) => {
             eprintln!("sd-sync: {e:#}");

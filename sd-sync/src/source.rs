@@ -1,7 +1,7 @@
 //! Where a mapping's objects come from: a bucket prefix, listed and read.
 //!
 //! [`S3Source`] uses the client that gds-store builds (endpoint override, path-style,
-//! static credentials, timeouts and retries) and speaks raw keys, because a mapping may
+//! static keys or the AWS default credential chain, timeouts and retries) and speaks raw keys, because a mapping may
 //! name any prefix, not only the standard `active/` layout.
 
 use std::future::Future;
@@ -63,6 +63,8 @@ pub struct RequestCounters {
 /// A bucket prefix on S3 or an S3-compatible store.
 #[derive(Clone, Debug)]
 pub struct S3Source {
+    /// Kept for its credentials check; requests go through `client`.
+    store: S3Store,
     client: aws_sdk_s3::Client,
     bucket: String,
     prefix: String,
@@ -81,16 +83,23 @@ impl S3Source {
         requests: RequestCounters,
     ) -> Result<S3Source, ConfigError> {
         let bucket = config.bucket.clone();
-        // The credentials are in the config; nothing is looked up.
+        // Static keys are in the config if given; nothing is looked up here (the default
+        // chain reads the process environment itself).
         let store = S3Store::new(config, |_| None)?;
         Ok(S3Source {
             client: store.client().clone(),
+            store,
             bucket,
             record_key: record_key_for_active_prefix(&prefix),
             prefix,
             requests,
             boundaries: Arc::default(),
         })
+    }
+
+    /// Resolves the credentials once ([`S3Store::check_credentials`]).
+    pub async fn check_credentials(&self) -> Result<(), ConfigError> {
+        self.store.check_credentials().await
     }
 
     fn describe<E>(&self, operation: &str, key: &str, err: &SdkError<E>) -> SourceError

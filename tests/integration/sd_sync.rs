@@ -5,6 +5,7 @@
 //! in for a store that goes away and comes back.
 
 mod bench;
+mod imds;
 mod mirroring;
 mod prometheus;
 pub(crate) mod s3_stub;

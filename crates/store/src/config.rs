@@ -36,9 +36,10 @@ impl StoreConfig {
     /// - `ENVIRONMENT=local`: `TARGETS_PATH` (required).
     /// - otherwise: `BUCKET_NAME` (required), `AWS_REGION` (required unless `S3_ENDPOINT`
     ///   is set; then it defaults to `us-east-1`), `S3_ENDPOINT`, `BUCKET_PREFIX` (a key
-    ///   prefix such as `eu-west-1/`), and `AWS_ACCESS_KEY_ID` + `AWS_SECRET_ACCESS_KEY`
-    ///   (+ `AWS_SESSION_TOKEN`), which are required here so that missing credentials
-    ///   stop the service at start rather than at its first write.
+    ///   prefix such as `eu-west-1/`), and static keys `AWS_ACCESS_KEY_ID` +
+    ///   `AWS_SECRET_ACCESS_KEY` (+ `AWS_SESSION_TOKEN`): both or neither; with neither,
+    ///   the AWS SDK's default credential chain (an instance role, say), which
+    ///   [`StoreConfig::open_checked`] resolves at start.
     ///
     /// Credentials found elsewhere (`VCAP_SERVICES`) can be set on the returned
     /// [`S3Config`] by the caller; pass a lookup that serves them under the `AWS_*` names.
@@ -68,29 +69,46 @@ impl StoreConfig {
                 });
             }
         };
-        let (Some(access_key_id), Some(secret_access_key)) =
-            (get("AWS_ACCESS_KEY_ID"), get("AWS_SECRET_ACCESS_KEY"))
-        else {
+        let access_key_id = get("AWS_ACCESS_KEY_ID");
+        let secret_access_key = get("AWS_SECRET_ACCESS_KEY").map(SecretString::new);
+        if access_key_id.is_some() != secret_access_key.is_some() {
             return Err(ConfigError::MissingCredentials);
-        };
+        }
         Ok(StoreConfig::S3(S3Config {
             bucket,
             region,
             endpoint,
             prefix: get("BUCKET_PREFIX").unwrap_or_default(),
-            access_key_id: Some(access_key_id),
-            secret_access_key: Some(SecretString::new(secret_access_key)),
+            access_key_id,
+            secret_access_key,
             session_token: get("AWS_SESSION_TOKEN").map(SecretString::new),
         }))
     }
 
     /// Builds the store. Makes no request; call [`TargetStore::check`] to probe it.
+    /// Without static keys the S3 credentials are resolved on first use: prefer
+    /// [`StoreConfig::open_checked`] at start.
     pub fn open(self) -> Result<Arc<dyn TargetStore>, ConfigError> {
         Ok(match self {
             StoreConfig::Dir(path) => Arc::new(DirStore::new(path)),
-            // The credentials are in the config already; nothing more to look up.
+            // The static keys, if any, are in the config already; the process environment
+            // is the default chain's business.
             StoreConfig::S3(config) => Arc::new(S3Store::new(config, |_| None)?),
         })
+    }
+
+    /// [`StoreConfig::open`], then, for S3, resolves the credentials once
+    /// ([`S3Store::check_credentials`]), so that a service without any stops at start
+    /// with one line naming what was tried. Makes no request to the bucket.
+    pub async fn open_checked(self) -> Result<Arc<dyn TargetStore>, ConfigError> {
+        match self {
+            StoreConfig::Dir(_) => self.open(),
+            StoreConfig::S3(config) => {
+                let store = S3Store::new(config, |_| None)?;
+                store.check_credentials().await?;
+                Ok(Arc::new(store))
+            }
+        }
     }
 }
 
@@ -174,13 +192,34 @@ mod tests {
     }
 
     #[test]
+    fn without_static_keys_the_default_chain_is_left_to_supply_them() {
+        let pairs = [("BUCKET_NAME", "b"), ("AWS_REGION", "eu-west-1")];
+        let StoreConfig::S3(config) = StoreConfig::from_lookup(lookup(&pairs)).unwrap() else {
+            panic!("expected an S3 configuration");
+        };
+        assert_eq!(config.access_key_id, None);
+        assert_eq!(config.secret_access_key, None);
+    }
+
+    #[tokio::test]
+    async fn open_checked_resolves_static_keys_and_skips_directories() {
+        StoreConfig::Dir("/t".into()).open_checked().await.unwrap();
+        let s3 = S3Config::new("b", "eu-west-1").with_credentials("a", "s");
+        StoreConfig::S3(s3).open_checked().await.unwrap();
+    }
+
+    #[test]
     fn missing_settings_stop_the_service_with_one_clear_line() {
         let cases: [(&[(&str, &str)], &str); 3] = [
             (&[], "BUCKET_NAME is not set"),
             (&[("BUCKET_NAME", "b")], "AWS_REGION is not set"),
             (
-                &[("BUCKET_NAME", "b"), ("AWS_REGION", "eu-west-1")],
-                "S3 credentials missing",
+                &[
+                    ("BUCKET_NAME", "b"),
+                    ("AWS_REGION", "eu-west-1"),
+                    ("AWS_ACCESS_KEY_ID", "AKID"),
+                ],
+                "S3 credentials incomplete",
             ),
         ];
         for (pairs, expected) in cases {

@@ -2,13 +2,14 @@
 //! `TARGETS_PATH=DIR`), for a laptop or a demo where Prometheus reads the files directly.
 
 use std::fs::{self, OpenOptions};
-use std::io::{self, Write};
+use std::io;
 use std::path::{Path, PathBuf};
 
 use async_trait::async_trait;
 use bytes::Bytes;
 use gds_targets::AppGuid;
 
+use crate::atomic::write_file_atomically;
 use crate::record::RECORD_KEY;
 use crate::{ETag, StoreError, StoredTarget, TargetState, TargetStore, layout};
 
@@ -56,50 +57,6 @@ fn read_optional(path: &Path) -> Result<Option<(Bytes, ETag)>, StoreError> {
         Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
         Err(e) => Err(StoreError::io(format!("reading {}", path.display()), e)),
     }
-}
-
-/// Writes `contents` to `path` so that no reader ever sees a partial file: the bytes go
-/// to a staged file in the same directory, which is flushed to disk and then renamed
-/// over `path`. Blocking; the parent directory must exist.
-///
-/// Why: Prometheus' `file_sd` re-reads a file on every inotify event and keeps the old
-/// targets, logging errors, while a file is truncated or half-written. A rename within
-/// one directory (one file system) is atomic, so readers see the old file or the new
-/// one. The staged name (`.staged-<random>.tmp`, see `layout`) never ends in `.json`, so the `*.json`
-/// glob never matches it, and it is unique, so concurrent writers never share one.
-///
-/// The file is fsynced before the rename so that a crash cannot leave a renamed but empty
-/// file. The directory is not fsynced: after a power loss the rename may be lost and the
-/// old content come back, which is harmless because the store is derived state that the
-/// updater rewrites on its next pass.
-pub fn write_file_atomically(path: &Path, contents: &[u8]) -> io::Result<()> {
-    let dir = match path.parent() {
-        Some(dir) if !dir.as_os_str().is_empty() => dir,
-        _ => Path::new("."),
-    };
-    if path.file_name().is_none() {
-        return Err(io::Error::new(
-            io::ErrorKind::InvalidInput,
-            format!("{} has no file name", path.display()),
-        ));
-    }
-    let unique = uuid::Uuid::new_v4().simple().to_string();
-    let staged = dir.join(layout::staged_file_name(&unique));
-    let result = (|| {
-        let mut file = OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .open(&staged)?;
-        file.write_all(contents)?;
-        file.sync_all()?;
-        drop(file);
-        fs::rename(&staged, path)
-    })();
-    if result.is_err() {
-        // Best effort: the staged name is invisible to Prometheus anyway.
-        let _ = fs::remove_file(&staged);
-    }
-    result
 }
 
 /// Runs blocking file-system work off the async executor.
@@ -420,31 +377,6 @@ mod tests {
             all_files(&f.store.root().join("active")),
             [format!("{}/inside", layout::file_name(&app(7)))]
         );
-    }
-
-    #[test]
-    fn write_file_atomically_replaces_a_file_and_stages_beside_it() {
-        let tmp = tempfile::tempdir().unwrap();
-        let path = tmp.path().join("eu-west-1.json");
-        fs::write(&path, "old").unwrap();
-        write_file_atomically(&path, b"new content").unwrap();
-        assert_eq!(fs::read(&path).unwrap(), b"new content");
-        assert_eq!(all_files(tmp.path()), ["eu-west-1.json"]);
-    }
-
-    #[test]
-    fn write_file_atomically_writes_a_name_as_long_as_the_file_system_allows() {
-        let tmp = tempfile::tempdir().unwrap();
-        let name = format!("{}.json", "a".repeat(250));
-        assert_eq!(name.len(), 255);
-        write_file_atomically(&tmp.path().join(&name), b"x").unwrap();
-        assert_eq!(all_files(tmp.path()), [name]);
-    }
-
-    #[test]
-    fn write_file_atomically_rejects_a_path_without_a_file_name() {
-        let err = write_file_atomically(Path::new("/"), b"x").unwrap_err();
-        assert_eq!(err.kind(), io::ErrorKind::InvalidInput);
     }
 
     #[tokio::test]

@@ -103,9 +103,23 @@ pub enum ConfigError {
         reason: String,
     },
 
-    /// Neither the configuration nor the environment has S3 keys.
-    #[error("S3 credentials missing: set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY")]
+    /// Half a pair of static S3 keys (an id without a secret, or the reverse).
+    #[error(
+        "S3 credentials incomplete: set both AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY \
+         (or neither, for the AWS default credential chain)"
+    )]
     MissingCredentials,
+
+    /// No static keys, and no provider of the AWS default credential chain yielded any.
+    #[error(
+        "S3 credentials missing: no static keys (AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY) and \
+         the AWS default chain (environment, profile files, web identity, ECS, EC2 instance \
+         metadata) found none: {reason}"
+    )]
+    NoCredentials {
+        /// The chain's answer, in one line.
+        reason: String,
+    },
 }
 
 #[cfg(test)]

@@ -66,7 +66,7 @@ const STAGED_SUFFIX: &str = ".tmp";
 /// Not derived from the final name: a final name may use all of the file system's 255
 /// bytes (sd-sync installs any `*.json` object name up to that), and a staged name that
 /// added to it would then fail with "File name too long" on every attempt. `unique` is
-/// short (a UUID, or a pid and a counter).
+/// short: `<pid>-<n>` ([`crate::atomic`], the one writer of staged files).
 pub fn staged_file_name(unique: &str) -> String {
     format!("{STAGED_PREFIX}{unique}{STAGED_SUFFIX}")
 }

@@ -19,7 +19,9 @@
 //! One conformance suite (`conformance`, behind the `conformance` feature) holds all
 //! backends to the same contract.
 
+pub mod atomic;
 mod config;
+mod credentials;
 mod dir;
 mod error;
 mod layout;
@@ -37,10 +39,11 @@ use async_trait::async_trait;
 use gds_targets::AppGuid;
 use md5::{Digest, Md5};
 
+pub use atomic::write_file_atomically;
 /// The body type of [`TargetStore`] files, re-exported so callers need no `bytes` dependency.
 pub use bytes::Bytes;
 pub use config::{SETTINGS, StoreConfig};
-pub use dir::{DirStore, write_file_atomically};
+pub use dir::DirStore;
 pub use error::{ConfigError, StoreError};
 pub use layout::{staged_file_name, unique_of_staged_file_name};
 pub use memory::MemoryStore;

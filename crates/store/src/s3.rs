@@ -1,9 +1,9 @@
 //! [`S3Store`]: the bucket layout in an S3 bucket or an S3-compatible store.
 //!
-//! Built on aws-sdk-s3 without aws-config: credentials are static keys from the
-//! configuration or from `AWS_ACCESS_KEY_ID`/`AWS_SECRET_ACCESS_KEY`/`AWS_SESSION_TOKEN`
-//! read through an injected lookup (so tests pass a map, and `VCAP_SERVICES` keys work
-//! without touching the process environment).
+//! Credentials are static keys from the configuration or from
+//! `AWS_ACCESS_KEY_ID`/`AWS_SECRET_ACCESS_KEY`/`AWS_SESSION_TOKEN` read through an injected
+//! lookup (so tests pass a map, and `VCAP_SERVICES` keys work without touching the process
+//! environment); without any, the AWS SDK's default chain ([`crate::credentials`]).
 
 use std::fmt;
 use std::time::Duration;
@@ -12,7 +12,8 @@ use async_trait::async_trait;
 use aws_sdk_s3::config::retry::RetryConfig;
 use aws_sdk_s3::config::timeout::TimeoutConfig;
 use aws_sdk_s3::config::{
-    BehaviorVersion, Credentials, Region, RequestChecksumCalculation, ResponseChecksumValidation,
+    BehaviorVersion, Region, RequestChecksumCalculation, ResponseChecksumValidation,
+    SharedCredentialsProvider,
 };
 use aws_sdk_s3::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_s3::operation::list_objects_v2::ListObjectsV2Error;
@@ -24,7 +25,8 @@ use gds_targets::AppGuid;
 use crate::ranges::{ListedKey, Page, PageRequest, boundaries_of, list_in_ranges};
 use crate::record::RECORD_KEY;
 use crate::{
-    ConfigError, ETag, ListHint, StoreError, StoredTarget, TargetState, TargetStore, layout,
+    ConfigError, ETag, ListHint, StoreError, StoredTarget, TargetState, TargetStore, credentials,
+    layout,
 };
 
 /// The most keys S3 returns per `ListObjectsV2` page, and what [`list_page`] asks for.
@@ -139,7 +141,8 @@ pub struct S3Config {
     /// A key prefix such as `eu-west-1/` (one prefix per region, DESIGN.md 6); empty for
     /// none. Normalised to one trailing `/`.
     pub prefix: String,
-    /// A static access key id; when `None`, `AWS_ACCESS_KEY_ID` is looked up.
+    /// A static access key id; when `None`, `AWS_ACCESS_KEY_ID` is looked up, and without
+    /// that the AWS SDK's default credential chain is used.
     pub access_key_id: Option<String>,
     /// The secret key going with `access_key_id`.
     pub secret_access_key: Option<SecretString>,
@@ -149,7 +152,7 @@ pub struct S3Config {
 
 impl S3Config {
     /// A configuration for `bucket` in `region`, with no endpoint override, no prefix and
-    /// credentials to be looked up.
+    /// credentials to be looked up (static keys, else the default chain).
     pub fn new(bucket: impl Into<String>, region: impl Into<String>) -> S3Config {
         S3Config {
             bucket: bucket.into(),
@@ -194,6 +197,7 @@ pub struct S3Store {
     region: String,
     prefix: String,
     endpoint: Option<String>,
+    credentials: SharedCredentialsProvider,
 }
 
 impl fmt::Debug for S3Store {
@@ -218,7 +222,9 @@ impl S3Store {
     ///
     /// Credentials are the ones in `config` if it has an access key id, otherwise
     /// `AWS_ACCESS_KEY_ID`, `AWS_SECRET_ACCESS_KEY` and optionally `AWS_SESSION_TOKEN`
-    /// from `lookup` (pass `|name| std::env::var(name).ok()` for the process environment).
+    /// from `lookup` (pass `|name| std::env::var(name).ok()` for the process environment),
+    /// otherwise the AWS SDK's default chain, resolved on first use: call
+    /// [`S3Store::check_credentials`] at start to fail early when it finds none.
     pub fn new(
         config: S3Config,
         lookup: impl Fn(&str) -> Option<String>,
@@ -249,17 +255,18 @@ impl S3Store {
                 reason: format!("{endpoint:?} is not an http:// or https:// URL"),
             });
         }
-        let credentials = resolve_credentials(
-            non_empty(config.access_key_id),
+        let static_keys = credentials::static_keys(
+            config.access_key_id,
             config.secret_access_key,
             config.session_token,
             &lookup,
         )?;
+        let credentials = credentials::provider(static_keys, &config.region);
 
         let mut builder = aws_sdk_s3::Config::builder()
             .behavior_version(BehaviorVersion::latest())
             .region(Region::new(config.region.clone()))
-            .credentials_provider(credentials)
+            .credentials_provider(credentials.clone())
             // Only checksums that S3 itself requires: the SDK's default CRC32 headers and
             // aws-chunked bodies break some S3-compatible stores.
             .request_checksum_calculation(RequestChecksumCalculation::WhenRequired)
@@ -281,7 +288,14 @@ impl S3Store {
             region: config.region,
             prefix,
             endpoint,
+            credentials,
         })
+    }
+
+    /// Resolves the credentials once (static keys at once; the default chain asks its
+    /// providers in turn, within a bounded time): an error names what was tried.
+    pub async fn check_credentials(&self) -> Result<(), ConfigError> {
+        credentials::check(&self.credentials).await
     }
 
     /// The underlying client, for tests and tools that need raw bucket access.
@@ -448,38 +462,6 @@ fn service_error_is_transient(status: u16, code: Option<&str>) -> bool {
                     | "ThrottlingException"
             )
         )
-}
-
-fn resolve_credentials(
-    access_key_id: Option<String>,
-    secret_access_key: Option<SecretString>,
-    session_token: Option<SecretString>,
-    lookup: &dyn Fn(&str) -> Option<String>,
-) -> Result<Credentials, ConfigError> {
-    let (id, secret, token) = match access_key_id {
-        Some(id) => {
-            let secret = secret_access_key
-                .filter(|s| !s.expose().is_empty())
-                .ok_or(ConfigError::MissingCredentials)?;
-            (id, secret, session_token)
-        }
-        None => {
-            let id = non_empty(lookup("AWS_ACCESS_KEY_ID"));
-            let secret = non_empty(lookup("AWS_SECRET_ACCESS_KEY"));
-            let (Some(id), Some(secret)) = (id, secret) else {
-                return Err(ConfigError::MissingCredentials);
-            };
-            let token = non_empty(lookup("AWS_SESSION_TOKEN")).map(SecretString);
-            (id, SecretString(secret), token)
-        }
-    };
-    Ok(Credentials::new(
-        id,
-        secret.0,
-        token.map(|t| t.0),
-        None,
-        "gds-store static credentials",
-    ))
 }
 
 #[async_trait]
@@ -698,54 +680,29 @@ mod tests {
     }
 
     #[test]
-    fn credentials_come_from_the_lookup_when_the_config_has_none() {
-        let lookup = env(&[
-            ("AWS_ACCESS_KEY_ID", "AKIDEXAMPLE"),
-            ("AWS_SECRET_ACCESS_KEY", "wJalrXUtnFEMI"),
-            ("AWS_SESSION_TOKEN", "token"),
-        ]);
-        let credentials = resolve_credentials(None, None, None, &lookup).unwrap();
-        assert_eq!(credentials.access_key_id(), "AKIDEXAMPLE");
-        assert_eq!(credentials.secret_access_key(), "wJalrXUtnFEMI");
-        assert_eq!(credentials.session_token(), Some("token"));
-    }
-
-    #[test]
-    fn configured_credentials_win_over_the_lookup() {
-        let lookup = env(&[
-            ("AWS_ACCESS_KEY_ID", "FROM_ENV"),
-            ("AWS_SECRET_ACCESS_KEY", "from-env"),
-        ]);
-        let credentials = resolve_credentials(
-            Some("FROM_CONFIG".into()),
-            Some(SecretString::new("from-config")),
-            None,
-            &lookup,
-        )
-        .unwrap();
-        assert_eq!(credentials.access_key_id(), "FROM_CONFIG");
-        assert_eq!(credentials.session_token(), None);
-    }
-
-    #[test]
-    fn missing_or_empty_credentials_are_a_clear_error() {
-        for lookup in [
-            env(&[]),
-            env(&[("AWS_ACCESS_KEY_ID", "AKID")]),
-            env(&[("AWS_ACCESS_KEY_ID", "AKID"), ("AWS_SECRET_ACCESS_KEY", "")]),
-        ] {
-            let err = S3Store::new(S3Config::new("b", "eu-west-1"), lookup).unwrap_err();
-            assert_eq!(
-                err.to_string(),
-                "S3 credentials missing: set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY"
-            );
-        }
+    fn half_a_pair_of_static_keys_is_a_clear_error() {
         let half = S3Config {
             access_key_id: Some("AKID".into()),
             ..S3Config::new("b", "eu-west-1")
         };
         let err = S3Store::new(half, env(&[])).unwrap_err();
         assert_eq!(err, ConfigError::MissingCredentials);
+        let err = S3Store::new(
+            S3Config::new("b", "eu-west-1"),
+            env(&[("AWS_ACCESS_KEY_ID", "AKID")]),
+        )
+        .unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "S3 credentials incomplete: set both AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY \
+             (or neither, for the AWS default credential chain)"
+        );
+    }
+
+    #[test]
+    fn without_static_keys_the_store_opens_on_the_default_chain() {
+        // Nothing is resolved until the first request or `check_credentials`.
+        S3Store::new(S3Config::new("b", "eu-west-1"), env(&[])).unwrap();
     }
 
     #[test]

@@ -1,0 +1,358 @@
+use super::*;
+
+const KEYS: [(&str, &str); 2] = [
+    ("AWS_ACCESS_KEY_ID", "id"),
+    ("AWS_SECRET_ACCESS_KEY", "secret"),
+];
+
+fn settings(pairs: &[(&str, &str)]) -> Settings {
+    Settings::from_pairs(KEYS.iter().chain(pairs).copied()).unwrap()
+}
+
+fn run(args: &[&str], env: &[(&str, &str)]) -> Result<Config, String> {
+    match parse(args.iter().map(|a| a.to_string()), &settings(env))? {
+        Command::Run(config) => Ok(*config),
+        Command::Help => panic!("unexpected help"),
+    }
+}
+
+#[test]
+fn defaults_apply_to_a_single_mapping() {
+    let config = run(
+        &["--mapping", "s3://b/active=/t/eu"],
+        &[("AWS_REGION", "eu-west-1")],
+    )
+    .unwrap();
+    assert_eq!(config.mappings.len(), 1);
+    assert_eq!(config.region, "eu-west-1");
+    assert_eq!(config.interval, Duration::from_secs(2));
+    assert_eq!(config.stale_after, Duration::from_secs(300));
+    assert_eq!(config.listen, DEFAULT_LISTEN.parse().unwrap());
+    assert_eq!(config.valve, ValveConfig::default());
+    assert_eq!(config.fetch_concurrency, 64);
+    assert!(!config.once);
+    assert!(
+        !format!("{config:?}").contains("secret\""),
+        "secrets are redacted"
+    );
+}
+
+#[test]
+fn every_flag_has_an_environment_form_and_the_flag_wins() {
+    let env = [
+        ("SD_SYNC_MAPPINGS", "s3://b/a=/t/one,\n s3://b/b=/t/two"),
+        ("S3_ENDPOINT", "http://127.0.0.1:9000"),
+        ("SD_SYNC_INTERVAL", "500ms"),
+        ("SD_SYNC_LISTEN", "127.0.0.1:0"),
+        ("SD_SYNC_STALE_AFTER", "1m"),
+        ("SD_SYNC_MAX_DELETION_SHARE", "25%"),
+        ("SD_SYNC_MAX_DELETIONS", "3"),
+        ("SD_SYNC_DELETION_CONFIRMATIONS", "4"),
+        ("SD_SYNC_ALLOW_MASS_DELETION", "true"),
+        ("SD_SYNC_FETCH_CONCURRENCY", "8"),
+        ("SD_SYNC_ONCE", "yes"),
+    ];
+    let config = run(&[], &env).unwrap();
+    assert_eq!(config.mappings.len(), 2);
+    assert_eq!(config.mappings[1].name, "two");
+    assert_eq!(config.s3_endpoint.as_deref(), Some("http://127.0.0.1:9000"));
+    assert_eq!(config.region, "us-east-1");
+    assert_eq!(config.interval, Duration::from_millis(500));
+    assert_eq!(config.listen.port(), 0);
+    assert_eq!(config.stale_after, Duration::from_secs(60));
+    assert_eq!(
+        config.valve,
+        ValveConfig {
+            max_share_percent: 25,
+            max_count: 3,
+            confirmations: 4,
+            allow_mass_deletion: true
+        }
+    );
+    assert_eq!(config.fetch_concurrency, 8);
+    assert!(config.once);
+
+    let config = run(
+        &[
+            "--mapping=s3://c/x=/t/three",
+            "--interval",
+            "3s",
+            "--listen",
+            "127.0.0.1:1234",
+        ],
+        &env,
+    )
+    .unwrap();
+    assert_eq!(
+        config.mappings.len(),
+        1,
+        "--mapping replaces SD_SYNC_MAPPINGS"
+    );
+    assert_eq!(config.interval, Duration::from_secs(3));
+    assert_eq!(config.listen.port(), 1234);
+}
+
+#[test]
+fn port_alone_listens_on_every_interface() {
+    let config = run(
+        &["--mapping", "s3://b/a=/t/x", "--s3-endpoint", "http://x"],
+        &[("PORT", "8081"), ("SD_SYNC_AUTH_TOKEN", "t")],
+    )
+    .unwrap();
+    assert_eq!(config.listen, "0.0.0.0:8081".parse().unwrap());
+}
+
+#[test]
+fn authentication_is_optional_on_loopback_and_required_beyond() {
+    let m = ["--mapping", "s3://b/a=/t/x", "--region", "r"];
+    let config = run(&m, &[]).unwrap();
+    assert!(!config.auth.is_enabled());
+    for listen in ["0.0.0.0:9280", "10.0.0.5:9280", "[::]:9280"] {
+        let args = [&m[..], &["--listen", listen]].concat();
+        let err = run(&args, &[]).unwrap_err();
+        assert!(
+            err.starts_with("SD_SYNC_AUTH_TOKEN") && err.contains("beyond loopback"),
+            "{err}"
+        );
+        assert!(!err.contains('\n'));
+        let once = [&args[..], &["--once"]].concat();
+        assert!(run(&once, &[]).is_ok(), "--once does not listen");
+        let with_token = run(&args, &[("SD_SYNC_AUTH_TOKEN", "t0ken")]).unwrap();
+        assert_eq!(
+            with_token.auth.bearer.as_ref().map(SecretString::expose),
+            Some("t0ken")
+        );
+        assert!(!format!("{with_token:?}").contains("t0ken"), "redacted");
+    }
+}
+
+#[test]
+fn secrets_come_from_the_environment_or_a_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("password");
+    std::fs::write(&file, "s3cret\n").unwrap();
+    let file = file.to_str().unwrap();
+    let blank = dir.path().join("blank");
+    std::fs::write(&blank, " \n").unwrap();
+    let blank = blank.to_str().unwrap();
+    let m = ["--mapping", "s3://b/a=/t/x", "--region", "r"];
+    let args = [
+        &m[..],
+        &[
+            "--auth-username",
+            "prometheus",
+            "--auth-password-file",
+            file,
+        ],
+    ]
+    .concat();
+    let config = run(&args, &[]).unwrap();
+    let (user, password) = config.auth.basic.unwrap();
+    assert_eq!((user.as_str(), password.expose()), ("prometheus", "s3cret"));
+    let config = run(
+        &m,
+        &[
+            ("SD_SYNC_AUTH_USERNAME", "prometheus"),
+            ("SD_SYNC_AUTH_PASSWORD", "pw"),
+            ("SD_SYNC_AUTH_TOKEN_FILE", file),
+        ],
+    )
+    .unwrap();
+    assert_eq!(config.auth.basic.unwrap().1.expose(), "pw");
+    assert_eq!(config.auth.bearer.unwrap().expose(), "s3cret");
+
+    type Case<'a> = (&'a [&'a str], &'a [(&'a str, &'a str)], &'a str);
+    let cases: &[Case] = &[
+        (
+            &["--auth-username", "u"],
+            &[],
+            "basic auth needs a password",
+        ),
+        (
+            &[],
+            &[("SD_SYNC_AUTH_PASSWORD", "p")],
+            "basic auth needs a username",
+        ),
+        (
+            &["--auth-username", "a:b"],
+            &[("SD_SYNC_AUTH_PASSWORD", "p")],
+            "has no ':'",
+        ),
+        (
+            &["--auth-token-file", file],
+            &[("SD_SYNC_AUTH_TOKEN", "t")],
+            "give one, not both",
+        ),
+        (
+            &["--auth-token-file", "/nonexistent/token"],
+            &[],
+            "--auth-token-file (SD_SYNC_AUTH_TOKEN_FILE): cannot read /nonexistent/token",
+        ),
+        (
+            &["--auth-token-file", blank],
+            &[],
+            "--auth-token-file (SD_SYNC_AUTH_TOKEN_FILE): the secret is empty",
+        ),
+    ];
+    for (extra, env, expected) in cases {
+        let args = [&m[..], extra].concat();
+        let err = run(&args, env).unwrap_err();
+        assert!(err.contains(expected), "{extra:?} {env:?}: {err}");
+        assert!(!err.contains("s3cret") && !err.contains('\n'), "{err}");
+    }
+}
+
+#[test]
+fn bad_flags_and_settings_are_one_clear_line() {
+    let m = "s3://b/a=/t/x";
+    type Case<'a> = (&'a [&'a str], &'a [(&'a str, &'a str)], &'a str);
+    let cases: &[Case] = &[
+        (&[], &[], "at least one mapping"),
+        (&["--mapping", "nope"], &[], "does not start with s3://"),
+        (
+            &["--mapping", m, "--frobnicate"],
+            &[],
+            "unknown argument \"--frobnicate\"",
+        ),
+        (&["--mapping"], &[], "a value is required for '--mapping"),
+        (&["--mapping", m], &[], "--region (AWS_REGION)"),
+        (
+            &["--mapping", m, "--region", "r", "--interval", "2"],
+            &[],
+            "--interval (SD_SYNC_INTERVAL): \"2\" is not a duration",
+        ),
+        (
+            &["--mapping", m, "--region", "r", "--interval", "0s"],
+            &[],
+            "outside 10ms",
+        ),
+        (
+            &["--mapping", m, "--region", "r", "--stale-after", "1s"],
+            &[],
+            "shorter than the poll interval",
+        ),
+        (
+            &["--mapping", m, "--region", "r", "--listen", "localhost"],
+            &[],
+            "is not ADDR:PORT",
+        ),
+        (
+            &[
+                "--mapping",
+                m,
+                "--region",
+                "r",
+                "--max-deletion-share",
+                "150",
+            ],
+            &[],
+            "in 0..=100",
+        ),
+        (
+            &[
+                "--mapping",
+                m,
+                "--region",
+                "r",
+                "--deletion-confirmations",
+                "0",
+            ],
+            &[],
+            "in 1..=100000",
+        ),
+        (
+            &["--mapping", m, "--region", "r", "--once=yes"],
+            &[],
+            "unexpected value 'yes' for '--once'",
+        ),
+        (
+            &["--mapping", m, "--region", "r"],
+            &[("SD_SYNC_ALLOW_MASS_DELETION", "maybe")],
+            "SD_SYNC_ALLOW_MASS_DELETION",
+        ),
+        (
+            &["--mapping", m, "--s3-endpoint", "127.0.0.1:9000"],
+            &[],
+            "not an http://",
+        ),
+        (
+            &["--mapping", m, "--mapping", "s3://c/=/t/x"],
+            &[("AWS_REGION", "r")],
+            "the same directory",
+        ),
+        (
+            &["--mapping", m, "--mapping", "s3://c/=/u/x"],
+            &[("AWS_REGION", "r")],
+            "same last component",
+        ),
+    ];
+    for (args, env, expected) in cases {
+        let err = run(args, env).unwrap_err();
+        assert!(err.contains(expected), "{args:?}: {err}");
+        assert!(!err.contains('\n'), "one line: {err}");
+    }
+}
+
+#[test]
+fn static_keys_are_optional_whole_and_may_come_from_vcap_services() {
+    let args = [
+        "--mapping".to_string(),
+        "s3://b/a=/t/x".into(),
+        "--region".into(),
+        "r".into(),
+    ];
+    let none = Settings::from_pairs::<&str, &str>([]).unwrap();
+    let Command::Run(config) = parse(args.clone(), &none).unwrap() else {
+        panic!("expected a run")
+    };
+    assert_eq!(config.access_key_id, None, "the default credential chain");
+    let half = Settings::from_pairs([("AWS_ACCESS_KEY_ID", "A")]).unwrap();
+    let err = parse(args.clone(), &half).unwrap_err();
+    assert!(err.contains("give both static keys or neither"), "{err}");
+    let vcap = r#"{"user-provided": [{"credentials": {"AWS_ACCESS_KEY_ID": "A", "AWS_SECRET_ACCESS_KEY": "S"}}]}"#;
+    let from_vcap = Settings::from_pairs([("VCAP_SERVICES", vcap)]).unwrap();
+    let Command::Run(config) = parse(args, &from_vcap).unwrap() else {
+        panic!("expected a run")
+    };
+    assert_eq!(config.access_key_id.as_deref(), Some("A"));
+}
+
+#[test]
+fn a_flag_given_twice_takes_its_last_value() {
+    let config = run(
+        &[
+            "--mapping",
+            "s3://b/a=/t/x",
+            "--region",
+            "a",
+            "--region",
+            "b",
+        ],
+        &[],
+    )
+    .unwrap();
+    assert_eq!(config.region, "b");
+}
+
+#[test]
+fn help_is_a_command_generated_from_the_flags() {
+    for flag in ["--help", "-h"] {
+        let parsed = parse([flag.to_string()], &settings(&[])).unwrap();
+        assert!(matches!(parsed, Command::Help));
+    }
+    let help = help();
+    for arg in Flags::command().get_arguments() {
+        let Some(long) = arg.get_long() else { continue };
+        assert!(help.contains(&format!("--{long}")), "{long}: {help}");
+        if let Some(env) = arg.get_env() {
+            assert!(help.contains(&*env.to_string_lossy()), "{long}: {help}");
+        }
+    }
+    for name in [
+        "AWS_ACCESS_KEY_ID",
+        "SD_SYNC_AUTH_TOKEN",
+        "SD_SYNC_AUTH_PASSWORD",
+    ] {
+        assert!(help.contains(name), "{name}");
+    }
+}
