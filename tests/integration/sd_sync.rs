@@ -36,8 +36,7 @@ pub struct SdSync {
 
 impl Drop for SdSync {
     fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        crate::harness::stop_group(&mut self.child);
     }
 }
 
