@@ -13,9 +13,7 @@
 //! test's (see [`prometheus_config`]). Every step of the tenant story is timed from the
 //! moment the test acts to the moment Prometheus' `/api/v1/targets` shows its effect, and
 //! printed (`e2e: ...` lines on stderr, shown with `--nocapture`). The benchmark
-//! (`bench`, ignored unless asked for) repeats the timed steps for percentiles.
-
-mod bench;
+//! (`crate::bench::e2e`, ignored unless asked for) repeats the timed steps for percentiles.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -50,7 +48,7 @@ const TARGETS_DIR: &str = "test-targets";
 /// How long any one step may take to show in Prometheus.
 pub const STEP_TIMEOUT: Duration = Duration::from_secs(60);
 /// How often the test polls Prometheus (the resolution of the timings).
-const POLL: Duration = Duration::from_millis(100);
+pub(crate) const POLL: Duration = Duration::from_millis(100);
 
 /// Prometheus' settings for the test: scrapes every second, so that "first successful
 /// scrape" measures discovery and not the scrape interval (production: 30 s); file_sd

@@ -4,7 +4,6 @@
 //! Every test has its own bucket and directory. A small TCP proxy in front of moto stands
 //! in for a store that goes away and comes back.
 
-mod bench;
 mod mirroring;
 mod prometheus;
 pub(crate) mod s3_stub;
