@@ -7,14 +7,10 @@ use gds_cf::{CfClient, CfConfig, Secret, UaaCredentials};
 use gds_targets::{AppGuid, BindingParams, ModelConfig, build_target_file};
 use serde_json::{Value, json};
 
-use crate::harness::{Running, start};
+use crate::harness::{Running, start_sim};
 
 pub(crate) fn sim(args: &[&str]) -> Running {
-    start(
-        "cf-sim",
-        &[&["--listen", "127.0.0.1:0"], args].concat(),
-        &[],
-    )
+    start_sim(args)
 }
 
 pub(crate) fn client_for(sim: &Running) -> CfClient {

@@ -23,11 +23,12 @@ use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 
 use crate::broker::support::{Database, Fixture, Options, WEB_SHOP};
-use crate::harness::{Running, start};
+use crate::harness::Running;
 use crate::prometheus::Prometheus;
 use crate::proxy::{Nginx, router_url, start_nginx};
 use crate::sd_sync::{SdSync, start_sd_sync};
 use crate::store_s3::s3_endpoint;
+use crate::updater::UpdaterEnv;
 
 /// The demo apps used besides web-shop (`cf-sim --demo`; their GUIDs are stable).
 pub const EXPORTER: &str = "d8765d40-26d5-4a27-a7b8-7aea7b709027";
@@ -113,7 +114,8 @@ impl Stack {
         )
         .await;
         let nginx = start_nginx(&router_url(&fixture.sim).await);
-        let updater = start_updater(&fixture);
+        // Every interval at its default (full pass every minute, audit events every 2 s).
+        let updater = UpdaterEnv::of(&fixture).start();
 
         let dir = tempfile::tempdir().expect("a temporary directory");
         let targets_dir = dir.path().join(TARGETS_DIR);
@@ -391,28 +393,6 @@ fn without_default_port(url: &str) -> String {
         }
         None => url.to_owned(),
     }
-}
-
-/// The updater with the environment of a deployment next to this broker, and every
-/// interval at its default (full pass every minute, audit events every 2 s).
-fn start_updater(f: &Fixture) -> Running {
-    let endpoint = s3_endpoint();
-    let env = [
-        ("PAAS_DOMAIN", APPS_DOMAIN),
-        ("API_ENDPOINT", f.sim.base_url.as_str()),
-        ("UAA_USERNAME", "admin"),
-        ("UAA_PASSWORD", "admin"),
-        ("BUCKET_NAME", f.store.bucket()),
-        ("BUCKET_PREFIX", f.store.prefix()),
-        ("S3_ENDPOINT", endpoint.as_str()),
-        ("AWS_REGION", "us-east-1"),
-        ("AWS_ACCESS_KEY_ID", "test"),
-        ("AWS_SECRET_ACCESS_KEY", "test"),
-        ("DATABASE_URL", f.database_url.as_str()),
-        ("LISTEN_HOST", "127.0.0.1"),
-        ("PORT", "0"),
-    ];
-    start("updater", &[], &env)
 }
 
 async fn health_ok(service: &Running) -> bool {

@@ -159,6 +159,22 @@ pub fn start(name: &str, args: &[&str], env: &[(&str, &str)]) -> Running {
         "RUST_LOG",
         std::env::var("TEST_LOG").unwrap_or_else(|_| "warn".into()),
     );
+    start_command(command, name)
+}
+
+/// Starts the CF simulator (`cf-sim`) on a free loopback port, with `args`: the one
+/// place every test starts it.
+pub fn start_sim(args: &[&str]) -> Running {
+    start(
+        "cf-sim",
+        &[&["--listen", "127.0.0.1:0"], args].concat(),
+        &[],
+    )
+}
+
+/// Starts `command` (a binary of this workspace, named `name` in messages) and waits for
+/// its ready line, as [`start`] does.
+pub fn start_command(command: Command, name: &str) -> Running {
     let (child, base_url) = spawn_ready(command, name);
     Running { child, base_url }
 }

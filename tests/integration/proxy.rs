@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-use crate::harness::{Running, group_members, spawn_group, start, stop_group};
+use crate::harness::{Running, group_members, spawn_group, start_sim, stop_group};
 
 const WEB_SHOP: &str = "0e9c9b69-5fb6-46cf-a53f-9c94b49b1bb3";
 const API: &str = "139fd468-5bcc-4d31-baff-0ae3f7945053";
@@ -158,17 +158,7 @@ async fn scrape(
 
 #[tokio::test]
 async fn the_forward_proxy_turns_scrape_parameters_into_instance_and_bearer_headers() {
-    let sim = start(
-        "cf-sim",
-        &[
-            "--listen",
-            "127.0.0.1:0",
-            "--router-listen",
-            "127.0.0.1:0",
-            "--demo",
-        ],
-        &[],
-    );
+    let sim = start_sim(&["--router-listen", "127.0.0.1:0", "--demo"]);
     let nginx = start_nginx(&router_url(&sim).await);
 
     // Prometheus encodes the colon; the proxy decodes it for the gorouter.
