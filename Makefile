@@ -20,8 +20,10 @@ test: ## Everything CI runs: install test deps (moto, PostgreSQL, Prometheus, ng
 lint: ## Only formatting and clippy
 	cargo fmt --all -- --check && cargo clippy --workspace --all-targets --locked -- -D warnings
 
-unit: ## Only the tests that need no servers
-	cargo test --workspace --lib --locked
+unit: ## Only the tests that need no servers (no moto, PostgreSQL, nginx, Prometheus): every crate's own, and the integration modules that start only our binaries
+	cargo build --workspace --bins --locked
+	cargo test --workspace --exclude gds-tests --locked
+	cargo test -p gds-tests --test integration --locked -- broker::config:: cf_client:: manifests::
 
 bench: ## Benchmarks that print figures (see docs/BENCHMARKS.md)
 	@scripts/install-test-deps.sh

@@ -27,9 +27,11 @@ CMD_PID=""
 LOG="$(mktemp "${TMPDIR:-/tmp}/gds-moto.XXXXXX.log")"
 KEEP_LOG=""
 
+# moto runs in a process group of its own (setsid), stopped whole: nothing it may have
+# started outlives the run.
 stop_moto() {
     if [[ -n "$MOTO_PID" ]]; then
-        kill "$MOTO_PID" 2>/dev/null || true
+        kill -- "-$MOTO_PID" 2>/dev/null || true
         wait "$MOTO_PID" 2>/dev/null || true
         MOTO_PID=""
     fi
@@ -64,7 +66,7 @@ free_port() {
 # Starts moto and polls until it answers; returns non-zero if it exited early.
 start_moto() {
     PORT="$(free_port)"
-    "$MOTO" -H 127.0.0.1 -p "$PORT" >"$LOG" 2>&1 &
+    setsid "$MOTO" -H 127.0.0.1 -p "$PORT" >"$LOG" 2>&1 &
     MOTO_PID=$!
     local deadline=$((SECONDS + READY_TIMEOUT_SECONDS))
     until curl -s -o /dev/null --max-time 1 "http://127.0.0.1:$PORT/"; do

@@ -63,5 +63,5 @@ pub async fn fresh_postgres_db() -> Db {
 mod repository {
     use super::*;
 
-    gds_db::repository_tests!(fresh_postgres_db().await);
+    gds_db::repository_tests!(postgres: fresh_postgres_db().await);
 }

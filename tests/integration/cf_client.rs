@@ -7,17 +7,13 @@ use gds_cf::{CfClient, CfConfig, Secret, UaaCredentials};
 use gds_targets::{AppGuid, BindingParams, ModelConfig, build_target_file};
 use serde_json::{Value, json};
 
-use crate::harness::{Running, start};
+use crate::harness::{Running, start_sim};
 
-fn sim(args: &[&str]) -> Running {
-    start(
-        "cf-sim",
-        &[&["--listen", "127.0.0.1:0"], args].concat(),
-        &[],
-    )
+pub(crate) fn sim(args: &[&str]) -> Running {
+    start_sim(args)
 }
 
-fn client_for(sim: &Running) -> CfClient {
+pub(crate) fn client_for(sim: &Running) -> CfClient {
     let mut config = CfConfig::new(
         sim.base_url.parse().unwrap(),
         UaaCredentials::Password {
@@ -31,7 +27,12 @@ fn client_for(sim: &Running) -> CfClient {
     CfClient::new(config).unwrap()
 }
 
-async fn control(sim: &Running, method: reqwest::Method, path: &str, body: Value) -> Value {
+pub(crate) async fn control(
+    sim: &Running,
+    method: reqwest::Method,
+    path: &str,
+    body: Value,
+) -> Value {
     let response = reqwest::Client::new()
         .request(method, format!("{}{path}", sim.base_url))
         .json(&body)
@@ -46,7 +47,7 @@ async fn control(sim: &Running, method: reqwest::Method, path: &str, body: Value
     response.json().await.unwrap_or(Value::Null)
 }
 
-async fn sim_requests(sim: &Running) -> Value {
+pub(crate) async fn sim_requests(sim: &Running) -> Value {
     reqwest::get(format!("{}/sim/requests", sim.base_url))
         .await
         .unwrap()
@@ -56,7 +57,7 @@ async fn sim_requests(sim: &Running) -> Value {
 }
 
 /// Every app GUID the simulator holds, read straight from its v3 API.
-async fn all_guids(sim: &Running) -> BTreeSet<AppGuid> {
+pub(crate) async fn all_guids(sim: &Running) -> BTreeSet<AppGuid> {
     crate::harness::sim_app_guids(&sim.base_url)
         .await
         .iter()
@@ -356,39 +357,6 @@ async fn a_rolling_deploy_counts_the_larger_web_process() {
     let during = client.app_info(guid).await.unwrap().unwrap();
     assert_eq!(during.instances, 4);
     assert_eq!(during.routes, web_shop.routes);
-}
-
-/// `make bench`: how many requests and how long a full look-up of every bound app takes,
-/// for a few foundation sizes. Prints figures; asserts nothing about time.
-#[tokio::test]
-#[ignore = "benchmark: run with `make bench`"]
-async fn bench_cf_discovery() {
-    for (apps, bound_every) in [(10_000usize, 1usize), (20_000, 1), (20_000, 20)] {
-        let apps_arg = apps.to_string();
-        let spaces = (apps / 10).to_string();
-        let sim = sim(&["--seed-apps", &apps_arg, "--seed-spaces", &spaces]);
-        let everything = all_guids(&sim).await;
-        let wanted: BTreeSet<AppGuid> = everything.iter().step_by(bound_every).cloned().collect();
-        let mut timings = Vec::new();
-        let mut requests = 0;
-        for _ in 0..5 {
-            control(&sim, reqwest::Method::DELETE, "/sim/requests", json!({})).await;
-            let client = client_for(&sim);
-            let started = Instant::now();
-            let snapshot = client.apps_info(&wanted).await.unwrap();
-            timings.push(started.elapsed());
-            assert_eq!(snapshot.apps.len(), wanted.len());
-            let counts = sim_requests(&sim).await;
-            requests = counts["total_cc"].as_u64().unwrap() + counts["total_uaa"].as_u64().unwrap();
-        }
-        timings.sort();
-        println!(
-            "bench_cf_discovery: {} bound of {apps} apps: {requests} requests (incl. token), median {:?}, max {:?}",
-            wanted.len(),
-            timings[timings.len() / 2],
-            timings[timings.len() - 1]
-        );
-    }
 }
 
 #[tokio::test]

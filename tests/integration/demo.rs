@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use crate::harness::bin_path;
+use crate::harness::{bin_path, spawn_group, stop_group, wait_until_group_ends};
 use crate::store_s3::s3_endpoint;
 
 /// The story takes 35-55 s; the script itself gives each effect 30 s.
@@ -38,7 +38,8 @@ fn run_demo(env: &[(&str, &str)]) -> (bool, String) {
     if let Some(dir) = std::env::var_os("GDS_TEST_PROMETHEUS_DIR") {
         path = format!("{}:{path}", Path::new(&dir).display());
     }
-    let mut child = Command::new("bash")
+    let mut command = Command::new("bash");
+    command
         .arg(&script)
         .arg("--check")
         .env("PATH", path)
@@ -53,9 +54,10 @@ fn run_demo(env: &[(&str, &str)]) -> (bool, String) {
         .envs(env.iter().copied())
         .stdin(Stdio::null())
         .stdout(open())
-        .stderr(open())
-        .spawn()
-        .expect("bash runs scripts/demo.sh");
+        .stderr(open());
+    // The script and everything it starts share one process group of their own.
+    let mut child = spawn_group(&mut command, "scripts/demo.sh");
+    let group = child.id();
     let started = Instant::now();
     let status = loop {
         if let Some(status) = child.try_wait().unwrap() {
@@ -76,11 +78,19 @@ fn run_demo(env: &[(&str, &str)]) -> (bool, String) {
         }
         std::thread::sleep(Duration::from_millis(200));
     };
+    // demo.sh stops what it started (its EXIT trap); whatever outlives it is killed here,
+    // and fails the test.
+    let left = wait_until_group_ends(group, Duration::from_secs(5));
+    stop_group(&mut child);
     let output = std::fs::read_to_string(&log).unwrap_or_default();
     let output = match status {
         Some(_) => output,
         None => format!("{output}\n(demo.sh still running after {DEADLINE:?}: stopped)"),
     };
+    assert!(
+        left.is_empty(),
+        "scripts/demo.sh left processes running: {left:?}\n{output}"
+    );
     (status.is_some_and(|s| s.success()), output)
 }
 

@@ -13,9 +13,7 @@
 //! test's (see [`prometheus_config`]). Every step of the tenant story is timed from the
 //! moment the test acts to the moment Prometheus' `/api/v1/targets` shows its effect, and
 //! printed (`e2e: ...` lines on stderr, shown with `--nocapture`). The benchmark
-//! (`bench`, ignored unless asked for) repeats the timed steps for percentiles.
-
-mod bench;
+//! (`crate::bench::e2e`, ignored unless asked for) repeats the timed steps for percentiles.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -25,11 +23,12 @@ use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 
 use crate::broker::support::{Database, Fixture, Options, WEB_SHOP};
-use crate::harness::{Running, start};
+use crate::harness::Running;
 use crate::prometheus::Prometheus;
 use crate::proxy::{Nginx, router_url, start_nginx};
 use crate::sd_sync::{SdSync, start_sd_sync};
 use crate::store_s3::s3_endpoint;
+use crate::updater::UpdaterEnv;
 
 /// The demo apps used besides web-shop (`cf-sim --demo`; their GUIDs are stable).
 pub const EXPORTER: &str = "d8765d40-26d5-4a27-a7b8-7aea7b709027";
@@ -50,7 +49,7 @@ const TARGETS_DIR: &str = "test-targets";
 /// How long any one step may take to show in Prometheus.
 pub const STEP_TIMEOUT: Duration = Duration::from_secs(60);
 /// How often the test polls Prometheus (the resolution of the timings).
-const POLL: Duration = Duration::from_millis(100);
+pub(crate) const POLL: Duration = Duration::from_millis(100);
 
 /// Prometheus' settings for the test: scrapes every second, so that "first successful
 /// scrape" measures discovery and not the scrape interval (production: 30 s); file_sd
@@ -454,27 +453,10 @@ fn without_default_port(url: &str) -> String {
     }
 }
 
-/// The updater with the environment of a deployment next to this broker, and every
-/// interval at its default (full pass every minute, audit events every 2 s).
+/// The updater with the environment of a deployment next to this broker, every interval
+/// at its default (full pass every minute, audit events every 2 s), listening on `port`.
 fn start_updater(f: &Fixture, port: u16) -> Running {
-    let port = port.to_string();
-    let endpoint = s3_endpoint();
-    let env = [
-        ("PAAS_DOMAIN", APPS_DOMAIN),
-        ("API_ENDPOINT", f.sim.base_url.as_str()),
-        ("UAA_USERNAME", "admin"),
-        ("UAA_PASSWORD", "admin"),
-        ("BUCKET_NAME", f.store.bucket()),
-        ("BUCKET_PREFIX", f.store.prefix()),
-        ("S3_ENDPOINT", endpoint.as_str()),
-        ("AWS_REGION", "us-east-1"),
-        ("AWS_ACCESS_KEY_ID", "test"),
-        ("AWS_SECRET_ACCESS_KEY", "test"),
-        ("DATABASE_URL", f.database_url.as_str()),
-        ("LISTEN_HOST", "127.0.0.1"),
-        ("PORT", port.as_str()),
-    ];
-    start("updater", &[], &env)
+    UpdaterEnv::of(f).set("PORT", &port.to_string()).start()
 }
 
 async fn health_ok(service: &Running) -> bool {

@@ -11,7 +11,7 @@ use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 
 use crate::broker::support::{Database, Fixture, Options, PLAN_ID, SERVICE_ID, on_both_databases};
-use crate::updater::{Exit, run_updater};
+use crate::updater::{Exit, UpdaterEnv};
 
 /// The old broker's instances and bindings (the Cloud Controller's GUIDs).
 const SI_1: &str = "51000000-0000-4000-8000-000000000001";
@@ -149,16 +149,18 @@ fn guid(s: &str) -> AppGuid {
     AppGuid::parse(s).expect("a valid guid")
 }
 
-/// `updater ARGS` with the import's settings: [`crate::updater::run_updater`] plus the old
-/// broker's catalog ids; `extra` overrides (an empty value removes the variable).
+/// `updater ARGS` with the import's settings: the updater's fixture plus the old broker's
+/// catalog ids; `extra` overrides (an empty value removes the variable).
 async fn updater(f: &Fixture, args: &[&str], extra: &[(&str, &str)]) -> Exit {
-    let mut env = vec![
-        ("SERVICE_ID", SERVICE_ID),
-        ("SERVICE_NAME", "gds-prometheus"),
-        ("PLAN_ID", PLAN_ID),
-    ];
-    env.extend_from_slice(extra);
-    run_updater(f, args, &env).await
+    UpdaterEnv::of(f)
+        .with(&[
+            ("SERVICE_ID", SERVICE_ID),
+            ("SERVICE_NAME", "gds-prometheus"),
+            ("PLAN_ID", PLAN_ID),
+        ])
+        .with(extra)
+        .run(args)
+        .await
 }
 
 fn succeeded(exit: &Exit, what: &str) {

@@ -4,6 +4,7 @@
 //! (moto, a throwaway PostgreSQL cluster) once for the whole run.
 
 mod alerts;
+mod bench;
 mod broker;
 mod broker_db;
 mod cf_client;
@@ -18,5 +19,4 @@ mod proxy;
 mod sd_sync;
 mod store_s3;
 mod updater;
-mod updater_bench;
 mod updater_lease;

@@ -1,11 +1,13 @@
 //! A real Prometheus (Debian's package, installed by scripts/deps/prometheus.sh) of the
-//! test's own: a free loopback port, its own configuration and data directory, killed on
-//! drop. Missing is a failure with one line saying what to install, never a skip.
+//! test's own: a free loopback port, its own configuration and data directory, its own
+//! process group, killed on drop. Missing is a failure with one line saying what to install, never a skip.
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command};
 
 use serde_json::Value;
+
+use crate::harness::{spawn_group, stop_group};
 
 /// The `prometheus` (or `promtool`) binary: `GDS_TEST_PROMETHEUS_DIR/NAME`, else PATH.
 /// Missing is a failure, not a skip.
@@ -48,8 +50,7 @@ pub struct Prometheus {
 
 impl Drop for Prometheus {
     fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        stop_group(&mut self.child);
     }
 }
 
@@ -64,14 +65,15 @@ impl Prometheus {
     pub fn start_on(port: u16, config: &Path, data: &Path) -> Prometheus {
         let log = data.with_extension("log");
         let log_file = std::fs::File::create(&log).unwrap();
-        let child = Command::new(prometheus_tool("prometheus"))
-            .arg(format!("--config.file={}", config.display()))
-            .arg(format!("--storage.tsdb.path={}", data.display()))
-            .arg(format!("--web.listen-address=127.0.0.1:{port}"))
-            .stdout(log_file.try_clone().unwrap())
-            .stderr(log_file)
-            .spawn()
-            .expect("prometheus starts");
+        let child = spawn_group(
+            Command::new(prometheus_tool("prometheus"))
+                .arg(format!("--config.file={}", config.display()))
+                .arg(format!("--storage.tsdb.path={}", data.display()))
+                .arg(format!("--web.listen-address=127.0.0.1:{port}"))
+                .stdout(log_file.try_clone().unwrap())
+                .stderr(log_file),
+            "prometheus",
+        );
         Prometheus {
             child,
             url: format!("http://127.0.0.1:{port}"),

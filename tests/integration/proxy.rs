@@ -7,22 +7,29 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-use crate::harness::{Running, start};
+use crate::harness::{Running, group_members, spawn_group, start_sim, stop_group};
 
 const WEB_SHOP: &str = "0e9c9b69-5fb6-46cf-a53f-9c94b49b1bb3";
 const API: &str = "139fd468-5bcc-4d31-baff-0ae3f7945053";
 
-/// A running nginx with the shipped forward-proxy server block, killed on drop.
+/// A running nginx with the shipped forward-proxy server block: its master and worker in
+/// a process group of their own, killed whole on drop.
 pub struct Nginx {
     child: Child,
     pub url: String,
     _dir: tempfile::TempDir,
 }
 
+impl Nginx {
+    /// The master's process id, which is also the process group's.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+}
+
 impl Drop for Nginx {
     fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        stop_group(&mut self.child);
     }
 }
 
@@ -88,27 +95,29 @@ pub fn start_nginx(router_url: &str) -> Nginx {
         user = if is_root { "user root;\n" } else { "" },
     );
     std::fs::write(dir.path().join("nginx.conf"), conf).unwrap();
-    let child = Command::new(nginx_binary())
-        .args(["-p", &root, "-c", &format!("{root}/nginx.conf")])
-        .stdout(Stdio::null())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .expect("start nginx");
-    let url = format!("http://127.0.0.1:{port}");
+    let child = spawn_group(
+        Command::new(nginx_binary())
+            .args(["-p", &root, "-c", &format!("{root}/nginx.conf")])
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit()),
+        "nginx",
+    );
+    // Built at once, so that a panic below stops nginx too.
+    let nginx = Nginx {
+        child,
+        url: format!("http://127.0.0.1:{port}"),
+        _dir: dir,
+    };
     let deadline = Instant::now() + Duration::from_secs(10);
     while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
         assert!(
             Instant::now() < deadline,
             "nginx did not listen on {port}: {}",
-            std::fs::read_to_string(dir.path().join("error.log")).unwrap_or_default()
+            std::fs::read_to_string(nginx._dir.path().join("error.log")).unwrap_or_default()
         );
         std::thread::sleep(Duration::from_millis(50));
     }
-    Nginx {
-        child,
-        url,
-        _dir: dir,
-    }
+    nginx
 }
 
 /// The simulated gorouter's URL (`cf-sim --router-listen`), from `GET /sim`.
@@ -149,17 +158,7 @@ async fn scrape(
 
 #[tokio::test]
 async fn the_forward_proxy_turns_scrape_parameters_into_instance_and_bearer_headers() {
-    let sim = start(
-        "cf-sim",
-        &[
-            "--listen",
-            "127.0.0.1:0",
-            "--router-listen",
-            "127.0.0.1:0",
-            "--demo",
-        ],
-        &[],
-    );
+    let sim = start_sim(&["--router-listen", "127.0.0.1:0", "--demo"]);
     let nginx = start_nginx(&router_url(&sim).await);
 
     // Prometheus encodes the colon; the proxy decodes it for the gorouter.
@@ -227,4 +226,27 @@ async fn the_forward_proxy_turns_scrape_parameters_into_instance_and_bearer_head
     )
     .await;
     assert_eq!(wrong.status(), 401);
+}
+
+#[test]
+fn dropping_the_forward_proxy_leaves_no_nginx_process_running() {
+    // Nothing listens there: nginx starts without reaching its upstream.
+    let nginx = start_nginx("http://127.0.0.1:9");
+    let group = nginx.pid();
+    // The master forks its worker after binding the port: wait for both.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while group_members(group).len() < 2 {
+        assert!(
+            Instant::now() < deadline,
+            "nginx's group never had a master and a worker: {:?}",
+            group_members(group)
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    drop(nginx);
+    assert_eq!(
+        group_members(group),
+        Vec::<u32>::new(),
+        "nginx processes outlived the fixture"
+    );
 }

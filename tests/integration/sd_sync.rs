@@ -4,7 +4,6 @@
 //! Every test has its own bucket and directory. A small TCP proxy in front of moto stands
 //! in for a store that goes away and comes back.
 
-mod bench;
 mod imds;
 mod mirroring;
 mod prometheus;
@@ -37,8 +36,7 @@ pub struct SdSync {
 
 impl Drop for SdSync {
     fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        crate::harness::stop_group(&mut self.child);
     }
 }
 

@@ -10,69 +10,16 @@ use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 
 use crate::broker::support::{API_APP, Database, Fixture, Options, WEB_SHOP, on_both_databases};
-use crate::harness::{Running, bin_path, start};
-use crate::store_s3::s3_endpoint;
+use crate::harness::Running;
+
+pub(crate) mod support;
+
+pub(crate) use support::{Exit, UpdaterEnv, run_updater, start_updater};
 
 const INSTANCE: &str = "updater-si";
 
 /// An app nobody is bound to (the simulator does not know it either).
 const STRAY: &str = "5d1e0c3a-7b2f-4c11-9a0e-00000000beef";
-
-/// The updater's environment for a broker fixture: same simulator, bucket, database;
-/// `extra` overrides, and an empty value removes the variable.
-pub(crate) fn updater_env(f: &Fixture, extra: &[(&str, &str)]) -> Vec<(String, String)> {
-    let mut env: Vec<(String, String)> = [
-        ("PAAS_DOMAIN", "apps.example.com"),
-        ("API_ENDPOINT", f.sim.base_url.as_str()),
-        ("UAA_USERNAME", "admin"),
-        ("UAA_PASSWORD", "admin"),
-        ("BUCKET_NAME", f.store.bucket()),
-        ("BUCKET_PREFIX", f.store.prefix()),
-        ("S3_ENDPOINT", s3_endpoint().as_str()),
-        ("AWS_REGION", "us-east-1"),
-        ("AWS_ACCESS_KEY_ID", "test"),
-        ("AWS_SECRET_ACCESS_KEY", "test"),
-        ("DATABASE_URL", f.database_url.as_str()),
-        ("LISTEN_HOST", "127.0.0.1"),
-        ("PORT", "0"),
-    ]
-    .into_iter()
-    .map(|(k, v)| (k.to_owned(), v.to_owned()))
-    .collect();
-    for (k, v) in extra {
-        env.retain(|(key, _)| key != k);
-        if !v.is_empty() {
-            env.push((k.to_string(), v.to_string()));
-        }
-    }
-    env
-}
-
-pub(crate) struct Exit {
-    pub code: Option<i32>,
-    pub stdout: String,
-    pub stderr: String,
-}
-
-/// Runs `updater ARGS` to completion, with only [`updater_env`]'s environment.
-pub(crate) async fn run_updater(f: &Fixture, args: &[&str], extra: &[(&str, &str)]) -> Exit {
-    let output = tokio::process::Command::new(bin_path("updater"))
-        .args(args)
-        .env_clear()
-        .envs(updater_env(f, extra))
-        .env(
-            "RUST_LOG",
-            std::env::var("TEST_LOG").unwrap_or_else(|_| "warn".into()),
-        )
-        .output()
-        .await
-        .expect("the updater runs");
-    Exit {
-        code: output.status.code(),
-        stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
-    }
-}
 
 /// `updater --once`, which must succeed.
 async fn once(f: &Fixture) -> Exit {
@@ -457,16 +404,8 @@ async fn an_unbind_during_a_pass_stays_unbound() {
     .await;
     sim(&f, Method::DELETE, "/sim/requests", json!({})).await;
     let pass = {
-        let f_env = updater_env(&f, &[]);
-        tokio::spawn(async move {
-            tokio::process::Command::new(bin_path("updater"))
-                .arg("--once")
-                .envs(f_env)
-                .env("RUST_LOG", "info")
-                .output()
-                .await
-                .expect("the updater runs")
-        })
+        let env = UpdaterEnv::of(&f).set("RUST_LOG", "info");
+        tokio::spawn(async move { env.run(&["--once"]).await })
     };
     // The pass has read the bindings once it asks the Cloud Controller about the app.
     wait_for(
@@ -481,10 +420,12 @@ async fn an_unbind_during_a_pass_stays_unbound() {
     let (status, body) = f.unbind(INSTANCE, "binding-0").await;
     assert_eq!(status, StatusCode::OK, "{body}");
     assert!(f.bucket_keys().await.is_empty());
-    let output = pass.await.unwrap();
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(output.status.success(), "{stdout}{stderr}");
+    let Exit {
+        code,
+        stdout,
+        stderr,
+    } = pass.await.unwrap();
+    assert_eq!(code, Some(0), "{stdout}{stderr}");
     assert!(
         stdout.contains("1 superseded by the broker"),
         "{stdout}\n{stderr}"
@@ -509,12 +450,6 @@ pub(crate) async fn wait_for(
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     panic!("{what}: not within {within:?}");
-}
-
-pub(crate) fn start_updater(f: &Fixture, extra: &[(&str, &str)]) -> Running {
-    let env = updater_env(f, extra);
-    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
-    start("updater", &[], &env)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -673,16 +608,8 @@ async fn an_app_deleted_between_two_pages_costs_no_other_app_its_target() {
     .await;
     sim(&f, Method::DELETE, "/sim/requests", json!({})).await;
     let pass = {
-        let mut env = updater_env(&f, &page_size);
-        env.push(("RUST_LOG".into(), "info".into()));
-        tokio::spawn(async move {
-            tokio::process::Command::new(bin_path("updater"))
-                .arg("--once")
-                .envs(env)
-                .output()
-                .await
-                .expect("the updater runs")
-        })
+        let env = UpdaterEnv::of(&f).with(&page_size).set("RUST_LOG", "info");
+        tokio::spawn(async move { env.run(&["--once"]).await })
     };
     wait_for(
         "the pass to ask for page 2 of the apps",
@@ -700,10 +627,12 @@ async fn an_app_deleted_between_two_pages_costs_no_other_app_its_target() {
         Value::Null,
     )
     .await;
-    let output = pass.await.unwrap();
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(output.status.success(), "{stdout}{stderr}");
+    let Exit {
+        code,
+        stdout,
+        stderr,
+    } = pass.await.unwrap();
+    assert_eq!(code, Some(0), "{stdout}{stderr}");
     assert!(
         stderr.contains("apps missing from the listing were found by GUID"),
         "the listing did not shift as arranged:\n{stdout}\n{stderr}"

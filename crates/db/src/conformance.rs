@@ -6,13 +6,17 @@
 //! each:
 //!
 //! ```ignore
-//! gds_db::repository_tests!(fresh_postgres_db().await);
+//! gds_db::repository_tests!(postgres: fresh_postgres_db().await);
 //! ```
 //!
 //! where the expression yields a fresh fixture implementing `AsRef<Db>` (a [`Db`], or a
 //! struct that also keeps a temporary directory alive). It runs against SQLite in this
 //! crate's unit tests and against PostgreSQL in `tests/integration/broker_db.rs`.
 //! Compiled for this crate's tests and with the `conformance` feature.
+//!
+//! A guarantee that only one database gives is generated only for it (`postgres:` adds
+//! PostgreSQL's; SQLite's own are unit tests below), so that no test passes on a database
+//! without checking anything; each such check fails when given the other database.
 
 use std::time::{Duration, Instant};
 
@@ -24,7 +28,8 @@ use crate::{
     Db, DbKind, DeleteInstance, Insert, InstanceUpdate, NewBinding, NewInstance, ServiceInstance,
 };
 
-/// Generates one `#[tokio::test]` per check. `$fixture` is evaluated inside each (async)
+/// Generates one `#[tokio::test]` per check that every database passes; with `postgres:`
+/// before the fixture, also PostgreSQL's own. `$fixture` is evaluated inside each (async)
 /// test and must yield a fresh database as something implementing `AsRef<Db>`; it may
 /// use `.await`. The calling crate needs `tokio` with `macros` and `rt-multi-thread`.
 #[macro_export]
@@ -41,7 +46,6 @@ macro_rules! repository_tests {
             deleting_a_binding_returns_it_once_and_only_for_its_app,
             all_bindings_are_grouped_by_app_newest_first,
             transactions_of_one_app_are_serialised,
-            transactions_of_different_apps_do_not_wait_for_each_other_on_postgres,
             a_lease_has_one_holder_until_it_is_released_or_expires,
             a_lease_is_renewed_only_by_its_holder_before_it_expires,
             a_lease_expires_on_the_database_clock_in_milliseconds,
@@ -49,6 +53,12 @@ macro_rules! repository_tests {
             bindings_of_a_deleted_app_are_marked_orphaned_once,
             a_bind_in_progress_is_joined_by_identical_requests_and_taken_over_by_others,
             a_bind_in_progress_finishes_once_unless_an_unbind_cancelled_it,
+        );
+    };
+    (postgres: $fixture:expr) => {
+        $crate::repository_tests!($fixture);
+        $crate::repository_tests!(@each $fixture;
+            transactions_of_different_apps_do_not_wait_for_each_other_on_postgres,
         );
     };
     (@each $fixture:expr; $($check:ident),* $(,)?) => {$(
@@ -417,16 +427,35 @@ pub async fn transactions_of_one_app_are_serialised(db: &Db) {
     );
 }
 
+/// PostgreSQL only (SQLite has one writer at a time: see
+/// [`transactions_of_different_apps_wait_for_each_other_on_sqlite`]).
 pub async fn transactions_of_different_apps_do_not_wait_for_each_other_on_postgres(db: &Db) {
-    if db.kind() != DbKind::Postgres {
-        // SQLite has one writer at a time by design; nothing to check.
-        return;
-    }
+    assert_eq!(db.kind(), DbKind::Postgres, "a PostgreSQL-only check");
     let _first = must("lock_app", db.lock_app(&app(1)).await);
     let second = tokio::time::timeout(Duration::from_secs(5), db.lock_app(&app(2)))
         .await
         .expect("another app's lock is free while the first is held");
     must("lock_app", second);
+}
+
+/// SQLite only: one writer at a time, so another app's transaction waits for the first
+/// one to end (in this process' queue, rather than failing on a busy database file).
+pub async fn transactions_of_different_apps_wait_for_each_other_on_sqlite(db: &Db) {
+    assert_eq!(db.kind(), DbKind::Sqlite, "a SQLite-only check");
+    let first = must("lock_app", db.lock_app(&app(1)).await);
+    let second = {
+        let db = db.clone();
+        tokio::spawn(async move { must("lock_app", db.lock_app(&app(2)).await) })
+    };
+    // Real time (a real database): ample for the second task to reach the lock.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(
+        !second.is_finished(),
+        "another app's transaction started while the first was open"
+    );
+    drop(first);
+    let second = second.await.expect("the second transaction ran");
+    drop(second);
 }
 
 pub async fn a_bind_in_progress_is_joined_by_identical_requests_and_taken_over_by_others(db: &Db) {
@@ -578,4 +607,13 @@ pub async fn a_bind_in_progress_finishes_once_unless_an_unbind_cancelled_it(db: 
         must("binding_attempt", db.binding_attempt("b-2").await).map(|a| a.attempt),
         Some("a-3".to_owned())
     );
+}
+
+#[cfg(test)]
+mod sqlite_only {
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn transactions_of_different_apps_wait_for_each_other_on_sqlite() {
+        let fixture = super::fresh_sqlite().await;
+        super::transactions_of_different_apps_wait_for_each_other_on_sqlite(&fixture.db).await;
+    }
 }

@@ -11,7 +11,7 @@ use reqwest::{Method, RequestBuilder, StatusCode};
 use serde_json::{Value, json};
 
 use crate::broker_db::fresh_postgres_url;
-use crate::harness::{Running, start};
+use crate::harness::{Running, start, start_sim};
 use crate::store_s3::{fresh_s3_store, s3_endpoint};
 
 pub const SERVICE_ID: &str = "b5f3a4d2-8d1b-4e46-9c0a-6a4b3b2f1e01";
@@ -98,11 +98,8 @@ impl Fixture {
             Database::Postgres => fresh_postgres_url().await,
         };
         let store = fresh_s3_store("test-region/").await;
-        let sim_args: Vec<&str> = ["--listen", "127.0.0.1:0"]
-            .into_iter()
-            .chain(options.sim_args.iter().map(String::as_str))
-            .collect();
-        let sim = start("cf-sim", &sim_args, &[]);
+        let sim_args: Vec<&str> = options.sim_args.iter().map(String::as_str).collect();
+        let sim = start_sim(&sim_args);
         let mut base_env: Vec<(String, String)> = [
             ("SERVICE_ID", SERVICE_ID),
             ("PLAN_ID", PLAN_ID),

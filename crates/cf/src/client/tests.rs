@@ -194,3 +194,5 @@ fn cloud_controller_error_bodies_are_read() {
     let (title, detail) = error_parts(b"502 Bad Gateway");
     assert_eq!((title.as_str(), detail.as_str()), ("", "502 Bad Gateway"));
 }
+
+mod waits;

@@ -15,7 +15,7 @@ use gds_store::TargetState;
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 
-use super::*;
+use crate::e2e::*;
 
 /// One round's timings, each from the moment the test acted.
 #[derive(Default)]

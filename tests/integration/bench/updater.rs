@@ -39,9 +39,10 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
 use crate::broker::support::{Database, Fixture, Options};
-use crate::harness::{Running, bin_path, start};
+use crate::harness::{Running, bin_path};
 use crate::sd_sync::s3_stub::{Latency, S3Stub};
 use crate::store_s3::s3_endpoint;
+use crate::updater::UpdaterEnv;
 
 const APPS: usize = 10_000;
 const SPACES: usize = 1_000;
@@ -322,32 +323,9 @@ struct StoreEndpoint {
     bucket: String,
 }
 
-/// The updater's environment, with its store at `store`.
-fn updater_env(
-    f: &Fixture,
-    store: &StoreEndpoint,
-    extra: &[(&str, &str)],
-) -> Vec<(String, String)> {
-    let mut env: Vec<(String, String)> = [
-        ("PAAS_DOMAIN", "apps.example.com"),
-        ("API_ENDPOINT", f.sim.base_url.as_str()),
-        ("UAA_USERNAME", "admin"),
-        ("UAA_PASSWORD", "admin"),
-        ("BUCKET_NAME", store.bucket.as_str()),
-        ("BUCKET_PREFIX", f.store.prefix()),
-        ("S3_ENDPOINT", store.url.as_str()),
-        ("AWS_REGION", "us-east-1"),
-        ("AWS_ACCESS_KEY_ID", "test"),
-        ("AWS_SECRET_ACCESS_KEY", "test"),
-        ("DATABASE_URL", f.database_url.as_str()),
-        ("LISTEN_HOST", "127.0.0.1"),
-        ("PORT", "0"),
-    ]
-    .into_iter()
-    .map(|(k, v)| (k.to_owned(), v.to_owned()))
-    .collect();
-    env.extend(extra.iter().map(|(k, v)| (k.to_string(), v.to_string())));
-    env
+/// The updater's fixture, with its store at `store`.
+fn updater_env(f: &Fixture, store: &StoreEndpoint) -> UpdaterEnv {
+    UpdaterEnv::of(f).store(&store.url, &store.bucket)
 }
 
 struct Pass {
@@ -384,17 +362,18 @@ async fn measured_pass(
     if let Some(proxy) = proxy {
         proxy.reset();
     }
+    // The phase timings and the Cloud Controller responses, at debug level.
+    let env = updater_env(f, store).set(
+        "RUST_LOG",
+        "warn,gds_updater::engine=debug,gds_cf::client=debug",
+    );
     let started = Instant::now();
     let output = tokio::process::Command::new("/usr/bin/time")
         .args(["-f", "bench-max-rss-kb=%M bench-cpu=%U+%S"])
         .arg(bin_path("updater"))
         .arg("--once")
-        .envs(updater_env(f, store, &[]))
-        // The phase timings and the Cloud Controller responses, at debug level.
-        .env(
-            "RUST_LOG",
-            "warn,gds_updater::engine=debug,gds_cf::client=debug",
-        )
+        .env_clear()
+        .envs(env.vars())
         .output()
         .await
         .expect("/usr/bin/time and the updater run");
@@ -543,22 +522,18 @@ async fn running_passes(
 ) -> Vec<RunningPass> {
     use tokio::io::AsyncBufReadExt;
     requests.take();
-    let mut child = tokio::process::Command::new(bin_path("updater"))
-        .envs(updater_env(
-            f,
-            store,
-            &[
-                ("UPDATE_TARGETS_RATE_SECONDS", RUNNING_RATE_SECONDS),
-                ("AUDIT_EVENTS_POLL_SECONDS", "0"),
-            ],
-        ))
-        .env(
-            "RUST_LOG",
-            "warn,gds_updater::engine=debug,gds_cf::client=info",
-        )
+    let mut child = updater_env(f, store)
+        .with(&[
+            ("UPDATE_TARGETS_RATE_SECONDS", RUNNING_RATE_SECONDS),
+            ("AUDIT_EVENTS_POLL_SECONDS", "0"),
+            (
+                "RUST_LOG",
+                "warn,gds_updater::engine=debug,gds_cf::client=info",
+            ),
+        ])
+        .command(&[])
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::piped())
-        .kill_on_drop(true)
         .spawn()
         .expect("the updater starts");
     let mut lines = tokio::io::BufReader::new(child.stderr.take().unwrap()).lines();
@@ -656,17 +631,13 @@ async fn fast_path(f: &Fixture, proxy: &CountingProxy, apps: &[String], poll: &s
         url: proxy.endpoint.clone(),
         bucket: f.store.bucket().to_owned(),
     };
-    let env = updater_env(
-        f,
-        &moto,
-        &[
+    let updater: Running = updater_env(f, &moto)
+        .with(&[
             // No scheduled pass during the measurement (besides the one at start).
             ("UPDATE_TARGETS_SCHEDULE", "0 0 0 1 1 *"),
             ("AUDIT_EVENTS_POLL_SECONDS", poll),
-        ],
-    );
-    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
-    let updater: Running = start("updater", &[], &env);
+        ])
+        .start();
     let http = reqwest::Client::new();
     let started = Instant::now();
     loop {

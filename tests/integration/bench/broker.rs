@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 
-use super::support::*;
+use crate::broker::support::*;
 
 /// Offered load of the open-loop phases (the target: p99 <= 50 ms at 200/s).
 const RATE_PER_SECOND: u64 = 200;

@@ -13,11 +13,14 @@
 //! phases; `GDS_BENCH_SD_SYNC_RUNS=N` (default 1) repeats each first sync against the
 //! stub; `GDS_BENCH_SD_SYNC_WRITES=N` (default 100) sets the writes per propagation run.
 
+use std::path::Path;
+use std::process::Command;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
-use super::s3_stub::{Latency, S3Stub};
-use super::*;
+use crate::sd_sync::s3_stub::{Latency, S3Stub};
+use crate::sd_sync::*;
+use crate::store_s3::s3_endpoint;
 
 const OBJECTS: usize = 10_000;
 const STUB_LATENCY: Latency = Latency {
