@@ -9,7 +9,7 @@ use std::process::{Child, Command, Stdio};
 use std::sync::{Mutex, Once};
 use std::time::{Duration, Instant};
 
-use rustix::process::{Pid, Signal, kill_process_group};
+use rustix::process::{Pid, Signal, WaitId, WaitIdOptions, kill_process_group, waitid};
 
 /// Where cargo put the workspace's binaries (`target/debug` next to this test's `deps/`).
 pub fn bin_path(name: &str) -> PathBuf {
@@ -52,8 +52,19 @@ pub fn spawn_group(command: &mut Command, name: &str) -> Child {
 pub fn stop_group(child: &mut Child) {
     let pgid = child.id();
     if let Some(pid) = i32::try_from(pgid).ok().and_then(Pid::from_raw) {
-        // ESRCH: the whole group is gone already.
-        let _ = kill_process_group(pid, Signal::KILL);
+        // Only while the leader is not reaped (running, or a zombie: `NOWAIT` leaves it
+        // so) is the number surely still this group's. Once reaped (a test waited for
+        // it), the kernel may give the number to another test's server, which leads a
+        // group of its own: a kill would stop that one. (PIDs wrap at 32768 here.)
+        let unreaped = waitid(
+            WaitId::Pid(pid),
+            WaitIdOptions::EXITED | WaitIdOptions::NOHANG | WaitIdOptions::NOWAIT,
+        )
+        .is_ok();
+        if unreaped {
+            // ESRCH: the whole group is gone already.
+            let _ = kill_process_group(pid, Signal::KILL);
+        }
     }
     let _ = child.wait();
     wait_until_group_ends(pgid, Duration::from_secs(5));
