@@ -33,7 +33,7 @@ pub const SETTINGS: &[&str] = &[
 pub fn settings() -> Vec<&'static str> {
     let mut all = [
         SETTINGS,
-        gds_updater::ReconcileSettings::SETTINGS,
+        gds_engine::ReconcileSettings::SETTINGS,
         gds_cf::SETTINGS,
         gds_store::SETTINGS,
         gds_service::SETTINGS,
@@ -88,7 +88,7 @@ pub struct BrokerConfig {
     /// requests) and the updater keeps files current, so there is nothing to expire.
     pub cache_expiry_seconds: u64,
     /// The updater's pass settings (`DELETION_MAX_SHARE`, ...), for `POST /update-targets`.
-    pub reconcile: gds_updater::ReconcileSettings,
+    pub reconcile: gds_engine::ReconcileSettings,
     /// `LISTEN_HOST`, default `0.0.0.0` (Cloud Foundry routes to any interface).
     pub listen_host: String,
     /// `PORT`, default 8080; 0 picks a free port.
@@ -172,7 +172,7 @@ impl BrokerConfig {
         })?;
         let store = StoreConfig::from_lookup(settings.lookup()).map_err(store_error)?;
         let cache_expiry_seconds = settings.number("CACHE_EXPIRY_TIME", 60, 0..=86_400 * 365)?;
-        let reconcile = gds_updater::ReconcileSettings::from_settings(settings)?;
+        let reconcile = gds_engine::ReconcileSettings::from_settings(settings)?;
         let listen_host = settings
             .get("LISTEN_HOST")
             .unwrap_or_else(|| "0.0.0.0".into());
@@ -220,7 +220,7 @@ mod tests {
     #[test]
     fn settings_declares_exactly_what_the_sources_read() {
         let passed_through = [
-            gds_updater::ReconcileSettings::SETTINGS,
+            gds_engine::ReconcileSettings::SETTINGS,
             gds_cf::SETTINGS,
             gds_store::SETTINGS,
             gds_service::SETTINGS,

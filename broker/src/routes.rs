@@ -286,7 +286,7 @@ pub async fn binding_last_operation(
 /// pass summary as `description` (also when another updater is reconciling right now:
 /// that pass covers the request), `503` when the pass could not read or apply
 /// everything (the summary says what).
-pub async fn update_targets(reconciler: web::Data<gds_updater::Reconciler>) -> HttpResponse {
+pub async fn update_targets(reconciler: web::Data<gds_engine::Reconciler>) -> HttpResponse {
     match reconciler.run_pass(gds_reconcile::Scope::All).await {
         Ok(report) if report.succeeded() => json_reply(
             StatusCode::ACCEPTED,
@@ -296,7 +296,7 @@ pub async fn update_targets(reconciler: web::Data<gds_updater::Reconciler>) -> H
             StatusCode::SERVICE_UNAVAILABLE,
             &json!({"description": report.summary()}),
         ),
-        Err(gds_updater::PassError::Busy) => json_reply(
+        Err(gds_engine::PassError::Busy) => json_reply(
             StatusCode::ACCEPTED,
             &json!({"description": "another updater is reconciling now"}),
         ),
@@ -328,7 +328,7 @@ pub async fn health(broker: web::Data<Broker>) -> HttpResponse {
 /// `gds_updater_*` metrics of the passes `POST /update-targets` ran (one registry).
 pub async fn metrics(
     metrics: web::Data<BrokerMetrics>,
-    reconciler: web::Data<gds_updater::Reconciler>,
+    reconciler: web::Data<gds_engine::Reconciler>,
 ) -> HttpResponse {
     // The Cloud Controller client is shared: bring its request counters up to date.
     reconciler

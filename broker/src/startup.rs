@@ -9,7 +9,7 @@ use actix_web::{App, HttpServer, web};
 use anyhow::Context;
 use gds_cf::CfClient;
 use gds_db::{ConnectOptions, Db};
-use gds_updater::{Reconciler, UpdaterMetrics};
+use gds_engine::{ReconcileMetrics, Reconciler};
 
 use crate::config::{BrokerConfig, BrokerCredentials};
 use crate::metrics::BrokerMetrics;
@@ -61,7 +61,7 @@ impl Application {
             cf.clone(),
             config.model.clone(),
             config.reconcile.clone(),
-            UpdaterMetrics::registered_in(metrics.registry.clone()),
+            ReconcileMetrics::registered_in(metrics.registry.clone()),
         );
         let broker = Broker::new(
             db.clone(),

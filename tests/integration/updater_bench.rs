@@ -393,7 +393,7 @@ async fn measured_pass(
         // The phase timings and the Cloud Controller responses, at debug level.
         .env(
             "RUST_LOG",
-            "warn,gds_updater::engine=debug,gds_cf::client=debug",
+            "warn,gds_engine::reconciler=debug,gds_cf::client=debug",
         )
         .output()
         .await
@@ -554,7 +554,7 @@ async fn running_passes(
         ))
         .env(
             "RUST_LOG",
-            "warn,gds_updater::engine=debug,gds_cf::client=info",
+            "warn,gds_engine::reconciler=debug,gds_cf::client=info",
         )
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::piped())

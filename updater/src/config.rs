@@ -3,7 +3,7 @@
 use std::time::Duration;
 
 use gds_cf::CfConfig;
-use gds_reconcile::Limits;
+use gds_engine::ReconcileSettings;
 use gds_service::{Settings, SettingsError};
 use gds_store::StoreConfig;
 use gds_targets::ModelConfig;
@@ -13,11 +13,6 @@ pub const DEFAULT_DATABASE_URL: &str = "sqlite://.data/broker.db?mode=rwc";
 
 /// Every minute, at second 0.
 pub const DEFAULT_SCHEDULE: &str = "0 * * * * *";
-
-/// The reconcile lease's lifetime: with the fast path's 2 s poll, a standby takes over
-/// from a crashed holder within 12 s. Renewing it costs one small UPDATE every 3.3 s
-/// while a pass runs.
-pub const DEFAULT_LEASE_SECONDS: u64 = 10;
 
 /// A secret: usable, never printed (the Cloud Controller client's type).
 pub use gds_cf::Secret;
@@ -63,64 +58,6 @@ pub enum Schedule {
     Cron(String),
     /// `UPDATE_TARGETS_RATE_SECONDS` (the original's setting): every so many seconds.
     Every(Duration),
-}
-
-/// What a reconcile pass needs besides its clients; shared by the updater and the
-/// broker's `POST /update-targets`.
-#[derive(Clone, Debug, PartialEq)]
-pub struct ReconcileSettings {
-    /// `DELETION_MAX_SHARE` (default 0.5), `DELETION_MAX_COUNT` (default 10),
-    /// `ALLOW_MASS_DELETION` (default false): the bounded-deletion valve.
-    pub limits: Limits,
-    /// `UPDATER_CONCURRENCY` (default 8): apps whose files are changed at once.
-    pub concurrency: usize,
-    /// `UPDATER_LEASE_SECONDS` (default 10): how long the reconcile lease lasts without
-    /// renewal, so a crashed updater's lease is free again after this and a standby's
-    /// next poll takes over. The holder renews it every third of that and stops writing
-    /// when a fifth of it is left unconfirmed ([`crate::lease::LeaseTiming`]).
-    pub lease_ttl: Duration,
-}
-
-impl Default for ReconcileSettings {
-    fn default() -> Self {
-        Self {
-            limits: Limits::default(),
-            concurrency: 8,
-            lease_ttl: Duration::from_secs(DEFAULT_LEASE_SECONDS),
-        }
-    }
-}
-
-impl ReconcileSettings {
-    /// The settings [`ReconcileSettings::from_settings`] reads.
-    pub const SETTINGS: &[&str] = &[
-        "DELETION_MAX_SHARE",
-        "DELETION_MAX_COUNT",
-        "ALLOW_MASS_DELETION",
-        "UPDATER_CONCURRENCY",
-        "UPDATER_LEASE_SECONDS",
-    ];
-
-    pub fn from_settings(settings: &Settings) -> Result<Self, SettingsError> {
-        let defaults = Limits::default();
-        Ok(Self {
-            limits: Limits {
-                max_share: settings.number("DELETION_MAX_SHARE", defaults.max_share, 0.0..=1.0)?,
-                max_count: settings.number(
-                    "DELETION_MAX_COUNT",
-                    defaults.max_count,
-                    0..=1_000_000,
-                )?,
-                allow_mass_deletion: settings.flag("ALLOW_MASS_DELETION", false)?,
-            },
-            concurrency: settings.number("UPDATER_CONCURRENCY", 8, 1..=256)?,
-            lease_ttl: Duration::from_secs(settings.number(
-                "UPDATER_LEASE_SECONDS",
-                DEFAULT_LEASE_SECONDS,
-                5..=86_400,
-            )?),
-        })
-    }
 }
 
 /// Everything the updater reads at start.
@@ -234,11 +171,16 @@ mod tests {
 
     #[test]
     fn settings_declares_exactly_what_the_sources_read() {
-        let passed_through =
-            [gds_cf::SETTINGS, gds_store::SETTINGS, gds_service::SETTINGS].concat();
+        let passed_through = [
+            ReconcileSettings::SETTINGS,
+            gds_cf::SETTINGS,
+            gds_store::SETTINGS,
+            gds_service::SETTINGS,
+        ]
+        .concat();
         gds_service::declared::check_sources(
             env!("CARGO_MANIFEST_DIR"),
-            &[SETTINGS, ReconcileSettings::SETTINGS].concat(),
+            SETTINGS,
             &passed_through,
             &[],
         )

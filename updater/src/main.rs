@@ -19,12 +19,13 @@ use std::time::{Duration, Instant};
 
 use gds_cf::CfClient;
 use gds_db::{ConnectOptions, Db};
+use gds_engine::PassError;
+use gds_engine::reconciler::cause_chain;
 use gds_reconcile::Scope;
 use gds_service::Settings;
-use gds_updater::engine::cause_chain;
+use gds_updater::UpdaterConfig;
 use gds_updater::import::{self, CatalogIds};
 use gds_updater::service::{Service, build_reconciler};
-use gds_updater::{PassError, UpdaterConfig};
 
 const USAGE: &str = "usage: updater [--once | --dry-run | --import-bindings [--dry-run]]";
 

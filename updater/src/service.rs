@@ -19,8 +19,8 @@ use tokio::sync::mpsc;
 use tokio_cron_scheduler::{Job, JobScheduler};
 
 use crate::config::{Schedule, UpdaterConfig};
-use crate::engine::{PassError, Reconciler, cause_chain};
-use crate::metrics::UpdaterMetrics;
+use gds_engine::reconciler::cause_chain;
+use gds_engine::{PassError, ReconcileMetrics, Reconciler};
 
 /// Connects to the database (running migrations), opens the store and builds the Cloud
 /// Controller client. Makes no Cloud Controller request.
@@ -46,7 +46,7 @@ pub async fn build_reconciler(config: &UpdaterConfig) -> anyhow::Result<Reconcil
         Arc::new(cf),
         config.model.clone(),
         config.reconcile.clone(),
-        UpdaterMetrics::new(),
+        ReconcileMetrics::new(),
     ))
 }
 

@@ -27,9 +27,9 @@ use gds_store::{
 };
 use gds_targets::{AppGuid, BindingParams, ModelConfig};
 
-use crate::config::ReconcileSettings;
 use crate::lease::{Lease, LeaseLost, LeaseTiming, Tenure};
-use crate::metrics::UpdaterMetrics;
+use crate::metrics::ReconcileMetrics;
+use crate::settings::ReconcileSettings;
 
 pub use crate::lease::RECONCILE_LEASE;
 
@@ -204,7 +204,7 @@ pub struct Reconciler {
     cf: Arc<CfClient>,
     model: ModelConfig,
     settings: ReconcileSettings,
-    metrics: UpdaterMetrics,
+    metrics: ReconcileMetrics,
     /// This process' identity; each lease it takes is held as `<holder>/<n>`, so that
     /// two passes of one process (the broker's concurrent `/update-targets`) exclude
     /// each other too.
@@ -234,7 +234,7 @@ impl Reconciler {
         cf: Arc<CfClient>,
         model: ModelConfig,
         settings: ReconcileSettings,
-        metrics: UpdaterMetrics,
+        metrics: ReconcileMetrics,
     ) -> Self {
         Self {
             db,
@@ -258,7 +258,7 @@ impl Reconciler {
         &self.cf
     }
 
-    pub fn metrics(&self) -> &UpdaterMetrics {
+    pub fn metrics(&self) -> &ReconcileMetrics {
         &self.metrics
     }
 
@@ -720,7 +720,7 @@ pub async fn apply(
     plan: &Plan,
     newest: &BTreeMap<AppGuid, String>,
     concurrency: usize,
-    metrics: &UpdaterMetrics,
+    metrics: &ReconcileMetrics,
     tenure: &Tenure,
 ) -> ApplyOutcome {
     // Group by app, keeping plan order within each app (e.g. write active/, then remove

@@ -68,7 +68,7 @@ impl World {
             plan,
             &newest,
             concurrency,
-            &UpdaterMetrics::new(),
+            &ReconcileMetrics::new(),
             tenure,
         )
         .await
