@@ -11,7 +11,6 @@ use gds_service::Settings;
 async fn main() -> ExitCode {
     gds_service::telemetry::init("broker");
     let config = match Settings::from_env()
-        .map_err(Into::into)
         .and_then(|settings| BrokerConfig::from_settings(&settings))
     {
         Ok(config) => config,

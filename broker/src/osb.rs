@@ -13,7 +13,7 @@ use gds_targets::{InvalidGuid, ParamError};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use crate::config::CatalogIds;
+use gds_engine::CatalogIds;
 
 /// The OSB API versions accepted: major 2, minor at least this.
 pub const MIN_API_MINOR_VERSION: u32 = 13;
@@ -332,9 +332,6 @@ pub fn reply_for(op: Operation, err: &BrokerError) -> Reply {
         },
     }
 }
-
-/// `err: cause: cause's cause…` on one line (the shared formatter).
-pub use gds_store::error_chain as cause_chain;
 
 /// The top-level object of a request body, field by field, with errors that name the
 /// field (serde's own messages only give a line and column).
@@ -713,12 +710,12 @@ mod tests {
     }
 
     #[test]
-    fn the_cause_chain_reaches_the_root() {
+    fn the_error_chain_reaches_the_root() {
         let err = BrokerError::internal(
             anyhow::anyhow!("connection refused").context("inserting a binding"),
         );
         assert_eq!(
-            cause_chain(&err),
+            gds_service::error_chain(&err),
             "internal error: inserting a binding: connection refused"
         );
     }

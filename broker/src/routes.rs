@@ -7,10 +7,12 @@ use actix_web::http::header::{ContentType, WWW_AUTHENTICATE};
 use actix_web::{HttpRequest, HttpResponse, ResponseError, web};
 use serde_json::{Value, json};
 
+use gds_service::error_chain;
+
 use crate::metrics::BrokerMetrics;
 use crate::osb::{
     self, BindRequest, BrokerError, DeleteQuery, Operation, ProvisionRequest, UpdateRequest,
-    cause_chain, reply_for,
+    reply_for,
 };
 use crate::service::{Broker, Outcome};
 
@@ -61,7 +63,7 @@ impl ResponseError for OsbFailure {
             tracing::error!(
                 operation = ?self.op,
                 status = reply.status,
-                error = %cause_chain(&self.err),
+                error = %error_chain(&self.err),
                 "request failed"
             );
         } else if reply.status != 410 {
@@ -301,7 +303,7 @@ pub async fn update_targets(reconciler: web::Data<gds_engine::Reconciler>) -> Ht
             &json!({"description": "another updater is reconciling now"}),
         ),
         Err(e) => {
-            tracing::error!(error = %cause_chain(&e), "POST /update-targets: the pass failed");
+            tracing::error!(error = %error_chain(&e), "POST /update-targets: the pass failed");
             json_reply(
                 StatusCode::SERVICE_UNAVAILABLE,
                 &json!({"description": "the reconcile pass failed; see the broker's log"}),
@@ -315,7 +317,7 @@ pub async fn health(broker: web::Data<Broker>) -> HttpResponse {
     match broker.health().await {
         Ok(()) => json_reply(StatusCode::OK, &json!({"status": "ok"})),
         Err(e) => {
-            tracing::error!(error = %cause_chain(&e), "health check: the database does not answer");
+            tracing::error!(error = %error_chain(&e), "health check: the database does not answer");
             json_reply(
                 StatusCode::SERVICE_UNAVAILABLE,
                 &json!({"status": "unavailable", "description": "the database does not answer"}),

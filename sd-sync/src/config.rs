@@ -5,8 +5,8 @@ use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::time::Duration;
 
+use gds_service::Secret;
 use gds_service::Settings;
-use gds_store::SecretString;
 
 use crate::auth::HttpAuth;
 use crate::duration::{format_duration, parse_duration};
@@ -67,8 +67,8 @@ pub struct Config {
     /// The region of mappings that name none.
     pub region: String,
     pub access_key_id: String,
-    pub secret_access_key: SecretString,
-    pub session_token: Option<SecretString>,
+    pub secret_access_key: Secret,
+    pub session_token: Option<Secret>,
     pub interval: Duration,
     pub listen: SocketAddr,
     pub stale_after: Duration,
@@ -330,8 +330,8 @@ pub fn parse(
         s3_endpoint,
         region,
         access_key_id,
-        secret_access_key: SecretString::new(secret_access_key),
-        session_token: settings.get("AWS_SESSION_TOKEN").map(SecretString::new),
+        secret_access_key: Secret::new(secret_access_key),
+        session_token: settings.get("AWS_SESSION_TOKEN").map(Secret::new),
         interval,
         listen,
         stale_after,
@@ -344,7 +344,7 @@ pub fn parse(
 
 /// A secret from the environment variable `env` or from the file named by `file_flag`
 /// (surrounding whitespace trimmed, as Prometheus does with its `*_file` settings).
-fn secret(given: &Given, env: &str, file_flag: &str) -> Result<Option<SecretString>, String> {
+fn secret(given: &Given, env: &str, file_flag: &str) -> Result<Option<Secret>, String> {
     let names = Given::names(file_flag);
     let text = match (given.settings.get(env), given.value(file_flag)) {
         (Some(_), Some(_)) => return Err(format!("{env} and {names}: give one, not both")),
@@ -361,7 +361,7 @@ fn secret(given: &Given, env: &str, file_flag: &str) -> Result<Option<SecretStri
     if value.is_empty() {
         return Err(format!("{from}: the secret is empty"));
     }
-    Ok(Some(SecretString::new(value)))
+    Ok(Some(Secret::new(value)))
 }
 
 fn http_auth(given: &Given) -> Result<HttpAuth, String> {
@@ -539,7 +539,7 @@ mod tests {
             assert!(run(&once, &[]).is_ok(), "--once does not listen");
             let with_token = run(&args, &[("SD_SYNC_AUTH_TOKEN", "t0ken")]).unwrap();
             assert_eq!(
-                with_token.auth.bearer.as_ref().map(SecretString::expose),
+                with_token.auth.bearer.as_ref().map(Secret::expose),
                 Some("t0ken")
             );
             assert!(!format!("{with_token:?}").contains("t0ken"), "redacted");

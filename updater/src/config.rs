@@ -2,46 +2,30 @@
 
 use std::time::Duration;
 
-use gds_cf::CfConfig;
-use gds_engine::ReconcileSettings;
+use gds_engine::{CatalogIds, EngineConfig};
 use gds_service::{Settings, SettingsError};
-use gds_store::StoreConfig;
-use gds_targets::ModelConfig;
-
-/// The broker's default database: the updater reads the same one.
-pub const DEFAULT_DATABASE_URL: &str = "sqlite://.data/broker.db?mode=rwc";
 
 /// Every minute, at second 0.
 pub const DEFAULT_SCHEDULE: &str = "0 * * * * *";
 
-/// A secret: usable, never printed (the Cloud Controller client's type).
-pub use gds_cf::Secret;
-
-/// The settings the updater reads itself, besides [`ReconcileSettings::SETTINGS`] (checked
+/// The settings the updater reads itself, besides the engine's (checked
 /// against this crate's sources by a unit test, see `gds_service::declared`).
 pub const SETTINGS: &[&str] = &[
-    "DATABASE_URL",
-    "DATABASE_MAX_CONNECTIONS",
-    "PAAS_DOMAIN",
     "UPDATE_TARGETS_SCHEDULE",
     "UPDATE_TARGETS_RATE_SECONDS",
     "AUDIT_EVENTS_POLL_SECONDS",
     "LISTEN_HOST",
-    // `--import-bindings` only (`crate::import::CatalogIds`).
-    "SERVICE_ID",
-    "SERVICE_NAME",
-    "PLAN_ID",
 ];
 
-/// Every setting the `updater` binary reads: its own, a reconcile pass's, the Cloud
-/// Controller client's, the store's and every service's (`PORT`, `VCAP_SERVICES`, ...),
-/// sorted. The deployment manifests are checked against this list.
+/// Every setting the `updater` binary reads: its own, the engine's (the database, a
+/// reconcile pass, the Cloud Controller client, the store), the catalog ids
+/// (`--import-bindings` only) and every service's (`PORT`, `VCAP_SERVICES`, ...), sorted.
+/// The deployment manifests are checked against this list.
 pub fn settings() -> Vec<&'static str> {
     let mut all = [
         SETTINGS,
-        ReconcileSettings::SETTINGS,
-        gds_cf::SETTINGS,
-        gds_store::SETTINGS,
+        &EngineConfig::settings(),
+        CatalogIds::SETTINGS,
         gds_service::SETTINGS,
     ]
     .concat();
@@ -63,14 +47,9 @@ pub enum Schedule {
 /// Everything the updater reads at start.
 #[derive(Clone, Debug)]
 pub struct UpdaterConfig {
-    /// `DATABASE_URL`, shared with the broker.
-    pub database_url: Secret,
-    /// `DATABASE_MAX_CONNECTIONS`, default 10.
-    pub database_max_connections: u32,
-    pub model: ModelConfig,
-    pub cf: CfConfig,
-    pub store: StoreConfig,
-    pub reconcile: ReconcileSettings,
+    /// The database (shared with the broker), the Cloud Controller, the store and a
+    /// pass's settings.
+    pub engine: EngineConfig,
     pub schedule: Schedule,
     /// `AUDIT_EVENTS_POLL_SECONDS` (default 2; 0 turns the fast path off). Two seconds keeps
     /// a change's worst case (one poll interval plus one scoped pass) within five seconds,
@@ -85,25 +64,7 @@ pub struct UpdaterConfig {
 impl UpdaterConfig {
     /// Reads and checks every setting; the first problem is reported, naming it.
     pub fn from_settings(settings: &Settings) -> Result<Self, SettingsError> {
-        let database_url = settings
-            .get("DATABASE_URL")
-            .unwrap_or_else(|| DEFAULT_DATABASE_URL.into());
-        gds_db::DbKind::of_url(&database_url).map_err(|e| {
-            SettingsError::new(
-                "DATABASE_URL",
-                e.to_string()
-                    .trim_start_matches("DATABASE_URL is invalid: "),
-            )
-        })?;
-        let model = ModelConfig {
-            paas_domain: settings.required(
-                "PAAS_DOMAIN",
-                "the apps domain used to guess the hostname of an app without a public route",
-            )?,
-        };
-        let cf = CfConfig::from_lookup(settings.lookup())
-            .map_err(|e| SettingsError::new(e.name, e.reason))?;
-        let store = StoreConfig::from_lookup(settings.lookup()).map_err(store_error)?;
+        let engine = EngineConfig::from_settings(settings)?;
         let schedule = match (
             settings.get("UPDATE_TARGETS_SCHEDULE"),
             settings.get("UPDATE_TARGETS_RATE_SECONDS"),
@@ -118,12 +79,7 @@ impl UpdaterConfig {
         };
         let poll: u64 = settings.number("AUDIT_EVENTS_POLL_SECONDS", 2, 0..=3600)?;
         Ok(Self {
-            database_url: Secret::new(database_url),
-            database_max_connections: settings.number("DATABASE_MAX_CONNECTIONS", 10, 2..=500)?,
-            model,
-            cf,
-            store,
-            reconcile: ReconcileSettings::from_settings(settings)?,
+            engine,
             schedule,
             events_poll: (poll > 0).then(|| Duration::from_secs(poll)),
             listen_host: settings
@@ -152,29 +108,16 @@ fn parse_cron(expr: &str) -> Result<String, SettingsError> {
         })
 }
 
-fn store_error(e: gds_store::ConfigError) -> SettingsError {
-    use gds_store::ConfigError as E;
-    match &e {
-        E::Missing { name, why } => SettingsError::new(*name, format!("is required ({why})")),
-        E::Invalid { name, reason } => SettingsError::new(*name, reason.clone()),
-        E::MissingCredentials => SettingsError::new(
-            "AWS_ACCESS_KEY_ID",
-            "AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY are required for S3",
-        ),
-        _ => SettingsError::new("store", e.to_string()),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use gds_engine::{DEFAULT_DATABASE_URL, ReconcileSettings};
 
     #[test]
     fn settings_declares_exactly_what_the_sources_read() {
         let passed_through = [
-            ReconcileSettings::SETTINGS,
-            gds_cf::SETTINGS,
-            gds_store::SETTINGS,
+            &EngineConfig::settings(),
+            CatalogIds::SETTINGS,
             gds_service::SETTINGS,
         ]
         .concat();
@@ -207,11 +150,11 @@ mod tests {
     #[tokio::test]
     async fn complete_settings_give_the_defaults() {
         let c = config(&[]).unwrap();
-        assert_eq!(c.database_url.expose(), DEFAULT_DATABASE_URL);
+        assert_eq!(c.engine.database.url.expose(), DEFAULT_DATABASE_URL);
         assert_eq!(c.schedule, Schedule::Cron(DEFAULT_SCHEDULE.into()));
         assert_eq!(c.events_poll, Some(Duration::from_secs(2)));
-        assert_eq!(c.reconcile, ReconcileSettings::default());
-        assert_eq!(c.reconcile.lease_ttl, Duration::from_secs(10));
+        assert_eq!(c.engine.reconcile, ReconcileSettings::default());
+        assert_eq!(c.engine.reconcile.lease_ttl, Duration::from_secs(10));
         assert_eq!(c.port, 8080);
     }
 

@@ -17,14 +17,13 @@ use std::io::Write;
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
-use gds_cf::CfClient;
-use gds_db::{ConnectOptions, Db};
+use gds_engine::CatalogIds;
 use gds_engine::PassError;
-use gds_engine::reconciler::cause_chain;
 use gds_reconcile::Scope;
 use gds_service::Settings;
+use gds_service::error_chain;
 use gds_updater::UpdaterConfig;
-use gds_updater::import::{self, CatalogIds};
+use gds_updater::import;
 use gds_updater::service::{Service, build_reconciler};
 
 const USAGE: &str = "usage: updater [--once | --dry-run | --import-bindings [--dry-run]]";
@@ -144,7 +143,7 @@ async fn once(config: UpdaterConfig) -> ExitCode {
             ExitCode::from(1)
         }
         Err(e) => {
-            eprintln!("updater: pass failed: {}", cause_chain(&e));
+            eprintln!("updater: pass failed: {}", error_chain(&e));
             ExitCode::from(1)
         }
     }
@@ -175,7 +174,7 @@ async fn dry_run(config: UpdaterConfig) -> ExitCode {
             }
         }
         Err(e) => {
-            eprintln!("updater: dry run failed: {}", cause_chain(&e));
+            eprintln!("updater: dry run failed: {}", error_chain(&e));
             ExitCode::from(1)
         }
     }
@@ -185,31 +184,17 @@ async fn dry_run(config: UpdaterConfig) -> ExitCode {
 /// (or, with `--dry-run`, lists it). Needs the database and the Cloud Controller, not the
 /// store.
 async fn import_bindings(config: UpdaterConfig, ids: CatalogIds, dry_run: bool) -> ExitCode {
-    let db = match Db::connect(
-        config.database_url.expose(),
-        ConnectOptions {
-            max_connections: config.database_max_connections,
-            ..ConnectOptions::default()
-        },
-    )
-    .await
-    {
+    let db = match config.engine.database.connect().await {
         Ok(db) => db,
         Err(e) => {
-            eprintln!(
-                "updater: cannot start: preparing the database (DATABASE_URL): {}",
-                cause_chain(&e)
-            );
+            eprintln!("updater: cannot start: {e:#}");
             return ExitCode::from(1);
         }
     };
-    let cf = match CfClient::new(config.cf.clone()) {
+    let cf = match config.engine.cf_client() {
         Ok(cf) => cf,
         Err(e) => {
-            eprintln!(
-                "updater: cannot start: building the Cloud Controller client: {}",
-                cause_chain(&e)
-            );
+            eprintln!("updater: cannot start: {e:#}");
             return ExitCode::from(1);
         }
     };
@@ -227,7 +212,7 @@ async fn import_bindings(config: UpdaterConfig, ids: CatalogIds, dry_run: bool) 
             } else {
                 "what was recorded stays (it is correct); run the import again for the rest"
             };
-            eprintln!("updater: import failed ({outcome}): {}", cause_chain(&e));
+            eprintln!("updater: import failed ({outcome}): {}", error_chain(&e));
             ExitCode::from(1)
         }
     }

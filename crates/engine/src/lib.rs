@@ -9,14 +9,20 @@
 //!   confirmed before every write.
 //! - [`events`]: the fast path, audit events since a cursor kept in the database.
 //! - [`settings`]: what a pass reads from the environment ([`ReconcileSettings`]).
+//! - [`connect`]: what both services read and connect to at start: the database, the
+//!   store, the Cloud Controller ([`EngineConfig`]); [`catalog`]: the catalog ids.
 //! - [`metrics`]: the passes' metrics (`gds_updater_*`, [`ReconcileMetrics`]).
 
+pub mod catalog;
+pub mod connect;
 pub mod events;
 pub mod lease;
 pub mod metrics;
 pub mod reconciler;
 pub mod settings;
 
+pub use catalog::CatalogIds;
+pub use connect::{Connections, DEFAULT_DATABASE_URL, DatabaseConfig, EngineConfig};
 pub use metrics::ReconcileMetrics;
 pub use reconciler::{PassError, PassReport, Reconciler};
 pub use settings::ReconcileSettings;

@@ -22,6 +22,7 @@ use futures::stream::{self, StreamExt};
 use gds_cf::CfClient;
 use gds_db::{Db, DbError};
 use gds_reconcile::{Action, Actual, Desired, Plan, Scope, plan};
+use gds_service::error_chain;
 use gds_store::{
     Bytes, ETag, ListHint, RecordPublisher, StoreError, TargetState, TargetStore, WritersRecord,
 };
@@ -604,7 +605,7 @@ impl Reconciler {
                 },
                 Ok(None) => {}
                 Err(e) => {
-                    tracing::warn!(error = %cause_chain(&e), "cannot read the writers' record");
+                    tracing::warn!(error = %error_chain(&e), "cannot read the writers' record");
                     self.metrics
                         .record_publications
                         .with_label_values(&["error"])
@@ -629,7 +630,7 @@ impl Reconciler {
             }
             Err(e) => {
                 tracing::warn!(
-                    error = %cause_chain(&e),
+                    error = %error_chain(&e),
                     "cannot publish the writers' record: sd-sync holds mass deletions back \
                      until a later publication"
                 );
@@ -814,11 +815,11 @@ async fn apply_app(
     }
     let mut tx = match db.lock_app(app).await {
         Ok(tx) => tx,
-        Err(e) => return AppResult::Failed(cause_chain(&e), Vec::new(), kinds()),
+        Err(e) => return AppResult::Failed(error_chain(&e), Vec::new(), kinds()),
     };
     let current = match tx.bindings().await {
         Ok(bindings) => bindings.into_iter().next().map(|b| b.binding_id),
-        Err(e) => return AppResult::Failed(cause_chain(&e), Vec::new(), kinds()),
+        Err(e) => return AppResult::Failed(error_chain(&e), Vec::new(), kinds()),
     };
     if current.as_ref() != expected {
         tracing::info!(
@@ -836,7 +837,7 @@ async fn apply_app(
             // Dropping `tx` rolls back: nothing of the app's rows changed.
             Err(ActionError::Store(e)) => {
                 return AppResult::Failed(
-                    format!("{}: {}", action.kind(), cause_chain(&e)),
+                    format!("{}: {}", action.kind(), error_chain(&e)),
                     done,
                     left(),
                 );
@@ -856,12 +857,12 @@ async fn apply_app(
                 bindings = n,
                 "the Cloud Controller no longer knows the app: its bindings are marked orphaned"
             ),
-            Err(e) => return AppResult::Failed(cause_chain(&e), done, Vec::new()),
+            Err(e) => return AppResult::Failed(error_chain(&e), done, Vec::new()),
         }
     }
     match tx.commit().await {
         Ok(()) => AppResult::Applied(done),
-        Err(e) => AppResult::Failed(cause_chain(&e), done, Vec::new()),
+        Err(e) => AppResult::Failed(error_chain(&e), done, Vec::new()),
     }
 }
 
@@ -955,9 +956,6 @@ fn unix_seconds() -> f64 {
         .duration_since(UNIX_EPOCH)
         .map_or(0.0, |d| d.as_secs_f64())
 }
-
-/// `err: cause: cause's cause…` on one line (the shared formatter).
-pub use gds_store::error_chain as cause_chain;
 
 #[cfg(test)]
 mod tests;

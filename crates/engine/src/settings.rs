@@ -76,10 +76,18 @@ mod tests {
 
     #[test]
     fn settings_declares_exactly_what_the_sources_read() {
+        let declared = [
+            ReconcileSettings::SETTINGS,
+            crate::EngineConfig::SETTINGS,
+            crate::CatalogIds::SETTINGS,
+        ]
+        .concat();
+        // The store's settings its errors name.
+        let passed_through = [gds_cf::SETTINGS, gds_store::SETTINGS].concat();
         gds_service::declared::check_sources(
             env!("CARGO_MANIFEST_DIR"),
-            ReconcileSettings::SETTINGS,
-            &[],
+            &declared,
+            &passed_through,
             &[],
         )
         .unwrap_or_else(|e| panic!("{e}"));

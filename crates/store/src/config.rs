@@ -4,7 +4,9 @@
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use crate::{ConfigError, DirStore, S3Config, S3Store, SecretString, TargetStore};
+use gds_service::Secret;
+
+use crate::{ConfigError, DirStore, S3Config, S3Store, TargetStore};
 
 /// Every setting [`StoreConfig::from_lookup`] (and [`S3Store::new`]'s `lookup`) reads,
 /// checked against this crate's sources by a unit test (see `gds_service::declared`).
@@ -79,8 +81,8 @@ impl StoreConfig {
             endpoint,
             prefix: get("BUCKET_PREFIX").unwrap_or_default(),
             access_key_id: Some(access_key_id),
-            secret_access_key: Some(SecretString::new(secret_access_key)),
-            session_token: get("AWS_SESSION_TOKEN").map(SecretString::new),
+            secret_access_key: Some(Secret::new(secret_access_key)),
+            session_token: get("AWS_SESSION_TOKEN").map(Secret::new),
         }))
     }
 
@@ -154,7 +156,7 @@ mod tests {
         assert_eq!(config.endpoint, None);
         assert_eq!(config.access_key_id.as_deref(), Some("AKID"));
         assert_eq!(
-            config.session_token.as_ref().map(SecretString::expose),
+            config.session_token.as_ref().map(Secret::expose),
             Some("token")
         );
     }

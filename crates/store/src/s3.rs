@@ -19,6 +19,7 @@ use aws_sdk_s3::operation::list_objects_v2::ListObjectsV2Error;
 use aws_sdk_s3::primitives::ByteStream;
 use aws_sdk_s3::types::{BucketLocationConstraint, CreateBucketConfiguration};
 use bytes::Bytes;
+use gds_service::{Secret, error_chain};
 use gds_targets::AppGuid;
 
 use crate::ranges::{ListedKey, Page, PageRequest, boundaries_of, list_in_ranges};
@@ -97,34 +98,6 @@ pub async fn list_page(
     }
 }
 
-/// A secret string (an S3 secret key, a session token) whose `Debug` is redacted.
-#[derive(Clone, PartialEq, Eq)]
-pub struct SecretString(String);
-
-impl SecretString {
-    /// Wraps a secret.
-    pub fn new(secret: impl Into<String>) -> SecretString {
-        SecretString(secret.into())
-    }
-
-    /// The secret itself, for handing to the SDK. Never log it.
-    pub fn expose(&self) -> &str {
-        &self.0
-    }
-}
-
-impl fmt::Debug for SecretString {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("SecretString(<redacted>)")
-    }
-}
-
-impl From<String> for SecretString {
-    fn from(secret: String) -> SecretString {
-        SecretString(secret)
-    }
-}
-
 /// Where and how to reach the bucket.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct S3Config {
@@ -142,9 +115,9 @@ pub struct S3Config {
     /// A static access key id; when `None`, `AWS_ACCESS_KEY_ID` is looked up.
     pub access_key_id: Option<String>,
     /// The secret key going with `access_key_id`.
-    pub secret_access_key: Option<SecretString>,
+    pub secret_access_key: Option<Secret>,
     /// A session token going with `access_key_id`, for temporary credentials.
-    pub session_token: Option<SecretString>,
+    pub session_token: Option<Secret>,
 }
 
 impl S3Config {
@@ -181,7 +154,7 @@ impl S3Config {
         secret_access_key: impl Into<String>,
     ) -> S3Config {
         self.access_key_id = Some(access_key_id.into());
-        self.secret_access_key = Some(SecretString::new(secret_access_key));
+        self.secret_access_key = Some(Secret::new(secret_access_key));
         self
     }
 }
@@ -414,24 +387,6 @@ impl S3Store {
     }
 }
 
-/// `err: its source: its source's source…`, e.g. `dispatch failure: io error: client
-/// error (Connect): tcp connect error: Connection refused (os error 111)`. (The SDK's
-/// `DisplayErrorContext` appends a `Debug` dump, too much for a log line.)
-pub fn error_chain(err: &dyn std::error::Error) -> String {
-    let mut chain = err.to_string();
-    let mut source = err.source();
-    while let Some(cause) = source {
-        let text = cause.to_string();
-        // Some layers repeat their source's message; say it once.
-        if !chain.ends_with(&text) {
-            chain.push_str(": ");
-            chain.push_str(&text);
-        }
-        source = cause.source();
-    }
-    chain
-}
-
 /// Whether an S3 error response is worth retrying later.
 fn service_error_is_transient(status: u16, code: Option<&str>) -> bool {
     status >= 500
@@ -452,8 +407,8 @@ fn service_error_is_transient(status: u16, code: Option<&str>) -> bool {
 
 fn resolve_credentials(
     access_key_id: Option<String>,
-    secret_access_key: Option<SecretString>,
-    session_token: Option<SecretString>,
+    secret_access_key: Option<Secret>,
+    session_token: Option<Secret>,
     lookup: &dyn Fn(&str) -> Option<String>,
 ) -> Result<Credentials, ConfigError> {
     let (id, secret, token) = match access_key_id {
@@ -469,14 +424,14 @@ fn resolve_credentials(
             let (Some(id), Some(secret)) = (id, secret) else {
                 return Err(ConfigError::MissingCredentials);
             };
-            let token = non_empty(lookup("AWS_SESSION_TOKEN")).map(SecretString);
-            (id, SecretString(secret), token)
+            let token = non_empty(lookup("AWS_SESSION_TOKEN")).map(Secret::new);
+            (id, Secret::new(secret), token)
         }
     };
     Ok(Credentials::new(
         id,
-        secret.0,
-        token.map(|t| t.0),
+        secret.expose(),
+        token.map(|t| t.expose().to_owned()),
         None,
         "gds-store static credentials",
     ))
@@ -718,7 +673,7 @@ mod tests {
         ]);
         let credentials = resolve_credentials(
             Some("FROM_CONFIG".into()),
-            Some(SecretString::new("from-config")),
+            Some(Secret::new("from-config")),
             None,
             &lookup,
         )
@@ -752,12 +707,12 @@ mod tests {
     fn the_config_debug_output_redacts_secrets() {
         let mut config = S3Config::new("bucket", "eu-west-1")
             .with_credentials("AKIDEXAMPLE", "wJalrXUtnFEMI-secret");
-        config.session_token = Some(SecretString::new("session-secret"));
+        config.session_token = Some(Secret::new("session-secret"));
         let debug = format!("{config:?}");
         assert!(debug.contains("AKIDEXAMPLE"), "{debug}");
         assert!(!debug.contains("wJalrXUtnFEMI-secret"), "{debug}");
         assert!(!debug.contains("session-secret"), "{debug}");
-        assert!(debug.contains("<redacted>"), "{debug}");
+        assert!(debug.contains("redacted"), "{debug}");
     }
 
     #[test]
@@ -804,26 +759,6 @@ mod tests {
             let err = S3Store::new(config, env(&[])).unwrap_err();
             assert!(err.to_string().starts_with(name), "{err}");
         }
-    }
-
-    #[test]
-    fn an_error_chain_reads_as_one_line_without_repeats() {
-        #[derive(Debug)]
-        struct Layer(&'static str, Option<Box<Layer>>);
-        impl fmt::Display for Layer {
-            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str(self.0)
-            }
-        }
-        impl std::error::Error for Layer {
-            fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
-                self.1.as_deref().map(|l| l as _)
-            }
-        }
-        let refused = Layer("connection refused", None);
-        let repeated = Layer("connection refused", Some(Box::new(refused)));
-        let top = Layer("dispatch failure", Some(Box::new(repeated)));
-        assert_eq!(error_chain(&top), "dispatch failure: connection refused");
     }
 
     #[test]
