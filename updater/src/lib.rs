@@ -10,9 +10,12 @@
 //! - [`import`]: `--import-bindings`, the one-off cut-over from another broker: the
 //!   Cloud Controller's instances and bindings of our plan into the database.
 //! - [`config`]: settings from the environment and `VCAP_SERVICES`.
+//! - [`cli`], [`run`]: the command line, and what each of its modes does.
 
+pub mod cli;
 pub mod config;
 pub mod import;
+pub mod run;
 pub mod service;
 
 pub use config::{Schedule, UpdaterConfig};

@@ -5,6 +5,8 @@
 //!
 //! Nothing here knows about brokers, targets or buckets.
 
+#[cfg(feature = "cli")]
+pub mod cli;
 pub mod declared;
 pub mod metrics;
 pub mod secret;
