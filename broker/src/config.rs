@@ -92,7 +92,7 @@ impl BrokerConfig {
         let port = settings.port()?;
         let operation_timeout = std::time::Duration::from_secs(settings.number(
             "BROKER_OPERATION_TIMEOUT_SECONDS",
-            crate::service::DEFAULT_OPERATION_TIMEOUT.as_secs(),
+            crate::operations::DEFAULT_OPERATION_TIMEOUT.as_secs(),
             1..=3600,
         )?);
         Ok(Self {

@@ -10,11 +10,11 @@ use serde_json::{Value, json};
 use gds_service::error_chain;
 
 use crate::metrics::BrokerMetrics;
+use crate::operations::{Broker, Outcome};
 use crate::osb::{
     self, BindRequest, BrokerError, DeleteQuery, Operation, ProvisionRequest, UpdateRequest,
     reply_for,
 };
-use crate::service::{Broker, Outcome};
 
 /// An error answered for an operation.
 #[derive(Debug)]

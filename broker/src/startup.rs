@@ -14,8 +14,8 @@ use crate::metrics::BrokerMetrics;
 use crate::middleware::{
     record_metrics, request_identity, require_api_version, require_basic_auth,
 };
+use crate::operations::Broker;
 use crate::routes;
-use crate::service::Broker;
 
 /// A broker bound to its port, ready to serve.
 pub struct Application {

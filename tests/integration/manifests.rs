@@ -377,7 +377,7 @@ fn cf_manifests_push_the_staged_binary_with_a_health_check_on_its_health_endpoin
     // The health endpoint the manifests name is the one the services serve.
     for (source, route) in [
         ("broker/src/startup.rs", r#"resource("/health")"#),
-        ("updater/src/service.rs", r#".route("/health""#),
+        ("updater/src/daemon.rs", r#".route("/health""#),
     ] {
         assert!(read(source).contains(route), "{source} serves {route}");
     }

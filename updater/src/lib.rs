@@ -5,7 +5,7 @@
 //! The reconcile pass itself, its lease and the audit-event fast path are the engine's
 //! (`gds-engine`), which the broker's `POST /update-targets` runs too. Here:
 //!
-//! - [`service`]: the long-running process: the schedule, the fast path, `/health` and
+//! - [`daemon`]: the long-running process: the schedule, the fast path, `/health` and
 //!   `/metrics`.
 //! - [`import`]: `--import-bindings`, the one-off cut-over from another broker: the
 //!   Cloud Controller's instances and bindings of our plan into the database.
@@ -14,8 +14,8 @@
 
 pub mod cli;
 pub mod config;
+pub mod daemon;
 pub mod import;
 pub mod run;
-pub mod service;
 
 pub use config::{Schedule, UpdaterConfig};

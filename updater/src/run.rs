@@ -11,8 +11,8 @@ use gds_service::{Settings, error_chain};
 
 use crate::UpdaterConfig;
 use crate::cli::Mode;
+use crate::daemon::{Daemon, build_reconciler};
 use crate::import;
-use crate::service::{Service, build_reconciler};
 
 /// How long `--once` waits for another updater's pass to finish.
 const ONCE_LEASE_WAIT: Duration = Duration::from_secs(60);
@@ -43,17 +43,17 @@ fn invalid_configuration(e: &gds_service::SettingsError) -> ExitCode {
 }
 
 async fn serve(config: UpdaterConfig) -> ExitCode {
-    let service = match Service::build(config).await {
-        Ok(service) => service,
+    let daemon = match Daemon::build(config).await {
+        Ok(daemon) => daemon,
         Err(e) => {
             eprintln!("updater: cannot start: {e:#}");
             return ExitCode::from(1);
         }
     };
     // The ready line: tests and scripts wait for it (and read the port from it).
-    println!("updater listening on http://{}", service.local_addr());
+    println!("updater listening on http://{}", daemon.local_addr());
     let _ = std::io::stdout().flush();
-    match service.run_until_stopped().await {
+    match daemon.run_until_stopped().await {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("updater: {e:#}");

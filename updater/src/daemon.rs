@@ -29,8 +29,8 @@ pub async fn build_reconciler(config: &UpdaterConfig) -> anyhow::Result<Reconcil
         .reconciler(&connections, ReconcileMetrics::new()))
 }
 
-/// The updater service, bound to its port.
-pub struct Service {
+/// The long-running updater, bound to its port.
+pub struct Daemon {
     reconciler: Arc<Reconciler>,
     server: Server,
     local_addr: SocketAddr,
@@ -38,8 +38,8 @@ pub struct Service {
     events_poll: Option<Duration>,
 }
 
-impl Service {
-    pub async fn build(config: UpdaterConfig) -> anyhow::Result<Service> {
+impl Daemon {
+    pub async fn build(config: UpdaterConfig) -> anyhow::Result<Daemon> {
         let reconciler = Arc::new(build_reconciler(&config).await?);
         let listener =
             TcpListener::bind((config.listen_host.as_str(), config.port)).with_context(|| {
@@ -61,7 +61,7 @@ impl Service {
         .listen(listener)
         .context("starting the HTTP server")?
         .run();
-        Ok(Service {
+        Ok(Daemon {
             reconciler,
             server,
             local_addr,
