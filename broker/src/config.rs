@@ -1,61 +1,34 @@
 //! The broker's typed configuration, read once at start from [`Settings`] (the environment,
 //! then the credentials of user-provided services in `VCAP_SERVICES`).
 
-use gds_cf::CfConfig;
-use gds_service::{Settings, SettingsError};
-use gds_store::StoreConfig;
-use gds_targets::ModelConfig;
-
-/// Where the SQLite database lives unless `DATABASE_URL` says otherwise: a data directory
-/// under the working directory, created at start.
-pub const DEFAULT_DATABASE_URL: &str = "sqlite://.data/broker.db?mode=rwc";
+use gds_engine::{CatalogIds, EngineConfig};
+use gds_service::{Secret, Settings, SettingsError};
 
 /// The settings the broker reads itself (checked against this crate's sources by a unit
 /// test, see `gds_service::declared`).
 pub const SETTINGS: &[&str] = &[
-    "SERVICE_ID",
-    "SERVICE_NAME",
-    "PLAN_ID",
     "BROKER_USERNAME",
     "BROKER_PASSWORD",
-    "DATABASE_URL",
-    "DATABASE_MAX_CONNECTIONS",
-    "PAAS_DOMAIN",
     "CACHE_EXPIRY_TIME",
     "LISTEN_HOST",
     "BROKER_OPERATION_TIMEOUT_SECONDS",
 ];
 
-/// Every setting the `broker` binary reads: its own, those of the reconcile pass behind
-/// `POST /update-targets`, the Cloud Controller client's, the store's and every service's
-/// (`PORT`, `VCAP_SERVICES`, ...), sorted. The deployment manifests are checked against
-/// this list.
+/// Every setting the `broker` binary reads: its own, the catalog ids, the engine's (the
+/// database, the reconcile pass behind `POST /update-targets`, the Cloud Controller
+/// client, the store) and every service's (`PORT`, `VCAP_SERVICES`, ...), sorted. The
+/// deployment manifests are checked against this list.
 pub fn settings() -> Vec<&'static str> {
     let mut all = [
         SETTINGS,
-        gds_updater::ReconcileSettings::SETTINGS,
-        gds_cf::SETTINGS,
-        gds_store::SETTINGS,
+        CatalogIds::SETTINGS,
+        &EngineConfig::settings(),
         gds_service::SETTINGS,
     ]
     .concat();
     all.sort_unstable();
     all.dedup();
     all
-}
-
-/// A secret: usable, never printed (the Cloud Controller client's type).
-pub use gds_cf::Secret;
-
-/// The catalog's identifiers (DESIGN.md section 3: one service, one plan `prometheus`).
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct CatalogIds {
-    /// `SERVICE_ID`.
-    pub service_id: String,
-    /// `SERVICE_NAME`, default `gds-prometheus`.
-    pub service_name: String,
-    /// `PLAN_ID`.
-    pub plan_id: String,
 }
 
 /// The OSB API's basic-auth credentials.
@@ -72,23 +45,14 @@ pub struct BrokerCredentials {
 pub struct BrokerConfig {
     pub catalog: CatalogIds,
     pub credentials: BrokerCredentials,
-    /// `DATABASE_URL`; may contain a password, so never log it unredacted.
-    pub database_url: Secret,
-    /// `DATABASE_MAX_CONNECTIONS`, default 10.
-    pub database_max_connections: u32,
-    /// `PAAS_DOMAIN` and friends.
-    pub model: ModelConfig,
-    /// `API_ENDPOINT`, `UAA_*`, `CF_*`.
-    pub cf: CfConfig,
-    /// `ENVIRONMENT`/`TARGETS_PATH` or `BUCKET_NAME`, `AWS_*`, `S3_ENDPOINT`, `BUCKET_PREFIX`.
-    pub store: StoreConfig,
+    /// The database, the Cloud Controller, the store, and the settings of the pass behind
+    /// `POST /update-targets` (`DELETION_MAX_SHARE`, ...).
+    pub engine: EngineConfig,
     /// `CACHE_EXPIRY_TIME` (seconds). Accepted so that the original's manifests keep
     /// working, and validated, but it changes nothing: the original cached app look-ups
     /// for this long; this broker looks an app up afresh on every bind (one batched set of
     /// requests) and the updater keeps files current, so there is nothing to expire.
     pub cache_expiry_seconds: u64,
-    /// The updater's pass settings (`DELETION_MAX_SHARE`, ...), for `POST /update-targets`.
-    pub reconcile: gds_updater::ReconcileSettings,
     /// `LISTEN_HOST`, default `0.0.0.0` (Cloud Foundry routes to any interface).
     pub listen_host: String,
     /// `PORT`, default 8080; 0 picks a free port.
@@ -100,39 +64,10 @@ pub struct BrokerConfig {
     pub operation_timeout: std::time::Duration,
 }
 
-/// A missing or invalid setting: `Display` is the one line printed before exiting.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("{name}: {reason}")]
-pub struct ConfigError {
-    pub name: String,
-    pub reason: String,
-}
-
-impl From<SettingsError> for ConfigError {
-    fn from(e: SettingsError) -> Self {
-        Self {
-            name: e.name,
-            reason: e.reason,
-        }
-    }
-}
-
 impl BrokerConfig {
     /// Reads and checks every setting; the first problem is reported, naming the setting.
-    pub fn from_settings(settings: &Settings) -> Result<Self, ConfigError> {
-        let catalog = CatalogIds {
-            service_id: settings.required("SERVICE_ID", "the catalog's service id")?,
-            service_name: settings
-                .get("SERVICE_NAME")
-                .unwrap_or_else(|| "gds-prometheus".into()),
-            plan_id: settings.required("PLAN_ID", "the catalog's plan id")?,
-        };
-        if catalog.service_id == catalog.plan_id {
-            return Err(ConfigError {
-                name: "PLAN_ID".into(),
-                reason: "must differ from SERVICE_ID".into(),
-            });
-        }
+    pub fn from_settings(settings: &Settings) -> Result<Self, SettingsError> {
+        let catalog = CatalogIds::from_settings(settings)?;
         let credentials = BrokerCredentials {
             username: settings.required(
                 "BROKER_USERNAME",
@@ -144,73 +79,32 @@ impl BrokerConfig {
             )?),
         };
         if credentials.username.contains(':') {
-            return Err(ConfigError {
-                name: "BROKER_USERNAME".into(),
-                reason: "must not contain ':' (basic auth cannot carry it)".into(),
-            });
+            return Err(SettingsError::new(
+                "BROKER_USERNAME",
+                "must not contain ':' (basic auth cannot carry it)",
+            ));
         }
-        let database_url = settings
-            .get("DATABASE_URL")
-            .unwrap_or_else(|| DEFAULT_DATABASE_URL.into());
-        gds_db::DbKind::of_url(&database_url).map_err(|e| ConfigError {
-            name: "DATABASE_URL".into(),
-            reason: e
-                .to_string()
-                .trim_start_matches("DATABASE_URL is invalid: ")
-                .to_owned(),
-        })?;
-        let database_max_connections = settings.number("DATABASE_MAX_CONNECTIONS", 10, 1..=500)?;
-        let model = ModelConfig {
-            paas_domain: settings.required(
-                "PAAS_DOMAIN",
-                "the apps domain used to guess the hostname of an app without a public route",
-            )?,
-        };
-        let cf = CfConfig::from_lookup(settings.lookup()).map_err(|e| ConfigError {
-            name: e.name.into(),
-            reason: e.reason,
-        })?;
-        let store = StoreConfig::from_lookup(settings.lookup()).map_err(store_error)?;
+        let engine = EngineConfig::from_settings(settings)?;
         let cache_expiry_seconds = settings.number("CACHE_EXPIRY_TIME", 60, 0..=86_400 * 365)?;
-        let reconcile = gds_updater::ReconcileSettings::from_settings(settings)?;
         let listen_host = settings
             .get("LISTEN_HOST")
             .unwrap_or_else(|| "0.0.0.0".into());
         let port = settings.port()?;
         let operation_timeout = std::time::Duration::from_secs(settings.number(
             "BROKER_OPERATION_TIMEOUT_SECONDS",
-            crate::service::DEFAULT_OPERATION_TIMEOUT.as_secs(),
+            crate::operations::DEFAULT_OPERATION_TIMEOUT.as_secs(),
             1..=3600,
         )?);
         Ok(Self {
             catalog,
             credentials,
-            database_url: Secret::new(database_url),
-            database_max_connections,
-            model,
-            cf,
-            store,
+            engine,
             cache_expiry_seconds,
-            reconcile,
             listen_host,
             port,
             operation_timeout,
         })
     }
-}
-
-fn store_error(e: gds_store::ConfigError) -> ConfigError {
-    use gds_store::ConfigError as E;
-    let (name, reason) = match &e {
-        E::Missing { name, why } => ((*name).to_owned(), format!("is required ({why})")),
-        E::Invalid { name, reason } => ((*name).to_owned(), reason.clone()),
-        E::MissingCredentials => (
-            "AWS_ACCESS_KEY_ID".to_owned(),
-            "AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY are required for S3".to_owned(),
-        ),
-        _ => ("store".to_owned(), e.to_string()),
-    };
-    ConfigError { name, reason }
 }
 
 #[cfg(test)]
@@ -220,9 +114,8 @@ mod tests {
     #[test]
     fn settings_declares_exactly_what_the_sources_read() {
         let passed_through = [
-            gds_updater::ReconcileSettings::SETTINGS,
-            gds_cf::SETTINGS,
-            gds_store::SETTINGS,
+            CatalogIds::SETTINGS,
+            &EngineConfig::settings(),
             gds_service::SETTINGS,
         ]
         .concat();
@@ -252,7 +145,7 @@ mod tests {
         ]
     }
 
-    fn config(pairs: &[(&str, &str)]) -> Result<BrokerConfig, ConfigError> {
+    fn config(pairs: &[(&str, &str)]) -> Result<BrokerConfig, SettingsError> {
         BrokerConfig::from_settings(&Settings::from_pairs(pairs.iter().copied()).unwrap())
     }
 
@@ -260,12 +153,18 @@ mod tests {
     fn complete_settings_give_defaults_for_the_rest() {
         let c = config(&complete()).unwrap();
         assert_eq!(c.catalog.service_name, "gds-prometheus");
-        assert_eq!(c.database_url.expose(), DEFAULT_DATABASE_URL);
+        assert_eq!(
+            c.engine.database.url.expose(),
+            gds_engine::DEFAULT_DATABASE_URL
+        );
         assert_eq!(c.port, 8080);
         assert_eq!(c.cache_expiry_seconds, 60);
         assert_eq!(c.listen_host, "0.0.0.0");
         assert_eq!(c.operation_timeout, std::time::Duration::from_secs(45));
-        assert_eq!(c.store, StoreConfig::Dir("/tmp/targets".into()));
+        assert_eq!(
+            c.engine.store,
+            gds_store::StoreConfig::Dir("/tmp/targets".into())
+        );
     }
 
     #[test]

@@ -4,18 +4,18 @@
 //!
 //! - [`osb`]: the API contract without HTTP — request bodies, the catalogue of errors and
 //!   the one (operation, error) → status mapping.
-//! - [`service`]: what each operation does ([`Broker`]).
+//! - [`operations`]: what each OSB operation does ([`Broker`]).
 //! - [`routes`], [`middleware`], [`startup`]: the actix-web server around it.
 //! - [`config`]: settings from the environment and `VCAP_SERVICES`.
 
 pub mod config;
 pub mod metrics;
 pub mod middleware;
+pub mod operations;
 pub mod osb;
 pub mod routes;
-pub mod service;
 pub mod startup;
 
 pub use config::BrokerConfig;
-pub use service::Broker;
+pub use operations::Broker;
 pub use startup::Application;

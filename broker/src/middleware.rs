@@ -233,7 +233,7 @@ pub fn check_api_version(header: Option<&str>) -> Result<(), BrokerError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::Secret;
+    use gds_service::Secret;
 
     fn creds() -> BrokerCredentials {
         BrokerCredentials {

@@ -7,12 +7,14 @@ use actix_web::http::header::{ContentType, WWW_AUTHENTICATE};
 use actix_web::{HttpRequest, HttpResponse, ResponseError, web};
 use serde_json::{Value, json};
 
+use gds_service::error_chain;
+
 use crate::metrics::BrokerMetrics;
+use crate::operations::{Broker, Outcome};
 use crate::osb::{
     self, BindRequest, BrokerError, DeleteQuery, Operation, ProvisionRequest, UpdateRequest,
-    cause_chain, reply_for,
+    reply_for,
 };
-use crate::service::{Broker, Outcome};
 
 /// An error answered for an operation.
 #[derive(Debug)]
@@ -61,7 +63,7 @@ impl ResponseError for OsbFailure {
             tracing::error!(
                 operation = ?self.op,
                 status = reply.status,
-                error = %cause_chain(&self.err),
+                error = %error_chain(&self.err),
                 "request failed"
             );
         } else if reply.status != 410 {
@@ -286,7 +288,7 @@ pub async fn binding_last_operation(
 /// pass summary as `description` (also when another updater is reconciling right now:
 /// that pass covers the request), `503` when the pass could not read or apply
 /// everything (the summary says what).
-pub async fn update_targets(reconciler: web::Data<gds_updater::Reconciler>) -> HttpResponse {
+pub async fn update_targets(reconciler: web::Data<gds_engine::Reconciler>) -> HttpResponse {
     match reconciler.run_pass(gds_reconcile::Scope::All).await {
         Ok(report) if report.succeeded() => json_reply(
             StatusCode::ACCEPTED,
@@ -296,12 +298,12 @@ pub async fn update_targets(reconciler: web::Data<gds_updater::Reconciler>) -> H
             StatusCode::SERVICE_UNAVAILABLE,
             &json!({"description": report.summary()}),
         ),
-        Err(gds_updater::PassError::Busy) => json_reply(
+        Err(gds_engine::PassError::Busy) => json_reply(
             StatusCode::ACCEPTED,
             &json!({"description": "another updater is reconciling now"}),
         ),
         Err(e) => {
-            tracing::error!(error = %cause_chain(&e), "POST /update-targets: the pass failed");
+            tracing::error!(error = %error_chain(&e), "POST /update-targets: the pass failed");
             json_reply(
                 StatusCode::SERVICE_UNAVAILABLE,
                 &json!({"description": "the reconcile pass failed; see the broker's log"}),
@@ -315,7 +317,7 @@ pub async fn health(broker: web::Data<Broker>) -> HttpResponse {
     match broker.health().await {
         Ok(()) => json_reply(StatusCode::OK, &json!({"status": "ok"})),
         Err(e) => {
-            tracing::error!(error = %cause_chain(&e), "health check: the database does not answer");
+            tracing::error!(error = %error_chain(&e), "health check: the database does not answer");
             json_reply(
                 StatusCode::SERVICE_UNAVAILABLE,
                 &json!({"status": "unavailable", "description": "the database does not answer"}),
@@ -328,7 +330,7 @@ pub async fn health(broker: web::Data<Broker>) -> HttpResponse {
 /// `gds_updater_*` metrics of the passes `POST /update-targets` ran (one registry).
 pub async fn metrics(
     metrics: web::Data<BrokerMetrics>,
-    reconciler: web::Data<gds_updater::Reconciler>,
+    reconciler: web::Data<gds_engine::Reconciler>,
 ) -> HttpResponse {
     // The Cloud Controller client is shared: bring its request counters up to date.
     reconciler

@@ -1,23 +1,21 @@
 //! The one place that knows `HttpServer`, the middleware order and the route table.
 
 use std::net::{SocketAddr, TcpListener};
-use std::sync::Arc;
 
 use actix_web::dev::Server;
 use actix_web::middleware::from_fn;
 use actix_web::{App, HttpServer, web};
 use anyhow::Context;
-use gds_cf::CfClient;
-use gds_db::{ConnectOptions, Db};
-use gds_updater::{Reconciler, UpdaterMetrics};
+use gds_engine::{Connections, ReconcileMetrics, Reconciler};
+use gds_service::error_chain;
 
 use crate::config::{BrokerConfig, BrokerCredentials};
 use crate::metrics::BrokerMetrics;
 use crate::middleware::{
     record_metrics, request_identity, require_api_version, require_basic_auth,
 };
+use crate::operations::Broker;
 use crate::routes;
-use crate::service::Broker;
 
 /// A broker bound to its port, ready to serve.
 pub struct Application {
@@ -30,45 +28,27 @@ impl Application {
     /// Controller client and binds the listener. Makes no Cloud Controller request: the
     /// broker starts (and unbinds) while the Cloud Controller is down.
     pub async fn build(config: BrokerConfig) -> anyhow::Result<Application> {
-        let db = Db::connect(
-            config.database_url.expose(),
-            ConnectOptions {
-                max_connections: config.database_max_connections,
-                ..ConnectOptions::default()
-            },
-        )
-        .await
-        .context("preparing the database (DATABASE_URL)")?;
-        let store = config
-            .store
-            .clone()
-            .open()
-            .context("opening the target store")?;
-        if let Err(e) = store.check().await {
+        let engine = &config.engine;
+        let connections = engine.connect().await?;
+        if let Err(e) = connections.store.check().await {
             // Not fatal: provisioning and the catalog work without it, and it may be back
             // before the first bind.
-            tracing::warn!(error = %crate::osb::cause_chain(&e), "the target store does not answer yet");
+            tracing::warn!(error = %error_chain(&e), "the target store does not answer yet");
         }
-        let cf = Arc::new(
-            CfClient::new(config.cf.clone()).context("building the Cloud Controller client")?,
-        );
         let metrics = BrokerMetrics::new();
-        // `POST /update-targets` runs the updater's pass, under the same lease; its
+        // `POST /update-targets` runs the engine's pass, under the updater's lease; its
         // metrics (`gds_updater_*`) are served on the broker's `/metrics`.
-        let reconciler = Reconciler::new(
-            db.clone(),
-            store.clone(),
-            cf.clone(),
-            config.model.clone(),
-            config.reconcile.clone(),
-            UpdaterMetrics::registered_in(metrics.registry.clone()),
+        let reconciler = engine.reconciler(
+            &connections,
+            ReconcileMetrics::registered_in(metrics.registry.clone()),
         );
+        let Connections { db, store, cf } = connections;
         let broker = Broker::new(
             db.clone(),
             store,
             cf,
             config.catalog.clone(),
-            config.model.clone(),
+            engine.model.clone(),
             metrics.clone(),
         )
         .with_operation_timeout(config.operation_timeout);

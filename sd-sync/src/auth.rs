@@ -13,16 +13,16 @@ use actix_web::middleware::Next;
 use actix_web::{Error, HttpResponse, web};
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
-use gds_store::SecretString;
+use gds_service::Secret;
 use subtle::ConstantTimeEq;
 
 /// The credentials a request must carry; either kind is accepted when both are set.
 #[derive(Clone, Debug, Default)]
 pub struct HttpAuth {
     /// `Authorization: Basic base64(username:password)`.
-    pub basic: Option<(String, SecretString)>,
+    pub basic: Option<(String, Secret)>,
     /// `Authorization: Bearer <token>`.
-    pub bearer: Option<SecretString>,
+    pub bearer: Option<Secret>,
 }
 
 impl HttpAuth {
@@ -133,8 +133,8 @@ mod tests {
 
     fn auth(basic: bool, bearer: bool) -> HttpAuth {
         HttpAuth {
-            basic: basic.then(|| ("prometheus".to_owned(), SecretString::new("pa:ss"))),
-            bearer: bearer.then(|| SecretString::new("t0ken")),
+            basic: basic.then(|| ("prometheus".to_owned(), Secret::new("pa:ss"))),
+            bearer: bearer.then(|| Secret::new("t0ken")),
         }
     }
 

@@ -7,8 +7,7 @@ use std::time::Duration;
 
 use clap::parser::ValueSource;
 use clap::{ArgAction, CommandFactory, FromArgMatches, Parser};
-use gds_service::Settings;
-use gds_store::SecretString;
+use gds_service::{Secret, Settings};
 
 use crate::auth::HttpAuth;
 use crate::duration::{format_duration, parse_duration};
@@ -116,8 +115,8 @@ pub struct Config {
     pub region: String,
     /// Static S3 keys, when given; `None`: the AWS default credential chain.
     pub access_key_id: Option<String>,
-    pub secret_access_key: Option<SecretString>,
-    pub session_token: Option<SecretString>,
+    pub secret_access_key: Option<Secret>,
+    pub session_token: Option<Secret>,
     pub interval: Duration,
     pub listen: SocketAddr,
     pub stale_after: Duration,
@@ -379,8 +378,8 @@ pub fn parse(
         s3_endpoint,
         region,
         access_key_id,
-        secret_access_key: secret_access_key.map(SecretString::new),
-        session_token: settings.get("AWS_SESSION_TOKEN").map(SecretString::new),
+        secret_access_key: secret_access_key.map(Secret::new),
+        session_token: settings.get("AWS_SESSION_TOKEN").map(Secret::new),
         interval,
         listen,
         stale_after,
@@ -404,7 +403,7 @@ fn secret(
     env: &str,
     file: Option<&str>,
     file_flag: &str,
-) -> Result<Option<SecretString>, String> {
+) -> Result<Option<Secret>, String> {
     let names = names(file_flag);
     let (value, from) = match (settings.get(env), file) {
         (Some(_), Some(_)) => return Err(format!("{env} and {names}: give one, not both")),
@@ -420,7 +419,7 @@ fn secret(
     if value.is_empty() {
         return Err(format!("{from}: the secret is empty"));
     }
-    Ok(Some(SecretString::new(value)))
+    Ok(Some(Secret::new(value)))
 }
 
 fn http_auth(flags: &Flags, settings: &Settings) -> Result<HttpAuth, String> {

@@ -312,7 +312,7 @@ mod tests {
         use actix_web::test::{TestRequest, call_service, init_service};
         let auth = HttpAuth {
             basic: None,
-            bearer: Some(gds_store::SecretString::new("t0ken")),
+            bearer: Some(gds_service::Secret::new("t0ken")),
         };
         let state = AppState {
             mirrors: Vec::new(),

@@ -9,10 +9,11 @@ use std::future::Future;
 use aws_sdk_s3::error::{ProvideErrorMetadata, SdkError};
 use std::sync::{Arc, Mutex};
 
+use gds_service::error_chain;
 use gds_store::ranges::{ListedKey, PageRequest, boundaries_of, list_in_ranges_streaming};
 use gds_store::{
-    Bytes, ConfigError, ETag, LIST_PAGE_SIZE, ListPageError, S3Config, S3Store, error_chain,
-    list_page, record_key_for_active_prefix,
+    Bytes, ConfigError, ETag, LIST_PAGE_SIZE, ListPageError, S3Config, S3Store, list_page,
+    record_key_for_active_prefix,
 };
 use prometheus::IntCounter;
 use tokio::sync::mpsc::UnboundedSender;

@@ -3,7 +3,8 @@
 use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
-use gds_cf::{CfClient, CfConfig, Secret, UaaCredentials};
+use gds_cf::{CfClient, CfConfig, UaaCredentials};
+use gds_service::Secret;
 use gds_targets::{AppGuid, BindingParams, ModelConfig, build_target_file};
 use serde_json::{Value, json};
 

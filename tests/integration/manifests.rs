@@ -377,7 +377,7 @@ fn cf_manifests_push_the_staged_binary_with_a_health_check_on_its_health_endpoin
     // The health endpoint the manifests name is the one the services serve.
     for (source, route) in [
         ("broker/src/startup.rs", r#"resource("/health")"#),
-        ("updater/src/service.rs", r#".route("/health""#),
+        ("updater/src/daemon.rs", r#".route("/health""#),
     ] {
         assert!(read(source).contains(route), "{source} serves {route}");
     }
@@ -564,10 +564,10 @@ async fn each_region_gives_each_app_a_configuration_it_accepts() {
                 let settings = Settings::from_pairs(pairs).unwrap();
                 let store = match app.service.name {
                     "broker" => gds_broker::BrokerConfig::from_settings(&settings)
-                        .map(|c| c.store)
+                        .map(|c| c.engine.store)
                         .map_err(|e| e.to_string()),
                     _ => gds_updater::UpdaterConfig::from_settings(&settings)
-                        .map(|c| c.store)
+                        .map(|c| c.engine.store)
                         .map_err(|e| e.to_string()),
                 }
                 .unwrap_or_else(|e| panic!("{file} with {vars_file}: {e}"));

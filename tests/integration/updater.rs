@@ -10,7 +10,7 @@ use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 
 use crate::broker::support::{API_APP, Database, Fixture, Options, WEB_SHOP, on_both_databases};
-use crate::harness::Running;
+use crate::harness::{Running, bin_path};
 
 pub(crate) mod support;
 
@@ -528,6 +528,33 @@ async fn a_missing_setting_stops_the_updater_with_one_line() {
     assert_eq!(exit.code, Some(2));
     assert_eq!(exit.stderr.trim().lines().count(), 1, "{}", exit.stderr);
     assert!(exit.stderr.contains("PAAS_DOMAIN"), "{}", exit.stderr);
+}
+
+/// The command lines of updater and broker come from clap: `--help` lists the flags and
+/// every setting read; a wrong flag is one line naming it, exit 2, before any setting is read.
+#[test]
+fn help_lists_flags_and_settings_and_a_wrong_flag_is_one_line() {
+    for (bin, flag) in [("updater", "--import-bindings"), ("broker", "--version")] {
+        let run = |arg: &str| {
+            std::process::Command::new(bin_path(bin))
+                .arg(arg)
+                .env_clear()
+                .output()
+                .expect("the binary runs")
+        };
+        let help = run("--help");
+        let text = String::from_utf8_lossy(&help.stdout);
+        assert_eq!(help.status.code(), Some(0), "{bin} --help: {text}");
+        assert!(
+            text.contains(flag) && text.contains("DATABASE_URL"),
+            "{text}"
+        );
+        let wrong = run("--frobnicate");
+        let stderr = String::from_utf8_lossy(&wrong.stderr);
+        assert_eq!(wrong.status.code(), Some(2), "{bin}: {stderr}");
+        assert_eq!(stderr.trim().lines().count(), 1, "{bin}: {stderr}");
+        assert!(stderr.contains("--frobnicate"), "{bin}: {stderr}");
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -2,51 +2,30 @@
 
 use std::time::Duration;
 
-use gds_cf::CfConfig;
-use gds_reconcile::Limits;
+use gds_engine::{CatalogIds, EngineConfig};
 use gds_service::{Settings, SettingsError};
-use gds_store::StoreConfig;
-use gds_targets::ModelConfig;
-
-/// The broker's default database: the updater reads the same one.
-pub const DEFAULT_DATABASE_URL: &str = "sqlite://.data/broker.db?mode=rwc";
 
 /// Every minute, at second 0.
 pub const DEFAULT_SCHEDULE: &str = "0 * * * * *";
 
-/// The reconcile lease's lifetime: with the fast path's 2 s poll, a standby takes over
-/// from a crashed holder within 12 s. Renewing it costs one small UPDATE every 3.3 s
-/// while a pass runs.
-pub const DEFAULT_LEASE_SECONDS: u64 = 10;
-
-/// A secret: usable, never printed (the Cloud Controller client's type).
-pub use gds_cf::Secret;
-
-/// The settings the updater reads itself, besides [`ReconcileSettings::SETTINGS`] (checked
+/// The settings the updater reads itself, besides the engine's (checked
 /// against this crate's sources by a unit test, see `gds_service::declared`).
 pub const SETTINGS: &[&str] = &[
-    "DATABASE_URL",
-    "DATABASE_MAX_CONNECTIONS",
-    "PAAS_DOMAIN",
     "UPDATE_TARGETS_SCHEDULE",
     "UPDATE_TARGETS_RATE_SECONDS",
     "AUDIT_EVENTS_POLL_SECONDS",
     "LISTEN_HOST",
-    // `--import-bindings` only (`crate::import::CatalogIds`).
-    "SERVICE_ID",
-    "SERVICE_NAME",
-    "PLAN_ID",
 ];
 
-/// Every setting the `updater` binary reads: its own, a reconcile pass's, the Cloud
-/// Controller client's, the store's and every service's (`PORT`, `VCAP_SERVICES`, ...),
-/// sorted. The deployment manifests are checked against this list.
+/// Every setting the `updater` binary reads: its own, the engine's (the database, a
+/// reconcile pass, the Cloud Controller client, the store), the catalog ids
+/// (`--import-bindings` only) and every service's (`PORT`, `VCAP_SERVICES`, ...), sorted.
+/// The deployment manifests are checked against this list.
 pub fn settings() -> Vec<&'static str> {
     let mut all = [
         SETTINGS,
-        ReconcileSettings::SETTINGS,
-        gds_cf::SETTINGS,
-        gds_store::SETTINGS,
+        &EngineConfig::settings(),
+        CatalogIds::SETTINGS,
         gds_service::SETTINGS,
     ]
     .concat();
@@ -65,75 +44,12 @@ pub enum Schedule {
     Every(Duration),
 }
 
-/// What a reconcile pass needs besides its clients; shared by the updater and the
-/// broker's `POST /update-targets`.
-#[derive(Clone, Debug, PartialEq)]
-pub struct ReconcileSettings {
-    /// `DELETION_MAX_SHARE` (default 0.5), `DELETION_MAX_COUNT` (default 10),
-    /// `ALLOW_MASS_DELETION` (default false): the bounded-deletion valve.
-    pub limits: Limits,
-    /// `UPDATER_CONCURRENCY` (default 8): apps whose files are changed at once.
-    pub concurrency: usize,
-    /// `UPDATER_LEASE_SECONDS` (default 10): how long the reconcile lease lasts without
-    /// renewal, so a crashed updater's lease is free again after this and a standby's
-    /// next poll takes over. The holder renews it every third of that and stops writing
-    /// when a fifth of it is left unconfirmed ([`crate::lease::LeaseTiming`]).
-    pub lease_ttl: Duration,
-}
-
-impl Default for ReconcileSettings {
-    fn default() -> Self {
-        Self {
-            limits: Limits::default(),
-            concurrency: 8,
-            lease_ttl: Duration::from_secs(DEFAULT_LEASE_SECONDS),
-        }
-    }
-}
-
-impl ReconcileSettings {
-    /// The settings [`ReconcileSettings::from_settings`] reads.
-    pub const SETTINGS: &[&str] = &[
-        "DELETION_MAX_SHARE",
-        "DELETION_MAX_COUNT",
-        "ALLOW_MASS_DELETION",
-        "UPDATER_CONCURRENCY",
-        "UPDATER_LEASE_SECONDS",
-    ];
-
-    pub fn from_settings(settings: &Settings) -> Result<Self, SettingsError> {
-        let defaults = Limits::default();
-        Ok(Self {
-            limits: Limits {
-                max_share: settings.number("DELETION_MAX_SHARE", defaults.max_share, 0.0..=1.0)?,
-                max_count: settings.number(
-                    "DELETION_MAX_COUNT",
-                    defaults.max_count,
-                    0..=1_000_000,
-                )?,
-                allow_mass_deletion: settings.flag("ALLOW_MASS_DELETION", false)?,
-            },
-            concurrency: settings.number("UPDATER_CONCURRENCY", 8, 1..=256)?,
-            lease_ttl: Duration::from_secs(settings.number(
-                "UPDATER_LEASE_SECONDS",
-                DEFAULT_LEASE_SECONDS,
-                5..=86_400,
-            )?),
-        })
-    }
-}
-
 /// Everything the updater reads at start.
 #[derive(Clone, Debug)]
 pub struct UpdaterConfig {
-    /// `DATABASE_URL`, shared with the broker.
-    pub database_url: Secret,
-    /// `DATABASE_MAX_CONNECTIONS`, default 10.
-    pub database_max_connections: u32,
-    pub model: ModelConfig,
-    pub cf: CfConfig,
-    pub store: StoreConfig,
-    pub reconcile: ReconcileSettings,
+    /// The database (shared with the broker), the Cloud Controller, the store and a
+    /// pass's settings.
+    pub engine: EngineConfig,
     pub schedule: Schedule,
     /// `AUDIT_EVENTS_POLL_SECONDS` (default 2; 0 turns the fast path off). Two seconds keeps
     /// a change's worst case (one poll interval plus one scoped pass) within five seconds,
@@ -148,25 +64,7 @@ pub struct UpdaterConfig {
 impl UpdaterConfig {
     /// Reads and checks every setting; the first problem is reported, naming it.
     pub fn from_settings(settings: &Settings) -> Result<Self, SettingsError> {
-        let database_url = settings
-            .get("DATABASE_URL")
-            .unwrap_or_else(|| DEFAULT_DATABASE_URL.into());
-        gds_db::DbKind::of_url(&database_url).map_err(|e| {
-            SettingsError::new(
-                "DATABASE_URL",
-                e.to_string()
-                    .trim_start_matches("DATABASE_URL is invalid: "),
-            )
-        })?;
-        let model = ModelConfig {
-            paas_domain: settings.required(
-                "PAAS_DOMAIN",
-                "the apps domain used to guess the hostname of an app without a public route",
-            )?,
-        };
-        let cf = CfConfig::from_lookup(settings.lookup())
-            .map_err(|e| SettingsError::new(e.name, e.reason))?;
-        let store = StoreConfig::from_lookup(settings.lookup()).map_err(store_error)?;
+        let engine = EngineConfig::from_settings(settings)?;
         let schedule = match (
             settings.get("UPDATE_TARGETS_SCHEDULE"),
             settings.get("UPDATE_TARGETS_RATE_SECONDS"),
@@ -181,12 +79,7 @@ impl UpdaterConfig {
         };
         let poll: u64 = settings.number("AUDIT_EVENTS_POLL_SECONDS", 2, 0..=3600)?;
         Ok(Self {
-            database_url: Secret::new(database_url),
-            database_max_connections: settings.number("DATABASE_MAX_CONNECTIONS", 10, 2..=500)?,
-            model,
-            cf,
-            store,
-            reconcile: ReconcileSettings::from_settings(settings)?,
+            engine,
             schedule,
             events_poll: (poll > 0).then(|| Duration::from_secs(poll)),
             listen_host: settings
@@ -215,30 +108,22 @@ fn parse_cron(expr: &str) -> Result<String, SettingsError> {
         })
 }
 
-fn store_error(e: gds_store::ConfigError) -> SettingsError {
-    use gds_store::ConfigError as E;
-    match &e {
-        E::Missing { name, why } => SettingsError::new(*name, format!("is required ({why})")),
-        E::Invalid { name, reason } => SettingsError::new(*name, reason.clone()),
-        E::MissingCredentials => SettingsError::new(
-            "AWS_ACCESS_KEY_ID",
-            "AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY are required for S3",
-        ),
-        _ => SettingsError::new("store", e.to_string()),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use gds_engine::{DEFAULT_DATABASE_URL, ReconcileSettings};
 
     #[test]
     fn settings_declares_exactly_what_the_sources_read() {
-        let passed_through =
-            [gds_cf::SETTINGS, gds_store::SETTINGS, gds_service::SETTINGS].concat();
+        let passed_through = [
+            &EngineConfig::settings(),
+            CatalogIds::SETTINGS,
+            gds_service::SETTINGS,
+        ]
+        .concat();
         gds_service::declared::check_sources(
             env!("CARGO_MANIFEST_DIR"),
-            &[SETTINGS, ReconcileSettings::SETTINGS].concat(),
+            SETTINGS,
             &passed_through,
             &[],
         )
@@ -265,11 +150,11 @@ mod tests {
     #[tokio::test]
     async fn complete_settings_give_the_defaults() {
         let c = config(&[]).unwrap();
-        assert_eq!(c.database_url.expose(), DEFAULT_DATABASE_URL);
+        assert_eq!(c.engine.database.url.expose(), DEFAULT_DATABASE_URL);
         assert_eq!(c.schedule, Schedule::Cron(DEFAULT_SCHEDULE.into()));
         assert_eq!(c.events_poll, Some(Duration::from_secs(2)));
-        assert_eq!(c.reconcile, ReconcileSettings::default());
-        assert_eq!(c.reconcile.lease_ttl, Duration::from_secs(10));
+        assert_eq!(c.engine.reconcile, ReconcileSettings::default());
+        assert_eq!(c.engine.reconcile.lease_ttl, Duration::from_secs(10));
         assert_eq!(c.port, 8080);
     }
 

@@ -34,44 +34,9 @@ use std::fmt;
 
 use gds_cf::{CfClient, CfError, CredentialBinding, ServiceInstance, ServiceOffering, ServicePlan};
 use gds_db::{Binding, Db, DbError, Insert, NewBinding, NewInstance};
-use gds_service::{Settings, SettingsError};
+use gds_engine::CatalogIds;
 use gds_targets::{AppGuid, BindingParams};
 use serde_json::json;
-
-/// The catalog ids the import looks for: the broker's `SERVICE_ID`, `SERVICE_NAME` and
-/// `PLAN_ID`, which must be those of the replaced broker (its instances refer to them).
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct CatalogIds {
-    /// `SERVICE_ID`: the offering's `broker_catalog.id`.
-    pub service_id: String,
-    /// `SERVICE_NAME`, default `gds-prometheus`: the offering's name.
-    pub service_name: String,
-    /// `PLAN_ID`: the plan's `broker_catalog.id`.
-    pub plan_id: String,
-}
-
-impl CatalogIds {
-    /// Read only by `--import-bindings`: the updater's other modes need none of them.
-    pub fn from_settings(settings: &Settings) -> Result<Self, SettingsError> {
-        let ids = CatalogIds {
-            service_id: settings.required(
-                "SERVICE_ID",
-                "the broker's catalog service id, which --import-bindings looks for",
-            )?,
-            service_name: settings
-                .get("SERVICE_NAME")
-                .unwrap_or_else(|| "gds-prometheus".into()),
-            plan_id: settings.required(
-                "PLAN_ID",
-                "the broker's catalog plan id, which --import-bindings looks for",
-            )?,
-        };
-        if ids.service_id == ids.plan_id {
-            return Err(SettingsError::new("PLAN_ID", "must differ from SERVICE_ID"));
-        }
-        Ok(ids)
-    }
-}
 
 /// Why an import did not happen.
 #[derive(Debug, thiserror::Error)]

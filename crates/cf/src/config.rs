@@ -1,28 +1,9 @@
 //! Typed configuration of the client; built by each service from its environment.
 
-use std::fmt;
 use std::time::Duration;
 
+use gds_service::{Secret, SettingsError};
 use url::Url;
-
-/// A secret string: usable, never printed.
-#[derive(Clone, PartialEq, Eq)]
-pub struct Secret(String);
-
-impl Secret {
-    pub fn new(value: impl Into<String>) -> Self {
-        Self(value.into())
-    }
-    pub fn expose(&self) -> &str {
-        &self.0
-    }
-}
-
-impl fmt::Debug for Secret {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("Secret([redacted])")
-    }
-}
 
 /// How the client obtains its UAA token.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -90,14 +71,6 @@ impl CfConfig {
     }
 }
 
-/// A setting that is missing or cannot be used; the message names it.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("{name}: {reason}")]
-pub struct ConfigError {
-    pub name: &'static str,
-    pub reason: String,
-}
-
 /// Every setting [`CfConfig::from_lookup`] reads (checked against this crate's sources by
 /// a unit test, see `gds_service::declared`).
 pub const SETTINGS: &[&str] = &[
@@ -129,11 +102,11 @@ impl CfConfig {
     /// | `CF_PAGE_SIZE` | `5000` |
     /// | `CF_MAX_CONCURRENCY` | `4` |
     /// | `CF_REQUEST_TIMEOUT_SECONDS` | `30` |
-    pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
+    pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, SettingsError> {
         let get = |name: &str| lookup(name).filter(|v| !v.trim().is_empty());
         let url = |name: &'static str, value: String| {
-            Url::parse(value.trim()).map_err(|e| ConfigError {
-                name,
+            Url::parse(value.trim()).map_err(|e| SettingsError {
+                name: name.into(),
                 reason: format!("{value:?} is not a URL: {e}"),
             })
         };
@@ -145,8 +118,8 @@ impl CfConfig {
                     .parse::<u64>()
                     .ok()
                     .filter(|n| range.contains(n))
-                    .ok_or_else(|| ConfigError {
-                        name,
+                    .ok_or_else(|| SettingsError {
+                        name: name.into(),
                         reason: format!(
                             "{v:?} is not a whole number in {}..={}",
                             range.start(),
@@ -157,8 +130,8 @@ impl CfConfig {
         };
         let api_endpoint = url(
             "API_ENDPOINT",
-            get("API_ENDPOINT").ok_or_else(|| ConfigError {
-                name: "API_ENDPOINT",
+            get("API_ENDPOINT").ok_or_else(|| SettingsError {
+                name: "API_ENDPOINT".into(),
                 reason: "is required (the Cloud Controller URL, e.g. https://api.example.org)"
                     .into(),
             })?,
@@ -176,14 +149,14 @@ impl CfConfig {
                 password: Secret::new(password),
             },
             (Some(_), None) => {
-                return Err(ConfigError {
-                    name: "UAA_PASSWORD",
+                return Err(SettingsError {
+                    name: "UAA_PASSWORD".into(),
                     reason: "is required when UAA_USERNAME is set".into(),
                 });
             }
             (None, _) if client_id == "cf" => {
-                return Err(ConfigError {
-                    name: "UAA_USERNAME",
+                return Err(SettingsError {
+                    name: "UAA_USERNAME".into(),
                     reason:
                         "set UAA_USERNAME and UAA_PASSWORD, or UAA_CLIENT_ID and UAA_CLIENT_SECRET"
                             .into(),
@@ -199,8 +172,8 @@ impl CfConfig {
                 None | Some("false" | "0" | "no") => false,
                 Some("true" | "1" | "yes") => true,
                 Some(other) => {
-                    return Err(ConfigError {
-                        name: "UAA_VERIFY_TOKEN_SIGNATURE",
+                    return Err(SettingsError {
+                        name: "UAA_VERIFY_TOKEN_SIGNATURE".into(),
                         reason: format!("{other:?} is not true or false"),
                     });
                 }

@@ -26,6 +26,6 @@ pub use client::services::{
     CredentialBinding, LastOperation, ServiceInstance, ServiceOffering, ServicePlan,
 };
 pub use client::{AppsSnapshot, CfClient, RequestStats, Strategy};
-pub use config::{CfConfig, ConfigError, SETTINGS, Secret, UaaCredentials};
+pub use config::{CfConfig, SETTINGS, UaaCredentials};
 pub use error::CfError;
 pub use v3::{AuditEvent, EventTarget};

@@ -22,7 +22,9 @@ use std::time::{Duration, Instant};
 
 use gds_targets::AppGuid;
 
-pub use crate::updater::checks::*;
+pub use crate::event_cursors::checks::*;
+pub use crate::leases::checks::*;
+pub use crate::orphans::checks::*;
 
 use crate::{
     Db, DbKind, DeleteInstance, Insert, InstanceUpdate, NewBinding, NewInstance, ServiceInstance,
@@ -129,7 +131,7 @@ pub fn new_binding(id: &str, instance: &str, parameters: &str) -> NewBinding {
 }
 
 #[track_caller]
-fn must<T, E: std::fmt::Display>(call: &str, result: Result<T, E>) -> T {
+pub(crate) fn must<T, E: std::fmt::Display>(call: &str, result: Result<T, E>) -> T {
     result.unwrap_or_else(|e| panic!("{call} failed: {e}"))
 }
 

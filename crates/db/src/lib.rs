@@ -21,9 +21,11 @@
 mod attempts;
 mod bindings;
 mod error;
+mod event_cursors;
 mod instances;
+mod leases;
 mod model;
-mod updater;
+mod orphans;
 
 #[cfg(any(test, feature = "conformance"))]
 pub mod conformance;
@@ -38,10 +40,11 @@ use sqlx::any::AnyPoolOptions;
 pub use attempts::BindingAttempt;
 pub use bindings::AppTx;
 pub use error::DbError;
+pub use event_cursors::EventCursor;
 pub use model::{
     Binding, DeleteInstance, Insert, InstanceUpdate, NewBinding, NewInstance, ServiceInstance,
 };
-pub use updater::{EventCursor, OrphanedBinding};
+pub use orphans::OrphanedBinding;
 
 /// Which database a [`Db`] talks to.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

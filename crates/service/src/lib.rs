@@ -1,13 +1,19 @@
 //! What every gds-prometheus service shares at its edges: logging set-up, settings from
-//! the environment and `VCAP_SERVICES`, the `PORT`, metrics exposition and shutdown.
+//! the environment and `VCAP_SERVICES` with their one error type, the `PORT`, secrets,
+//! the one-line error chain, metrics exposition and shutdown. The libraries use it too
+//! (`Secret`, `SettingsError`), so it depends on no crate of ours.
 //!
 //! Nothing here knows about brokers, targets or buckets.
 
+#[cfg(feature = "cli")]
+pub mod cli;
 pub mod declared;
 pub mod metrics;
+pub mod secret;
 pub mod settings;
 pub mod telemetry;
 
+pub use secret::{Secret, error_chain};
 pub use settings::{Settings, SettingsError};
 
 /// The settings every service reads through this crate: `PORT` ([`Settings::port`]),

@@ -4,7 +4,9 @@
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use crate::{ConfigError, DirStore, S3Config, S3Store, SecretString, TargetStore};
+use gds_service::Secret;
+
+use crate::{ConfigError, DirStore, S3Config, S3Store, TargetStore};
 
 /// Every setting [`StoreConfig::from_lookup`] (and [`S3Store::new`]'s `lookup`) reads,
 /// checked against this crate's sources by a unit test (see `gds_service::declared`).
@@ -70,7 +72,7 @@ impl StoreConfig {
             }
         };
         let access_key_id = get("AWS_ACCESS_KEY_ID");
-        let secret_access_key = get("AWS_SECRET_ACCESS_KEY").map(SecretString::new);
+        let secret_access_key = get("AWS_SECRET_ACCESS_KEY").map(Secret::new);
         if access_key_id.is_some() != secret_access_key.is_some() {
             return Err(ConfigError::MissingCredentials);
         }
@@ -81,7 +83,7 @@ impl StoreConfig {
             prefix: get("BUCKET_PREFIX").unwrap_or_default(),
             access_key_id,
             secret_access_key,
-            session_token: get("AWS_SESSION_TOKEN").map(SecretString::new),
+            session_token: get("AWS_SESSION_TOKEN").map(Secret::new),
         }))
     }
 
@@ -172,7 +174,7 @@ mod tests {
         assert_eq!(config.endpoint, None);
         assert_eq!(config.access_key_id.as_deref(), Some("AKID"));
         assert_eq!(
-            config.session_token.as_ref().map(SecretString::expose),
+            config.session_token.as_ref().map(Secret::expose),
             Some("token")
         );
     }

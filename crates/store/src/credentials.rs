@@ -14,7 +14,9 @@ use aws_credential_types::provider::{ProvideCredentials, SharedCredentialsProvid
 use aws_sdk_s3::config::{Credentials, Region};
 use tokio::sync::OnceCell;
 
-use crate::{ConfigError, SecretString, error_chain};
+use gds_service::{Secret, error_chain};
+
+use crate::ConfigError;
 
 /// How long [`check`] waits for the chain. The chain's own providers time out sooner
 /// (instance metadata: 1 s per attempt); this only guarantees that start-up never hangs.
@@ -25,8 +27,8 @@ const CHECK_TIMEOUT: Duration = Duration::from_secs(20);
 /// an error ([`ConfigError::MissingCredentials`]), not a reason to try the chain.
 pub(crate) fn static_keys(
     access_key_id: Option<String>,
-    secret_access_key: Option<SecretString>,
-    session_token: Option<SecretString>,
+    secret_access_key: Option<Secret>,
+    session_token: Option<Secret>,
     lookup: &dyn Fn(&str) -> Option<String>,
 ) -> Result<Option<Credentials>, ConfigError> {
     let non_empty = |value: Option<String>| value.filter(|v| !v.trim().is_empty());
@@ -40,8 +42,8 @@ pub(crate) fn static_keys(
             match (id, secret) {
                 (Some(id), Some(secret)) => (
                     id,
-                    SecretString::new(secret),
-                    non_empty(lookup("AWS_SESSION_TOKEN")).map(SecretString::new),
+                    Secret::new(secret),
+                    non_empty(lookup("AWS_SESSION_TOKEN")).map(Secret::new),
                 ),
                 (None, None) => return Ok(None),
                 _ => return Err(ConfigError::MissingCredentials),
@@ -153,7 +155,7 @@ mod tests {
         ]);
         let credentials = static_keys(
             Some("FROM_CONFIG".into()),
-            Some(SecretString::new("from-config")),
+            Some(Secret::new("from-config")),
             None,
             &lookup,
         )
@@ -182,7 +184,7 @@ mod tests {
         }
         let err = static_keys(Some("AKID".into()), None, None, &env(&[])).unwrap_err();
         assert_eq!(err, ConfigError::MissingCredentials);
-        let err = static_keys(None, Some(SecretString::new("s")), None, &env(&[])).unwrap_err();
+        let err = static_keys(None, Some(Secret::new("s")), None, &env(&[])).unwrap_err();
         assert_eq!(err, ConfigError::MissingCredentials);
     }
 
@@ -240,13 +242,7 @@ mod tests {
 
     #[tokio::test]
     async fn static_keys_pass_the_check_without_a_request() {
-        let keys = static_keys(
-            Some("a".into()),
-            Some(SecretString::new("s")),
-            None,
-            &env(&[]),
-        )
-        .unwrap();
+        let keys = static_keys(Some("a".into()), Some(Secret::new("s")), None, &env(&[])).unwrap();
         check(&provider(keys, "eu-west-1")).await.unwrap();
     }
 }

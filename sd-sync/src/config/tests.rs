@@ -119,7 +119,7 @@ fn authentication_is_optional_on_loopback_and_required_beyond() {
         assert!(run(&once, &[]).is_ok(), "--once does not listen");
         let with_token = run(&args, &[("SD_SYNC_AUTH_TOKEN", "t0ken")]).unwrap();
         assert_eq!(
-            with_token.auth.bearer.as_ref().map(SecretString::expose),
+            with_token.auth.bearer.as_ref().map(Secret::expose),
             Some("t0ken")
         );
         assert!(!format!("{with_token:?}").contains("t0ken"), "redacted");

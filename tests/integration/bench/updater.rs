@@ -365,7 +365,7 @@ async fn measured_pass(
     // The phase timings and the Cloud Controller responses, at debug level.
     let env = updater_env(f, store).set(
         "RUST_LOG",
-        "warn,gds_updater::engine=debug,gds_cf::client=debug",
+        "warn,gds_engine::reconciler=debug,gds_cf::client=debug",
     );
     let started = Instant::now();
     let output = tokio::process::Command::new("/usr/bin/time")
@@ -528,7 +528,7 @@ async fn running_passes(
             ("AUDIT_EVENTS_POLL_SECONDS", "0"),
             (
                 "RUST_LOG",
-                "warn,gds_updater::engine=debug,gds_cf::client=info",
+                "warn,gds_engine::reconciler=debug,gds_cf::client=info",
             ),
         ])
         .command(&[])

@@ -138,29 +138,6 @@ fn only_completed_instances_and_app_bindings_of_them_are_imported() {
     }
 }
 
-#[test]
-fn catalog_ids_are_required_and_distinct() {
-    let settings = |pairs: &[(&str, &str)]| {
-        CatalogIds::from_settings(&Settings::from_pairs(pairs.iter().copied()).unwrap())
-    };
-    assert_eq!(
-        settings(&[("PLAN_ID", "p")]).unwrap_err().name,
-        "SERVICE_ID"
-    );
-    assert_eq!(
-        settings(&[("SERVICE_ID", "s")]).unwrap_err().name,
-        "PLAN_ID"
-    );
-    assert_eq!(
-        settings(&[("SERVICE_ID", "x"), ("PLAN_ID", "x")])
-            .unwrap_err()
-            .name,
-        "PLAN_ID"
-    );
-    let ids = settings(&[("SERVICE_ID", "s"), ("PLAN_ID", "p")]).unwrap();
-    assert_eq!(ids.service_name, "gds-prometheus");
-}
-
 async fn db(dir: &tempfile::TempDir) -> Db {
     let url = format!("sqlite://{}/broker.db?mode=rwc", dir.path().display());
     Db::connect(&url, ConnectOptions::default()).await.unwrap()

@@ -14,7 +14,9 @@ use tokio::net::{TcpListener, TcpStream};
 
 use super::*;
 use crate::config::UaaCredentials;
-use crate::{CfConfig, Secret};
+use gds_service::Secret;
+
+use crate::CfConfig;
 
 /// One scripted answer to a `/v3` request whose path starts with `path`.
 struct Reply {

@@ -2,13 +2,16 @@
 //! that keeps a pass from undoing a concurrent bind or unbind, per-app failures, and no
 //! write once the lease cannot be confirmed.
 
+use std::time::Duration;
+
 use super::*;
 use gds_db::conformance::{app, new_binding, new_instance};
 use gds_db::{ConnectOptions, Insert};
-use gds_reconcile::Reason;
-use gds_store::{ListHint, MemoryStore, StoredTarget};
+use gds_reconcile::{Action, Plan, Reason};
+use gds_store::{Bytes, ETag, ListHint, MemoryStore, StoreError, StoredTarget};
+use gds_targets::AppGuid;
 
-use crate::lease::Stamp;
+use crate::lease::{LeaseLost, Stamp};
 
 struct World {
     db: Db,
@@ -68,7 +71,7 @@ impl World {
             plan,
             &newest,
             concurrency,
-            &UpdaterMetrics::new(),
+            &ReconcileMetrics::new(),
             tenure,
         )
         .await

@@ -12,46 +12,25 @@ use std::time::Duration;
 use actix_web::dev::Server;
 use actix_web::{App, HttpResponse, HttpServer, web};
 use anyhow::Context;
-use gds_cf::CfClient;
-use gds_db::{ConnectOptions, Db};
 use gds_reconcile::Scope;
 use tokio::sync::mpsc;
 use tokio_cron_scheduler::{Job, JobScheduler};
 
 use crate::config::{Schedule, UpdaterConfig};
-use crate::engine::{PassError, Reconciler, cause_chain};
-use crate::metrics::UpdaterMetrics;
+use gds_engine::{PassError, ReconcileMetrics, Reconciler};
+use gds_service::error_chain;
 
 /// Connects to the database (running migrations), opens the store and builds the Cloud
 /// Controller client. Makes no Cloud Controller request.
 pub async fn build_reconciler(config: &UpdaterConfig) -> anyhow::Result<Reconciler> {
-    let db = Db::connect(
-        config.database_url.expose(),
-        ConnectOptions {
-            max_connections: config.database_max_connections,
-            ..ConnectOptions::default()
-        },
-    )
-    .await
-    .context("preparing the database (DATABASE_URL)")?;
-    let store = config
-        .store
-        .clone()
-        .open()
-        .context("opening the target store")?;
-    let cf = CfClient::new(config.cf.clone()).context("building the Cloud Controller client")?;
-    Ok(Reconciler::new(
-        db,
-        store,
-        Arc::new(cf),
-        config.model.clone(),
-        config.reconcile.clone(),
-        UpdaterMetrics::new(),
-    ))
+    let connections = config.engine.connect().await?;
+    Ok(config
+        .engine
+        .reconciler(&connections, ReconcileMetrics::new()))
 }
 
-/// The updater service, bound to its port.
-pub struct Service {
+/// The long-running updater, bound to its port.
+pub struct Daemon {
     reconciler: Arc<Reconciler>,
     server: Server,
     local_addr: SocketAddr,
@@ -59,8 +38,8 @@ pub struct Service {
     events_poll: Option<Duration>,
 }
 
-impl Service {
-    pub async fn build(config: UpdaterConfig) -> anyhow::Result<Service> {
+impl Daemon {
+    pub async fn build(config: UpdaterConfig) -> anyhow::Result<Daemon> {
         let reconciler = Arc::new(build_reconciler(&config).await?);
         let listener =
             TcpListener::bind((config.listen_host.as_str(), config.port)).with_context(|| {
@@ -82,7 +61,7 @@ impl Service {
         .listen(listener)
         .context("starting the HTTP server")?
         .run();
-        Ok(Service {
+        Ok(Daemon {
             reconciler,
             server,
             local_addr,
@@ -142,14 +121,14 @@ impl Service {
                     match self.reconciler.run_pass(Scope::All).await {
                         Ok(_) => {}
                         Err(PassError::Busy) => tracing::info!("full pass skipped: another updater is reconciling"),
-                        Err(e) => tracing::error!(error = %cause_chain(&e), "full pass failed"),
+                        Err(e) => tracing::error!(error = %error_chain(&e), "full pass failed"),
                     }
                 }
                 _ = async { poll.as_mut().expect("guarded").tick().await }, if poll.is_some() => {
                     match self.reconciler.follow_events().await {
                         Ok(_) => {}
                         Err(PassError::Busy) => tracing::debug!("fast path skipped: another updater is reconciling"),
-                        Err(e) => tracing::warn!(error = %cause_chain(&e), "fast path failed; trying again at the next poll"),
+                        Err(e) => tracing::warn!(error = %error_chain(&e), "fast path failed; trying again at the next poll"),
                     }
                 }
             }
@@ -169,7 +148,7 @@ async fn health(reconciler: web::Data<Reconciler>) -> HttpResponse {
     match reconciler.db().ping().await {
         Ok(()) => json_reply(HttpResponse::Ok(), serde_json::json!({"status": "ok"})),
         Err(e) => {
-            tracing::error!(error = %cause_chain(&e), "health check: the database does not answer");
+            tracing::error!(error = %error_chain(&e), "health check: the database does not answer");
             json_reply(
                 HttpResponse::ServiceUnavailable(),
                 serde_json::json!({"status": "unavailable", "description": "the database does not answer"}),

@@ -7,16 +7,15 @@ use std::time::Duration;
 use async_trait::async_trait;
 use gds_cf::{CfClient, CfError};
 use gds_db::{Db, DeleteInstance, Insert, InstanceUpdate, NewBinding, NewInstance};
-use gds_store::{Bytes, RecordPublisher, TargetState, TargetStore, error_chain};
+use gds_engine::CatalogIds;
+use gds_service::error_chain;
+use gds_store::{Bytes, RecordPublisher, TargetState, TargetStore};
 use gds_targets::{AppGuid, AppInfo, AppState, BindingParams, ModelConfig, build_target_file};
 use serde_json::Value;
 use tokio::time::Instant;
 
-use crate::config::CatalogIds;
 use crate::metrics::BrokerMetrics;
-use crate::osb::{
-    BindRequest, BrokerError, DeleteQuery, ProvisionRequest, UpdateRequest, cause_chain,
-};
+use crate::osb::{BindRequest, BrokerError, DeleteQuery, ProvisionRequest, UpdateRequest};
 
 /// Where the broker looks apps up: the Cloud Controller, or a fake in unit tests.
 #[async_trait]
@@ -374,7 +373,7 @@ impl Broker {
             // Nothing was written (or it was rolled back): a later unbind has nothing to
             // cancel. Best effort: a leftover only turns that unbind's 410 into a 200.
             if let Err(e) = self.db.abandon_binding_attempt(binding_id, &attempt).await {
-                tracing::warn!(error = %cause_chain(&e), "could not forget a failed bind");
+                tracing::warn!(error = %error_chain(&e), "could not forget a failed bind");
             }
         }
         result

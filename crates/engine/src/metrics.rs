@@ -7,7 +7,7 @@ use prometheus::{
 
 /// Every metric of a reconciler, in one registry. Cheap to clone (shared handles).
 #[derive(Clone, Debug)]
-pub struct UpdaterMetrics {
+pub struct ReconcileMetrics {
     pub registry: Registry,
     /// `gds_updater_last_success_timestamp_seconds`: end of the last successful pass.
     pub last_success: Gauge,
@@ -42,13 +42,13 @@ pub struct UpdaterMetrics {
     pub record_publications: IntCounterVec,
 }
 
-impl Default for UpdaterMetrics {
+impl Default for ReconcileMetrics {
     fn default() -> Self {
         Self::new()
     }
 }
 
-impl UpdaterMetrics {
+impl ReconcileMetrics {
     /// The metrics in a registry of their own (the updater's `/metrics`).
     pub fn new() -> Self {
         Self::registered_in(Registry::new())
@@ -197,7 +197,7 @@ mod tests {
         let other = prometheus::IntCounter::new("other_total", "Another process' metric.").unwrap();
         registry.register(Box::new(other.clone())).unwrap();
         other.inc();
-        let metrics = UpdaterMetrics::registered_in(registry.clone());
+        let metrics = ReconcileMetrics::registered_in(registry.clone());
         metrics.passes.with_label_values(&["full", "ok"]).inc();
         let text = gds_service::metrics::render(&registry);
         assert!(text.contains("other_total 1"), "{text}");

@@ -13,8 +13,8 @@ use gds_targets::AppGuid;
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 
-use crate::engine::{PassError, PassReport, Reconciler};
 use crate::lease::Tenure;
+use crate::reconciler::{PassError, PassReport, Reconciler};
 
 /// The cursor's name in the database.
 pub const CURSOR: &str = "audit_events";

@@ -1,0 +1,347 @@
+//! The write half of a pass: the plan's actions, app by app under each app's lock and
+//! the lease, then the writers' record.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use futures::stream::{self, StreamExt};
+use gds_db::Db;
+use gds_reconcile::{Action, Plan, Scope};
+use gds_service::error_chain;
+use gds_store::{Bytes, ETag, StoreError, TargetState, TargetStore, WritersRecord};
+use gds_targets::AppGuid;
+
+use super::Reconciler;
+use crate::lease::{LeaseLost, Tenure};
+use crate::metrics::ReconcileMetrics;
+
+impl Reconciler {
+    /// Publishes the writers' record (DESIGN.md section 5) after a pass that planned a
+    /// change to `active/`, and after a full pass whose listing of `active/` the record
+    /// does not match (no record yet, a writer that could not publish, a file changed by
+    /// hand): sd-sync applies a mass deletion only when the record agrees. A failure is
+    /// logged and counted, not a failed pass: the files are right, and until the next
+    /// publication sd-sync only holds mass deletions back.
+    pub(super) async fn publish_record(
+        &self,
+        scope: &Scope,
+        plan: &Plan,
+        active_listing: Option<&BTreeMap<AppGuid, ETag>>,
+    ) {
+        let changed_active = plan.actions.iter().any(touches_active);
+        if !changed_active {
+            let Some(listing) = active_listing.filter(|_| scope == &Scope::All) else {
+                return;
+            };
+            match self.store.read_record().await {
+                Ok(Some((body, _))) => match WritersRecord::parse(&body) {
+                    Ok(record) if record.active_count == listing.len() as u64 => return,
+                    _ => {}
+                },
+                Ok(None) => {}
+                Err(e) => {
+                    tracing::warn!(error = %error_chain(&e), "cannot read the writers' record");
+                    self.metrics
+                        .record_publications
+                        .with_label_values(&["error"])
+                        .inc();
+                    return;
+                }
+            }
+        }
+        match self.record.publish_after_change().await {
+            Ok(published) => {
+                if let Some(record) = published {
+                    tracing::info!(
+                        generation = record.generation,
+                        active_count = record.active_count,
+                        "published the writers' record"
+                    );
+                }
+                self.metrics
+                    .record_publications
+                    .with_label_values(&["ok"])
+                    .inc();
+            }
+            Err(e) => {
+                tracing::warn!(
+                    error = %error_chain(&e),
+                    "cannot publish the writers' record: sd-sync holds mass deletions back \
+                     until a later publication"
+                );
+                self.metrics
+                    .record_publications
+                    .with_label_values(&["error"])
+                    .inc();
+            }
+        }
+    }
+
+    pub(super) async fn apply(
+        &self,
+        plan: &Plan,
+        newest: &BTreeMap<AppGuid, String>,
+        tenure: &Tenure,
+    ) -> ApplyOutcome {
+        apply(
+            &self.db,
+            self.store.as_ref(),
+            plan,
+            newest,
+            self.settings.concurrency,
+            &self.metrics,
+            tenure,
+        )
+        .await
+    }
+}
+
+/// Whether `action` adds, changes or removes a file in `active/`.
+fn touches_active(action: &Action) -> bool {
+    match action {
+        Action::Write { state, .. } | Action::Remove { state, .. } => *state == TargetState::Active,
+        Action::Move { from, to, .. } => *from == TargetState::Active || *to == TargetState::Active,
+    }
+}
+
+/// What apply did.
+#[derive(Debug, Default)]
+pub struct ApplyOutcome {
+    pub applied: BTreeMap<&'static str, u64>,
+    pub superseded: Vec<AppGuid>,
+    pub failed: Vec<(AppGuid, String)>,
+    /// Why writing stopped, if the lease could not be confirmed.
+    pub lease_lost: Option<LeaseLost>,
+    /// Apps with actions left unapplied because the lease could not be confirmed.
+    pub abandoned: Vec<AppGuid>,
+}
+
+enum AppResult {
+    Applied(Vec<&'static str>),
+    Superseded,
+    Failed(String, Vec<&'static str>, Vec<&'static str>),
+    /// The lease could not be confirmed: the actions done, the ones left.
+    Abandoned(LeaseLost, Vec<&'static str>, Vec<&'static str>),
+}
+
+/// Applies `plan`: each app's actions in plan order, apps `concurrency` at a time.
+///
+/// **No lost updates against the broker.** Each app's actions run inside
+/// [`Db::lock_app`], the same per-app transaction the broker holds while it changes the
+/// app's bindings and writes or deletes its files. Under that lock the app's newest
+/// binding is read again and compared with `newest` (what the plan was computed from):
+///
+/// - no binding any more where the plan saw one: an unbind won while the pass ran and
+///   removed the files; writing would resurrect them, so the app is skipped;
+/// - a different newest binding (a bind, or an unbind of the newest of several): the
+///   broker wrote the app's file itself from a fresher Cloud Controller read, with the
+///   parameters that now apply; overwriting it with the plan's would lose that, so the
+///   app is skipped;
+/// - a binding where the plan saw none (a bind after a stray file was planned for
+///   removal): the file is the bind's; skipped as well.
+///
+/// A skipped app is counted as `superseded`, not failed: the next pass starts from the
+/// new bindings. Why the lock and not a conditional store write (`If-Match`): the
+/// directory backend and older S3-compatible stores have no conditional writes, a
+/// condition on the file cannot see an unbind that already removed it and a re-bind
+/// that wrote it again, and the bindings are the source of truth, so that is what is
+/// checked, atomically with the write.
+///
+/// **No writes without the lease.** `tenure` is confirmed before each app is locked,
+/// once its lock is held, and before every store write; the first failure stops the
+/// app, and every app after it is left alone (`abandoned`).
+pub async fn apply(
+    db: &Db,
+    store: &dyn TargetStore,
+    plan: &Plan,
+    newest: &BTreeMap<AppGuid, String>,
+    concurrency: usize,
+    metrics: &ReconcileMetrics,
+    tenure: &Tenure,
+) -> ApplyOutcome {
+    // Group by app, keeping plan order within each app (e.g. write active/, then remove
+    // the stale copy in inactive/); orphaned apps need their bindings marked even when
+    // their files are already gone.
+    let mut groups: BTreeMap<&AppGuid, Vec<&Action>> = BTreeMap::new();
+    for action in &plan.actions {
+        groups.entry(action.app()).or_default().push(action);
+    }
+    for app in &plan.orphaned {
+        groups.entry(app).or_default();
+    }
+    let orphaned: BTreeSet<&AppGuid> = plan.orphaned.iter().collect();
+    let results: Vec<(AppGuid, AppResult)> = stream::iter(groups)
+        .map(|(app, actions)| {
+            let expected = newest.get(app);
+            let orphan = orphaned.contains(app);
+            async move {
+                let result = apply_app(db, store, app, &actions, expected, orphan, tenure).await;
+                (app.clone(), result)
+            }
+        })
+        .buffer_unordered(concurrency.max(1))
+        .collect()
+        .await;
+
+    let mut outcome = ApplyOutcome::default();
+    for (app, result) in results {
+        match result {
+            AppResult::Applied(kinds) => {
+                for kind in kinds {
+                    *outcome.applied.entry(kind).or_default() += 1;
+                    metrics.actions.with_label_values(&[kind, "applied"]).inc();
+                }
+            }
+            AppResult::Superseded => {
+                for action in plan.actions.iter().filter(|a| a.app() == &app) {
+                    metrics
+                        .actions
+                        .with_label_values(&[action.kind(), "superseded"])
+                        .inc();
+                }
+                outcome.superseded.push(app);
+            }
+            AppResult::Failed(why, done, failed) => {
+                tracing::error!(app_guid = %app, error = %why, "applying the app's actions failed");
+                for kind in done {
+                    *outcome.applied.entry(kind).or_default() += 1;
+                    metrics.actions.with_label_values(&[kind, "applied"]).inc();
+                }
+                for kind in failed {
+                    metrics.actions.with_label_values(&[kind, "failed"]).inc();
+                }
+                outcome.failed.push((app, why));
+            }
+            AppResult::Abandoned(lost, done, left) => {
+                for kind in done {
+                    *outcome.applied.entry(kind).or_default() += 1;
+                    metrics.actions.with_label_values(&[kind, "applied"]).inc();
+                }
+                for kind in left {
+                    metrics
+                        .actions
+                        .with_label_values(&[kind, "abandoned"])
+                        .inc();
+                }
+                outcome.lease_lost.get_or_insert(lost);
+                outcome.abandoned.push(app);
+            }
+        }
+    }
+    outcome.failed.sort();
+    outcome.superseded.sort();
+    outcome.abandoned.sort();
+    outcome
+}
+
+#[tracing::instrument(skip_all, fields(app_guid = %app))]
+async fn apply_app(
+    db: &Db,
+    store: &dyn TargetStore,
+    app: &AppGuid,
+    actions: &[&Action],
+    expected: Option<&String>,
+    orphan: bool,
+    tenure: &Tenure,
+) -> AppResult {
+    let kinds = || actions.iter().map(|a| a.kind()).collect::<Vec<_>>();
+    if let Err(lost) = tenure.confirm() {
+        return AppResult::Abandoned(lost, Vec::new(), kinds());
+    }
+    let mut tx = match db.lock_app(app).await {
+        Ok(tx) => tx,
+        Err(e) => return AppResult::Failed(error_chain(&e), Vec::new(), kinds()),
+    };
+    let current = match tx.bindings().await {
+        Ok(bindings) => bindings.into_iter().next().map(|b| b.binding_id),
+        Err(e) => return AppResult::Failed(error_chain(&e), Vec::new(), kinds()),
+    };
+    if current.as_ref() != expected {
+        tracing::info!(
+            planned_binding = expected.map(String::as_str),
+            current_binding = current.as_deref(),
+            "the app's bindings changed during the pass: leaving its files to the broker"
+        );
+        return AppResult::Superseded;
+    }
+    let mut done = Vec::new();
+    for (i, action) in actions.iter().enumerate() {
+        let left = || actions[i..].iter().map(|a| a.kind()).collect();
+        match apply_action(store, action, tenure).await {
+            Ok(()) => {}
+            // Dropping `tx` rolls back: nothing of the app's rows changed.
+            Err(ActionError::Store(e)) => {
+                return AppResult::Failed(
+                    format!("{}: {}", action.kind(), error_chain(&e)),
+                    done,
+                    left(),
+                );
+            }
+            Err(ActionError::LeaseLost(lost)) => return AppResult::Abandoned(lost, done, left()),
+        }
+        tracing::info!(action = %action, "applied");
+        done.push(action.kind());
+    }
+    if orphan {
+        if let Err(lost) = tenure.confirm() {
+            return AppResult::Abandoned(lost, done, Vec::new());
+        }
+        match tx.mark_orphaned().await {
+            Ok(0) => {}
+            Ok(n) => tracing::warn!(
+                bindings = n,
+                "the Cloud Controller no longer knows the app: its bindings are marked orphaned"
+            ),
+            Err(e) => return AppResult::Failed(error_chain(&e), done, Vec::new()),
+        }
+    }
+    match tx.commit().await {
+        Ok(()) => AppResult::Applied(done),
+        Err(e) => AppResult::Failed(error_chain(&e), done, Vec::new()),
+    }
+}
+
+enum ActionError {
+    Store(StoreError),
+    LeaseLost(LeaseLost),
+}
+
+impl From<StoreError> for ActionError {
+    fn from(e: StoreError) -> Self {
+        ActionError::Store(e)
+    }
+}
+
+/// One action; the lease is confirmed before each store request.
+async fn apply_action(
+    store: &dyn TargetStore,
+    action: &Action,
+    tenure: &Tenure,
+) -> Result<(), ActionError> {
+    let confirm = || tenure.confirm().map(drop).map_err(ActionError::LeaseLost);
+    confirm()?;
+    match action {
+        Action::Write {
+            app, state, body, ..
+        } => {
+            store
+                .write_app(*state, app, Bytes::from(body.clone()))
+                .await?;
+            Ok(())
+        }
+        // Write the destination with current content first, then remove the source: the
+        // app is never without a file (STYLE.md; `TargetStore::move_app` has the same
+        // order but would carry stale content).
+        Action::Move {
+            app,
+            from,
+            to,
+            body,
+            ..
+        } => {
+            store.write_app(*to, app, Bytes::from(body.clone())).await?;
+            confirm()?;
+            Ok(store.remove_app(*from, app).await?)
+        }
+        Action::Remove { app, state, .. } => Ok(store.remove_app(*state, app).await?),
+    }
+}
