@@ -1,5 +1,7 @@
-use super::*;
+use gds_targets::AppState;
 use serde_json::json;
+
+use super::*;
 
 const A: &str = "11111111-1111-4111-8111-111111111111";
 const B: &str = "22222222-2222-4222-8222-222222222222";
