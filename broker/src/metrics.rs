@@ -22,7 +22,20 @@ pub struct BrokerMetrics {
     /// `observe_broker_binding_changes_total{change}`: `created`, `deleted`, `cancelled` (an
     /// unbind that arrived while the binding's bind was still running).
     pub binding_changes: IntCounterVec,
+    /// `observe_broker_target_latency_seconds{operation}`: the broker's part of discovery
+    /// latency, on its own monotonic clock (the platform's time before the request reached
+    /// the broker is not in it). `bind`: request received -> the app's target file written
+    /// (`active/` or `inactive/`); `unbind`: request received -> the app's files removed,
+    /// observed only when the app's last binding goes. Nothing is observed when nothing was
+    /// written or removed.
+    pub target_latency: HistogramVec,
 }
+
+/// Buckets of [`BrokerMetrics::target_latency`]: 0.1 s to 5 min, the range of the
+/// discovery-latency figures we promise.
+pub const TARGET_LATENCY_BUCKETS: [f64; 12] = [
+    0.1, 0.25, 0.5, 1.0, 2.0, 5.0, 10.0, 20.0, 30.0, 60.0, 120.0, 300.0,
+];
 
 impl BrokerMetrics {
     pub fn new() -> Self {
@@ -70,6 +83,21 @@ impl BrokerMetrics {
             &["change"],
         )
         .expect("valid metric");
+        let target_latency = HistogramVec::new(
+            HistogramOpts::new(
+                "observe_broker_target_latency_seconds",
+                "Seconds from a bind request received to the app's target file written, or \
+                 from an unbind request received to the app's files removed (last binding \
+                 only), on the broker's monotonic clock, by operation.",
+            )
+            .buckets(TARGET_LATENCY_BUCKETS.to_vec()),
+            &["operation"],
+        )
+        .expect("valid metric");
+        // Both series exist from the start, so rates and alerts see zeros, not gaps.
+        for operation in ["bind", "unbind"] {
+            target_latency.with_label_values(&[operation]);
+        }
         for metric in [
             &http_requests,
             &cf_lookups,
@@ -80,9 +108,11 @@ impl BrokerMetrics {
                 .register(Box::new(metric.clone()))
                 .expect("metric names are unique");
         }
-        registry
-            .register(Box::new(http_duration.clone()))
-            .expect("metric names are unique");
+        for metric in [&http_duration, &target_latency] {
+            registry
+                .register(Box::new(metric.clone()))
+                .expect("metric names are unique");
+        }
         Self {
             registry,
             http_requests,
@@ -90,6 +120,7 @@ impl BrokerMetrics {
             cf_lookups,
             store_operations,
             binding_changes,
+            target_latency,
         }
     }
 }

@@ -283,7 +283,7 @@ impl Broker {
         }
         // Binds still running in the instance record nothing once cancelled.
         for attempt in self.db.binding_attempts_of_instance(instance_id).await? {
-            self.remove_binding(&attempt.app_guid, &attempt.binding_id)
+            self.remove_binding(&attempt.app_guid, &attempt.binding_id, None)
                 .await?;
         }
         for binding in self.db.bindings_of_instance(instance_id).await? {
@@ -292,7 +292,7 @@ impl Broker {
                 app_guid = %binding.app_guid,
                 "deprovision: removing a binding the platform did not unbind first"
             );
-            self.remove_binding(&binding.app_guid, &binding.binding_id)
+            self.remove_binding(&binding.app_guid, &binding.binding_id, None)
                 .await?;
         }
         match self.db.delete_instance(instance_id).await? {
@@ -482,6 +482,9 @@ impl Broker {
         // (DESIGN.md section 3a).
         self.store_write(state, app, Bytes::from(file.to_bytes()))
             .await?;
+        // The file is in the store from here, whatever follows: the broker's part of this
+        // target's discovery is done.
+        self.observe_target_latency("bind", started);
         if bound_before {
             self.store_remove(state.other(), app).await?;
         }
@@ -534,6 +537,7 @@ impl Broker {
         binding_id: &str,
         query: &DeleteQuery,
     ) -> Result<(), BrokerError> {
+        let started = Instant::now();
         check_id("instance_id", instance_id)?;
         check_id("binding_id", binding_id)?;
         self.check_delete_query(query)?;
@@ -557,7 +561,7 @@ impl Broker {
             }
         };
         tracing::Span::current().record("app_guid", app.as_str());
-        if self.remove_binding(&app, binding_id).await? {
+        if self.remove_binding(&app, binding_id, Some(started)).await? {
             Ok(())
         } else {
             // A concurrent unbind of the same binding got there first.
@@ -585,7 +589,16 @@ impl Broker {
     /// stays as it is: if the deleted binding was the newest, the next newest one's
     /// parameters apply from the updater's next pass (rebuilding the file needs the Cloud
     /// Controller, which unbind must not depend on).
-    async fn remove_binding(&self, app: &AppGuid, binding_id: &str) -> Result<bool, BrokerError> {
+    ///
+    /// `unbind_started`: when the unbind request was received, to observe the unbind's
+    /// latency once the files of a deleted last binding are removed (a cancelled bind had
+    /// no file to remove; deprovision is not an unbind).
+    async fn remove_binding(
+        &self,
+        app: &AppGuid,
+        binding_id: &str,
+        unbind_started: Option<Instant>,
+    ) -> Result<bool, BrokerError> {
         let mut tx = self.db.lock_app(app).await?;
         let deleted = tx.delete_binding(binding_id).await?.is_some();
         // Both may be there: a bind cut short after writing its file leaves its attempt.
@@ -597,6 +610,9 @@ impl Broker {
         if remaining == 0 {
             for state in TargetState::ALL {
                 self.store_remove(state, app).await?;
+            }
+            if let (true, Some(started)) = (deleted, unbind_started) {
+                self.observe_target_latency("unbind", started);
             }
         }
         tx.commit().await?;
@@ -653,6 +669,14 @@ impl Broker {
                  until a later publication"
             );
         }
+    }
+
+    /// Observes `observe_broker_target_latency_seconds{operation}` from `started`.
+    fn observe_target_latency(&self, operation: &str, started: Instant) {
+        self.metrics
+            .target_latency
+            .with_label_values(&[operation])
+            .observe(started.elapsed().as_secs_f64());
     }
 
     fn count_store(&self, operation: &str, ok: bool) {

@@ -418,6 +418,14 @@ async fn an_unbind_during_a_slow_bind_cancels_it_and_a_retry_binds_again() {
             .get(),
         1
     );
+    assert_eq!(
+        (
+            latency_count(&w.broker, "bind"),
+            latency_count(&w.broker, "unbind")
+        ),
+        (0, 0),
+        "a cancelled bind wrote nothing and its unbind removed nothing"
+    );
 
     // The platform retries the same bind later: it is a new bind.
     gate.add_permits(1);
@@ -425,6 +433,7 @@ async fn an_unbind_during_a_slow_bind_cancels_it_and_a_retry_binds_again() {
     assert_eq!(outcome, Outcome::Created);
     assert_eq!(target_keys(&w.store), [key("active")]);
     assert_eq!(w.broker.db().binding_attempt("b-1").await.unwrap(), None);
+    assert_eq!(latency_count(&w.broker, "bind"), 1);
 }
 
 /// A bind left recorded as in progress by a broker that crashed blocks nothing: the
@@ -469,4 +478,82 @@ async fn a_bind_left_in_progress_by_a_crash_does_not_block_its_retry() {
         .await
         .unwrap();
     assert_eq!(outcome, Outcome::Created);
+}
+
+/// How many times `observe_broker_target_latency_seconds{operation}` was observed.
+fn latency_count(broker: &Broker, operation: &str) -> u64 {
+    broker
+        .metrics()
+        .target_latency
+        .with_label_values(&[operation])
+        .get_sample_count()
+}
+
+#[tokio::test]
+async fn the_target_latency_is_observed_once_per_file_written_or_removed() {
+    let w = world(AppState::Started).await;
+    let counts = |w: &World| {
+        (
+            latency_count(&w.broker, "bind"),
+            latency_count(&w.broker, "unbind"),
+        )
+    };
+    assert_eq!(counts(&w), (0, 0));
+
+    w.cc.down.store(true, Ordering::SeqCst);
+    w.broker
+        .bind(INSTANCE, "b-1", &bind_request(json!({})))
+        .await
+        .unwrap_err();
+    assert_eq!(counts(&w), (0, 0), "a bind the Cloud Controller failed");
+    w.cc.down.store(false, Ordering::SeqCst);
+    w.store.fail_next(1);
+    w.broker
+        .bind(INSTANCE, "b-1", &bind_request(json!({})))
+        .await
+        .unwrap_err();
+    assert_eq!(counts(&w), (0, 0), "a bind whose store write failed");
+
+    w.broker
+        .bind(INSTANCE, "b-1", &bind_request(json!({})))
+        .await
+        .unwrap();
+    assert_eq!(counts(&w), (1, 0), "a bind that wrote the file");
+    w.broker
+        .bind(INSTANCE, "b-1", &bind_request(json!({})))
+        .await
+        .unwrap();
+    assert_eq!(counts(&w), (1, 0), "a repeated bind writes nothing");
+    w.broker
+        .bind(INSTANCE, "b-2", &bind_request(json!({})))
+        .await
+        .unwrap();
+    assert_eq!(counts(&w), (2, 0), "a second binding rewrites the file");
+
+    w.broker
+        .unbind(INSTANCE, "b-2", &delete_query())
+        .await
+        .unwrap();
+    assert_eq!(counts(&w), (2, 0), "an unbind that leaves the file");
+    w.broker
+        .unbind(INSTANCE, "b-1", &delete_query())
+        .await
+        .unwrap();
+    assert_eq!(counts(&w), (2, 1), "the last unbind removed the files");
+    w.broker
+        .unbind(INSTANCE, "b-1", &delete_query())
+        .await
+        .unwrap_err();
+    assert_eq!(counts(&w), (2, 1), "an unbind of an unknown binding");
+}
+
+#[tokio::test]
+async fn a_stopped_app_bound_observes_the_bind_latency_too() {
+    let w = world(AppState::Stopped).await;
+    w.broker
+        .bind(INSTANCE, "b-1", &bind_request(json!({})))
+        .await
+        .unwrap();
+    assert_eq!(target_keys(&w.store), [key("inactive")]);
+    assert_eq!(latency_count(&w.broker, "bind"), 1);
 }

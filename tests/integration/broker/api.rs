@@ -757,6 +757,8 @@ async fn operations_endpoints_need_no_auth_and_count_routes_not_ids(db: Database
         r#"observe_broker_http_requests_total{code="201",method="put",path="/v2/service_instances/{instance_id}/service_bindings/{binding_id}"} 1"#,
         r#"observe_broker_http_requests_total{code="200",method="get",path="/health"} 1"#,
         r#"observe_broker_binding_changes_total{change="created"} 1"#,
+        r#"observe_broker_target_latency_seconds_count{operation="bind"} 1"#,
+        r#"observe_broker_target_latency_seconds_count{operation="unbind"} 0"#,
     ] {
         assert!(text.contains(line), "{line} missing from:\n{text}");
     }
