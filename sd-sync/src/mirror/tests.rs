@@ -491,7 +491,11 @@ async fn installs_after_the_first_sync_are_observed_from_the_objects_last_modifi
     w.source
         .set_modified("old.json", SystemTime::now() - Duration::from_secs(86_400));
     w.sync().await;
-    assert_eq!(install.get_sample_count(), 0, "the first sync is not observed");
+    assert_eq!(
+        install.get_sample_count(),
+        0,
+        "the first sync is not observed"
+    );
 
     w.source.put("new.json", &group("new"));
     w.source
@@ -510,7 +514,11 @@ async fn installs_after_the_first_sync_are_observed_from_the_objects_last_modifi
     assert_eq!(install.get_sample_sum(), observed);
 
     w.sync().await;
-    assert_eq!(install.get_sample_count(), 2, "unchanged objects are not observed");
+    assert_eq!(
+        install.get_sample_count(),
+        2,
+        "unchanged objects are not observed"
+    );
 }
 
 #[tokio::test]
