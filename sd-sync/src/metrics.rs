@@ -28,6 +28,7 @@ pub struct Metrics {
     last_listing: GaugeVec,
     last_success: GaugeVec,
     duration: HistogramVec,
+    propagation: HistogramVec,
     poll_period: GaugeVec,
     requests: IntCounterVec,
 }
@@ -51,6 +52,12 @@ pub struct MappingMetrics {
     pub last_listing: Gauge,
     pub last_success: Gauge,
     pub duration: Histogram,
+    /// `sd_sync_propagation_seconds{change="install"}`: object's `LastModified` (the
+    /// store's clock) to its file renamed into place (the node's clock).
+    pub propagation_install: Histogram,
+    /// `sd_sync_propagation_seconds{change="delete"}`: first listing without the object
+    /// to its file removed (both the node's clock).
+    pub propagation_delete: Histogram,
     /// Set by the sync loop; see [`crate::schedule`].
     pub poll_period: Gauge,
     pub requests: RequestCounters,
@@ -98,6 +105,26 @@ impl Metrics {
         .expect("a valid metric");
         registry
             .register(Box::new(duration.clone()))
+            .expect("registered once");
+        let propagation = HistogramVec::new(
+            HistogramOpts::new(
+                "sd_sync_propagation_seconds",
+                "How long a change of the bucket took to reach the directory. \
+                 change=install: from the object's LastModified (the store's clock, whole \
+                 seconds) to its file renamed into place (this node's clock; clock skew can \
+                 shift it, negative values count as 0); not observed in the first sync after \
+                 start, whose objects may be old. change=delete: from the first listing \
+                 without the object to its file removed (this node's clock; includes any time \
+                 the safety valve held it back).",
+            )
+            .buckets(vec![
+                0.1, 0.25, 0.5, 1.0, 2.0, 5.0, 10.0, 20.0, 30.0, 60.0, 120.0, 300.0,
+            ]),
+            &["mapping", "change"],
+        )
+        .expect("a valid metric");
+        registry
+            .register(Box::new(propagation.clone()))
             .expect("registered once");
         Metrics {
             polls: counter(r, "sd_sync_polls_total", "Syncs started.", m),
@@ -175,6 +202,7 @@ impl Metrics {
                 "Unix time of the last sync that listed, fetched and installed without error.",
             ),
             duration,
+            propagation,
             poll_period: gauge(
                 r,
                 "sd_sync_poll_period_seconds",
@@ -214,6 +242,8 @@ impl Metrics {
             last_listing: self.last_listing.with_label_values(l),
             last_success: self.last_success.with_label_values(l),
             duration: self.duration.with_label_values(l),
+            propagation_install: self.propagation.with_label_values(&[name, "install"]),
+            propagation_delete: self.propagation.with_label_values(&[name, "delete"]),
             poll_period: self.poll_period.with_label_values(l),
             requests: RequestCounters {
                 list: self.requests.with_label_values(&[name, "list"]),

@@ -6,7 +6,7 @@
 //! file has been renamed into place or removed. Polls compare the listing's ETags with it,
 //! so an unchanged object costs nothing but its share of the listing.
 
-use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::fs;
 use std::io;
 use std::path::{Path, PathBuf};
@@ -181,6 +181,10 @@ pub struct Mirror<S> {
     rejected: HashMap<String, ETag>,
     fetch_concurrency: usize,
     metrics: MappingMetrics,
+    /// Files planned for deletion, by name: since when (the first complete listing that
+    /// showed their object gone). Entries leave when the file is removed or its object
+    /// is listed again.
+    gone_since: HashMap<String, Instant>,
 }
 
 /// How fetching and staging one object ended.
@@ -232,6 +236,7 @@ impl<S: Source> Mirror<S> {
             rejected: HashMap::new(),
             fetch_concurrency: config.fetch_concurrency.max(1),
             metrics,
+            gone_since: HashMap::new(),
         })
     }
 
@@ -260,6 +265,9 @@ impl<S: Source> Mirror<S> {
 
     async fn sync_inner(&mut self) -> Result<SyncReport, SourceError> {
         let installed_before = self.shared.files();
+        // The first sync after start installs objects that may have changed long ago:
+        // their propagation time says nothing about this node's latency.
+        let observe_installs = self.shared.status().last_listing.is_some();
         let mut plan = Plan::default();
         let mut listing = Vec::new();
         let mut report = SyncReport::default();
@@ -286,6 +294,7 @@ impl<S: Source> Mirror<S> {
                 shared,
                 metrics,
                 concurrency: *fetch_concurrency,
+                observe_installs,
             },
             received,
             rejected,
@@ -313,6 +322,7 @@ impl<S: Source> Mirror<S> {
             self.metrics.files.set(self.shared.files() as i64);
             return Err(e);
         }
+        let listed_at = Instant::now();
         {
             let mut status = self.shared.status.lock().expect("status lock");
             if status.consecutive_failures > 0 {
@@ -321,7 +331,7 @@ impl<S: Source> Mirror<S> {
                     "listing works again"
                 );
             }
-            status.last_listing = Some(Instant::now());
+            status.last_listing = Some(listed_at);
             status.last_error = None;
             status.consecutive_failures = 0;
         }
@@ -336,6 +346,7 @@ impl<S: Source> Mirror<S> {
                 .retain(|name, etag| listed.get(name.as_str()) == Some(&&*etag));
         }
         plan.finish(&listing, &self.shared.index.read().expect("index lock"));
+        self.note_gone(&plan.delete, listed_at);
         if !plan.is_empty() {
             tracing::debug!(%plan, "synced the listing");
         }
@@ -437,6 +448,17 @@ impl<S: Source> Mirror<S> {
         }
     }
 
+    /// Remembers when each of `deleting` was first planned for deletion (at `listed_at`),
+    /// and forgets the others.
+    fn note_gone(&mut self, deleting: &[String], listed_at: Instant) {
+        let deleting: HashSet<&str> = deleting.iter().map(String::as_str).collect();
+        self.gone_since
+            .retain(|name, _| deleting.contains(name.as_str()));
+        for name in deleting {
+            self.gone_since.entry(name.to_owned()).or_insert(listed_at);
+        }
+    }
+
     async fn delete(&mut self, names: Vec<String>, report: &mut SyncReport) {
         let dir = self.shared.dir.clone();
         let results = tokio::task::spawn_blocking(move || {
@@ -450,12 +472,18 @@ impl<S: Source> Mirror<S> {
         })
         .await
         .expect("the removal task does not panic");
+        let removed_at = Instant::now();
         let mut index = self.shared.index.write().expect("index lock");
         for (name, result) in results {
             match result {
                 Ok(()) => {
                     report.deleted += 1;
                     self.metrics.deletions.inc();
+                    if let Some(since) = self.gone_since.remove(&name) {
+                        self.metrics
+                            .propagation_delete
+                            .observe(removed_at.saturating_duration_since(since).as_secs_f64());
+                    }
                     index.remove(&name);
                 }
                 Err(e) => {
@@ -474,6 +502,9 @@ struct Fetch<'a, S> {
     shared: &'a MirrorShared,
     metrics: &'a MappingMetrics,
     concurrency: usize,
+    /// Whether installs are observed in `sd_sync_propagation_seconds` (not in the first
+    /// sync after start).
+    observe_installs: bool,
 }
 
 /// Plans each page as it arrives and keeps up to `concurrency` objects being fetched and
@@ -494,7 +525,10 @@ async fn fetch_pages<S: Source>(
         shared,
         metrics,
         concurrency,
+        observe_installs,
     } = fetch;
+    // The `LastModified` of each object being fetched, when installs are observed.
+    let mut modified: HashMap<String, SystemTime> = HashMap::new();
     let dir = shared.dir.as_path();
     let mut queue: VecDeque<(ListedObject, Option<ETag>)> = VecDeque::new();
     let mut in_flight = FuturesUnordered::new();
@@ -521,6 +555,9 @@ async fn fetch_pages<S: Source>(
                 Some(page) => {
                     let index = shared.index.read().expect("index lock");
                     for object in plan.add_page(&page, &index, rejected) {
+                        if let (true, Some(at)) = (observe_installs, object.last_modified) {
+                            modified.insert(object.name.clone(), at);
+                        }
                         let current = index.get(&object.name).map(|e| e.etag.clone());
                         queue.push_back((object, current));
                     }
@@ -537,19 +574,22 @@ async fn fetch_pages<S: Source>(
             {
                 committing = None;
                 let committed = committed.expect("the commit task does not panic");
-                record_commit(committed, shared, metrics, report);
+                record_commit(committed, shared, metrics, report, &modified);
             }
         }
     }
 }
 
-/// Applies a commit's renames to the index, the metrics and the report.
+/// Applies a commit's renames to the index, the metrics and the report; observes the
+/// propagation time of each installed object whose `LastModified` is in `modified`.
 fn record_commit(
     committed: Committed,
     shared: &MirrorShared,
     metrics: &MappingMetrics,
     report: &mut SyncReport,
+    modified: &HashMap<String, SystemTime>,
 ) {
+    let installed_at = SystemTime::now();
     let mut index = shared.index.write().expect("index lock");
     for (name, entry, result) in committed.files {
         match result {
@@ -558,6 +598,11 @@ fn record_commit(
                 report.installed += 1;
                 metrics.fetched.inc();
                 metrics.installs.inc();
+                if let Some(&at) = modified.get(&name) {
+                    metrics
+                        .propagation_install
+                        .observe(seconds_between(at, installed_at));
+                }
                 index.insert(name, entry);
             }
             Err(e) => {
@@ -688,6 +733,14 @@ async fn fetch_and_stage(
     })
     .await
     .expect("the install task does not panic")
+}
+
+/// Seconds from `earlier` (the store's clock) to `later` (this node's), 0 when the clocks'
+/// skew makes it negative.
+fn seconds_between(earlier: SystemTime, later: SystemTime) -> f64 {
+    later
+        .duration_since(earlier)
+        .map_or(0.0, |elapsed| elapsed.as_secs_f64())
 }
 
 fn unix_now() -> f64 {

@@ -15,6 +15,8 @@ pub struct ListedObject {
     pub etag: ETag,
     /// The size in bytes from the listing.
     pub size: u64,
+    /// The listing's `LastModified`: when the store took this version (the store's clock).
+    pub last_modified: Option<std::time::SystemTime>,
 }
 
 /// A file installed in a mapping's directory, as sd-sync knows it.
@@ -144,6 +146,7 @@ mod tests {
             name: name.into(),
             etag: ETag::of(content.as_bytes()),
             size: content.len() as u64,
+            last_modified: None,
         }
     }
 
@@ -218,6 +221,7 @@ mod tests {
             name: "a.json".into(),
             etag: ETag::from_store("\"abc-2\""),
             size: 3,
+            last_modified: None,
         };
         assert_eq!(
             plan(std::slice::from_ref(&multipart), &local, &HashMap::new())

@@ -156,6 +156,7 @@ impl Source for S3Source {
                         name: name.to_owned(),
                         etag: ETag::from_store(&object.etag),
                         size: object.size,
+                        last_modified: object.last_modified,
                     })
                 })
                 .collect();
@@ -221,6 +222,7 @@ pub(crate) mod memory {
     use std::collections::BTreeMap;
     use std::sync::Mutex;
     use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+    use std::time::SystemTime;
 
     use super::*;
 
@@ -235,12 +237,20 @@ pub(crate) mod memory {
         pub record: Mutex<Option<Bytes>>,
         pub record_failing: AtomicBool,
         pub record_gets: AtomicUsize,
+        /// Each object's `LastModified`: when it was put, unless set otherwise.
+        pub modified: Mutex<BTreeMap<String, SystemTime>>,
     }
 
     impl MemorySource {
         pub fn put(&self, name: &str, content: &str) {
             let content = Bytes::copy_from_slice(content.as_bytes());
             self.objects.lock().unwrap().insert(name.into(), content);
+            self.set_modified(name, SystemTime::now());
+        }
+
+        /// Makes the listing say that `name` was last modified `at` (the store's clock).
+        pub fn set_modified(&self, name: &str, at: SystemTime) {
+            self.modified.lock().unwrap().insert(name.into(), at);
         }
 
         pub fn remove(&self, name: &str) {
@@ -278,6 +288,7 @@ pub(crate) mod memory {
                     name: name.clone(),
                     etag: ETag::of(content),
                     size: content.len() as u64,
+                    last_modified: self.modified.lock().unwrap().get(name).copied(),
                 })
                 .collect();
             for (n, page) in listed.chunks(2).enumerate() {

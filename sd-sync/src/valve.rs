@@ -345,6 +345,7 @@ mod tests {
                 name: name.to_string(),
                 etag: ETag::of(name.as_bytes()),
                 size: 1,
+                last_modified: None,
             })
             .collect()
     }

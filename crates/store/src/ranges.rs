@@ -42,6 +42,8 @@ pub struct ListedKey {
     pub key: String,
     pub etag: String,
     pub size: u64,
+    /// The object's `LastModified` (the store's clock; whole seconds on S3), when given.
+    pub last_modified: Option<std::time::SystemTime>,
 }
 
 /// A page request: either the first page of a range (`start_after`, none for the first
@@ -231,6 +233,7 @@ mod tests {
                     key: k.clone(),
                     etag: format!("etag-{k}"),
                     size: k.len() as u64,
+                    last_modified: None,
                 })
                 .collect();
             let next = rest.next().map(|_| keys.last().unwrap().key.clone());
@@ -263,6 +266,7 @@ mod tests {
                     key: k.clone(),
                     etag: format!("etag-{k}"),
                     size: k.len() as u64,
+                    last_modified: None,
                 })
                 .collect()
         }
@@ -314,6 +318,7 @@ mod tests {
                     key,
                     etag: String::new(),
                     size: 0,
+                    last_modified: None,
                 })
                 .collect::<Vec<_>>()
         };

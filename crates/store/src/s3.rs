@@ -85,6 +85,9 @@ pub async fn list_page(
                 key: object.key()?.to_owned(),
                 etag: object.e_tag().unwrap_or_default().to_owned(),
                 size: object.size().unwrap_or(0).max(0) as u64,
+                last_modified: object
+                    .last_modified()
+                    .and_then(|t| std::time::SystemTime::try_from(*t).ok()),
             })
         })
         .collect();

@@ -2,6 +2,8 @@ use super::*;
 use crate::filesd::is_managed_name;
 use crate::metrics::Metrics;
 use crate::source::memory::MemorySource;
+use prometheus::Histogram;
+use std::sync::atomic::Ordering;
 
 fn group(app: &str) -> String {
     format!(r#"[{{"targets": ["{app}.example.com"], "labels": {{"job": "{app}"}}}}]"#)
@@ -474,4 +476,113 @@ async fn a_mirror_is_stale_when_its_last_listing_is_older_than_the_limit() {
         shared.freshness(listed + Duration::from_secs(61), limit),
         Freshness::Stale { .. }
     ));
+}
+
+fn propagation(w: &World) -> (Histogram, Histogram) {
+    let m = w.metrics.mapping("targets");
+    (m.propagation_install, m.propagation_delete)
+}
+
+#[tokio::test]
+async fn installs_after_the_first_sync_are_observed_from_the_objects_last_modified() {
+    let mut w = world();
+    let (install, _) = propagation(&w);
+    w.source.put("old.json", &group("old"));
+    w.source
+        .set_modified("old.json", SystemTime::now() - Duration::from_secs(86_400));
+    w.sync().await;
+    assert_eq!(
+        install.get_sample_count(),
+        0,
+        "the first sync is not observed"
+    );
+
+    w.source.put("new.json", &group("new"));
+    w.source
+        .set_modified("new.json", SystemTime::now() - Duration::from_secs(100));
+    w.sync().await;
+    assert_eq!(install.get_sample_count(), 1);
+    let observed = install.get_sample_sum();
+    assert!((100.0..160.0).contains(&observed), "observed {observed}");
+
+    // A store clock ahead of ours: negative, counted as 0.
+    w.source.put("old.json", &group("changed"));
+    w.source
+        .set_modified("old.json", SystemTime::now() + Duration::from_secs(3600));
+    w.sync().await;
+    assert_eq!(install.get_sample_count(), 2);
+    assert_eq!(install.get_sample_sum(), observed);
+
+    w.sync().await;
+    assert_eq!(
+        install.get_sample_count(),
+        2,
+        "unchanged objects are not observed"
+    );
+}
+
+#[tokio::test]
+async fn a_first_sync_whose_listing_failed_half_way_is_not_observed_either() {
+    let mut w = world();
+    let (install, _) = propagation(&w);
+    for i in 0..4 {
+        w.source.put(&format!("{i}.json"), &group("x"));
+    }
+    w.source.truncating.store(true, Ordering::SeqCst);
+    assert!(w.mirror.sync_once().await.is_err());
+    w.source.truncating.store(false, Ordering::SeqCst);
+    w.sync().await;
+    assert_eq!(w.files().len(), 4);
+    assert_eq!(install.get_sample_count(), 0);
+}
+
+// Paused time: the held deletion's wait is exactly what the test advances.
+#[tokio::test(start_paused = true)]
+async fn a_deletion_is_observed_from_the_first_listing_without_its_object_including_the_hold() {
+    let mut w = world_with(
+        ValveConfig {
+            confirmations: 3,
+            ..ValveConfig::default()
+        },
+        |_| {},
+    );
+    let (_, delete) = propagation(&w);
+    for i in 0..3 {
+        w.source.put(&format!("{i}.json"), &group("x"));
+    }
+    w.sync().await;
+    w.source.clear();
+    for _ in 0..2 {
+        assert_eq!(w.sync().await.held_back, 3);
+        tokio::time::advance(Duration::from_secs(7)).await;
+    }
+    assert_eq!(delete.get_sample_count(), 0, "nothing is removed yet");
+    assert_eq!(w.sync().await.deleted, 3);
+    assert_eq!(delete.get_sample_count(), 3);
+    assert!((delete.get_sample_sum() - 3.0 * 14.0).abs() < 1e-6);
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_object_listed_again_starts_its_deletion_time_afresh() {
+    let mut w = world_with(
+        ValveConfig {
+            confirmations: 2,
+            ..ValveConfig::default()
+        },
+        |_| {},
+    );
+    let (_, delete) = propagation(&w);
+    w.source.put("a.json", &group("a"));
+    w.sync().await;
+    w.source.clear();
+    assert_eq!(w.sync().await.held_back, 1);
+    tokio::time::advance(Duration::from_secs(60)).await;
+    w.source.put("a.json", &group("a"));
+    w.sync().await;
+    w.source.clear();
+    assert_eq!(w.sync().await.held_back, 1);
+    tokio::time::advance(Duration::from_secs(5)).await;
+    assert_eq!(w.sync().await.deleted, 1);
+    assert_eq!(delete.get_sample_count(), 1);
+    assert!((delete.get_sample_sum() - 5.0).abs() < 1e-6);
 }

@@ -826,3 +826,70 @@ async fn with_credentials_configured_every_endpoint_but_health_answers_401_witho
         .unwrap();
     assert_eq!(open.status(), 200, "/health needs no credentials");
 }
+
+fn propagation_count(mapping: &str, change: &str) -> String {
+    format!("sd_sync_propagation_seconds_count{{change=\"{change}\",mapping=\"{mapping}\"}}")
+}
+
+/// Each install and each removal after the first sync is observed once in
+/// `sd_sync_propagation_seconds`; the first sync's installs (objects that may be old) are not.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn propagation_is_observed_once_per_install_and_removal_after_the_first_sync() {
+    let bucket = Bucket::new().await;
+    let dirs = TargetDirs::new();
+    let dir = dirs.dir("targets");
+    // Stays in the bucket, so that removing the other object is no mass deletion.
+    let (keeper, app) = (guid(1), guid(2));
+    bucket
+        .put(
+            &format!("active/{keeper}.json"),
+            &target_file(&keeper, "app-keep", 1),
+        )
+        .await;
+    let sd_sync = start_sd_sync(&args(&[(&bucket, "active/", &dir)], &s3_endpoint()));
+    let (install, delete) = (
+        propagation_count("targets", "install"),
+        propagation_count("targets", "delete"),
+    );
+    eventually("the first sync installs the object", WAIT, async || {
+        sd_sync.metric(&files_sample("targets")).await == 1.0
+    })
+    .await;
+    assert_eq!(
+        sd_sync.metric(&install).await,
+        0.0,
+        "the first sync is not observed"
+    );
+
+    bucket
+        .put(
+            &format!("active/{app}.json"),
+            &target_file(&app, "app-aaaa", 1),
+        )
+        .await;
+    eventually(
+        "the new object is installed and observed",
+        WAIT,
+        async || json_files(&dir).len() == 2 && sd_sync.metric(&install).await == 1.0,
+    )
+    .await;
+
+    bucket.delete(&format!("active/{app}.json")).await;
+    eventually("the removal is observed", WAIT, async || {
+        json_files(&dir).len() == 1 && sd_sync.metric(&delete).await == 1.0
+    })
+    .await;
+    // A few more polls change nothing.
+    let polls = sd_sync
+        .metric("sd_sync_polls_total{mapping=\"targets\"}")
+        .await;
+    eventually("three more polls", WAIT, async || {
+        sd_sync
+            .metric("sd_sync_polls_total{mapping=\"targets\"}")
+            .await
+            >= polls + 3.0
+    })
+    .await;
+    assert_eq!(sd_sync.metric(&install).await, 1.0);
+    assert_eq!(sd_sync.metric(&delete).await, 1.0);
+}
