@@ -164,7 +164,12 @@ impl Reconciler {
             .filter_map(|(app, created_at)| match event_time(created_at) {
                 Some(t) => Some((app.clone(), t)),
                 None => {
-                    tracing::warn!(app_guid = %app, created_at, "an audit event's created_at is not RFC 3339: its change latency is not measured");
+                    tracing::warn!(
+                        app_guid = %app,
+                        created_at,
+                        "an audit event's created_at is not RFC 3339: the change latency \
+                         of the app's actions is not measured"
+                    );
                     None
                 }
             })
