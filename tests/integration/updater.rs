@@ -497,7 +497,24 @@ async fn the_running_updater_follows_a_scale_within_seconds_through_audit_events
     .await;
     eprintln!("fast path: scale reached the bucket in {took:?}");
 
+    // The write is observed just after the store answered: wait for it, then it is the
+    // only action since the bind (the broker wrote the file, so the pass at start had
+    // nothing to do).
+    let audit_event = r#"gds_updater_change_latency_seconds_count{source="audit_event"}"#;
+    wait_for(
+        "the change latency observed",
+        Duration::from_secs(5),
+        async || sample(&metrics(&http, &updater).await, audit_event).is_some_and(|n| n >= 1.0),
+    )
+    .await;
     let text = metrics(&http, &updater).await;
+    assert_eq!(sample(&text, audit_event), Some(1.0), "{text}");
+    assert!(
+        text.contains(
+            r#"gds_updater_change_latency_seconds_bucket{source="audit_event",le="0.1"}"#
+        ),
+        "{text}"
+    );
     for expected in [
         "gds_updater_last_success_timestamp_seconds",
         "gds_updater_pass_duration_seconds_bucket{scope=\"apps\"",
@@ -509,6 +526,13 @@ async fn the_running_updater_follows_a_scale_within_seconds_through_audit_events
     ] {
         assert!(text.contains(expected), "{expected} missing from:\n{text}");
     }
+}
+
+/// The value of the sample `series` (name and labels, as rendered) in a `/metrics` text.
+fn sample(text: &str, series: &str) -> Option<f64> {
+    text.lines()
+        .find_map(|line| line.strip_prefix(series)?.strip_prefix(' '))
+        .and_then(|value| value.trim().parse().ok())
 }
 
 pub(crate) async fn metrics(http: &reqwest::Client, updater: &Running) -> String {

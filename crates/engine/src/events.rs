@@ -3,8 +3,8 @@
 //! events are a trigger, never the source of truth; the scheduled full pass repairs
 //! anything missed).
 
-use std::collections::BTreeSet;
-use std::time::Duration;
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::{Duration, SystemTime};
 
 use gds_cf::AuditEvent;
 use gds_db::EventCursor;
@@ -43,25 +43,35 @@ pub const EVENT_TYPES: &[&str] = &[
 /// us and the Cloud Controller loses nothing (reconciling an app twice is harmless).
 const START_BACK: Duration = Duration::from_secs(60);
 
-/// The new events' apps and the cursor after them. Events come oldest first, all at
-/// or after `cursor.last_second` (`created_ats[gte]`); the ones already seen in that
-/// second are dropped. The new cursor remembers every event of its last second, since
-/// the next poll asks for that second again.
+/// The new events' apps (each with the `created_at` of its newest new event) and the
+/// cursor after them. Events come oldest first, all at or after `cursor.last_second`
+/// (`created_ats[gte]`); the ones already seen in that second are dropped. The new
+/// cursor remembers every event of its last second, since the next poll asks for that
+/// second again.
 pub fn digest(
     cursor: &EventCursor,
     events: &[AuditEvent],
-) -> (BTreeSet<AppGuid>, EventCursor, usize) {
+) -> (BTreeMap<AppGuid, String>, EventCursor, usize) {
     let fresh: Vec<&AuditEvent> = events
         .iter()
         .filter(|e| e.created_at.as_str() >= cursor.last_second.as_str())
         .filter(|e| !(e.created_at == cursor.last_second && cursor.seen.contains(&e.guid)))
         .collect();
-    let apps = fresh
-        .iter()
-        .filter_map(|e| e.target.as_ref())
-        .filter(|t| t.target_type == "app")
-        .filter_map(|t| AppGuid::parse(&t.guid).ok())
-        .collect();
+    let mut apps: BTreeMap<AppGuid, String> = BTreeMap::new();
+    for e in &fresh {
+        let Some(app) = e
+            .target
+            .as_ref()
+            .filter(|t| t.target_type == "app")
+            .and_then(|t| AppGuid::parse(&t.guid).ok())
+        else {
+            continue;
+        };
+        let newest = apps.entry(app).or_default();
+        if e.created_at > *newest {
+            newest.clone_from(&e.created_at);
+        }
+    }
     let last_second = events
         .iter()
         .map(|e| e.created_at.as_str())
@@ -78,6 +88,13 @@ pub fn digest(
         seen.extend(cursor.seen.iter().cloned());
     }
     (apps, EventCursor { last_second, seen }, fresh.len())
+}
+
+/// An audit event's `created_at` (RFC 3339) as a point in time; `None` if it is not one.
+pub fn event_time(created_at: &str) -> Option<SystemTime> {
+    OffsetDateTime::parse(created_at, &Rfc3339)
+        .ok()
+        .map(SystemTime::from)
 }
 
 /// `YYYY-MM-DDThh:mm:ssZ`, `back` before now.
@@ -140,7 +157,24 @@ impl Reconciler {
             apps = apps.len(),
             "audit events: reconciling the apps they touch"
         );
-        let report = self.pass_locked(&Scope::Apps(apps), tenure).await?;
+        let scope = Scope::Apps(apps.keys().cloned().collect());
+        // What the change latency of each app's actions is measured from.
+        let times = apps
+            .iter()
+            .filter_map(|(app, created_at)| match event_time(created_at) {
+                Some(t) => Some((app.clone(), t)),
+                None => {
+                    tracing::warn!(
+                        app_guid = %app,
+                        created_at,
+                        "an audit event's created_at is not RFC 3339: the change latency \
+                         of the app's actions is not measured"
+                    );
+                    None
+                }
+            })
+            .collect();
+        let report = self.pass_locked(&scope, Some(times), tenure).await?;
         if report.plan.complete && report.lease_lost.is_none() && tenure.confirm().is_ok() {
             self.db().save_event_cursor(CURSOR, &next).await?;
         }
@@ -184,7 +218,10 @@ mod tests {
         ];
         let (apps, next, fresh) = digest(&start, &events);
         assert_eq!(fresh, 1);
-        assert_eq!(apps, [AppGuid::parse(B).unwrap()].into());
+        assert_eq!(
+            apps,
+            [(AppGuid::parse(B).unwrap(), "2026-01-01T00:00:05Z".into())].into()
+        );
         assert_eq!(next, cursor("2026-01-01T00:00:05Z", &["e1", "e2"]));
     }
 
@@ -201,7 +238,12 @@ mod tests {
         assert_eq!(fresh, 3);
         assert_eq!(
             apps,
-            [AppGuid::parse(A).unwrap(), AppGuid::parse(B).unwrap()].into()
+            [
+                (AppGuid::parse(A).unwrap(), "2026-01-01T00:00:06Z".into()),
+                (AppGuid::parse(B).unwrap(), "2026-01-01T00:00:07Z".into())
+            ]
+            .into(),
+            "each app with its newest new event"
         );
         assert_eq!(next, cursor("2026-01-01T00:00:07Z", &["e3", "e4"]));
     }
@@ -213,6 +255,15 @@ mod tests {
         assert!(apps.is_empty());
         assert_eq!(fresh, 0);
         assert_eq!(next, start);
+    }
+
+    #[test]
+    fn an_event_time_is_the_cloud_controllers_second() {
+        assert_eq!(
+            event_time("2026-01-01T00:00:05Z"),
+            Some(SystemTime::UNIX_EPOCH + Duration::from_secs(1_767_225_605))
+        );
+        assert_eq!(event_time("yesterday"), None);
     }
 
     #[test]

@@ -40,7 +40,18 @@ pub struct ReconcileMetrics {
     /// `gds_updater_record_publications_total{outcome}`: publications of the writers'
     /// record after a pass, `ok` or `error`.
     pub record_publications: IntCounterVec,
+    /// `gds_updater_change_latency_seconds{source}`: per applied action, the time from
+    /// the change it follows to the moment it was applied ([`crate::reconciler::ChangeTimes`]):
+    /// `audit_event` from the newest audit event naming the app (the Cloud Controller's
+    /// clock, to the second), `full_pass` from the start of the full pass.
+    pub change_latency: HistogramVec,
 }
+
+/// The buckets of `gds_updater_change_latency_seconds`: a fast path that follows within
+/// seconds up to a full pass that takes minutes.
+pub const CHANGE_LATENCY_BUCKETS: [f64; 12] = [
+    0.1, 0.25, 0.5, 1.0, 2.0, 5.0, 10.0, 20.0, 30.0, 60.0, 120.0, 300.0,
+];
 
 impl Default for ReconcileMetrics {
     fn default() -> Self {
@@ -137,8 +148,22 @@ impl ReconcileMetrics {
             &["outcome"],
         )
         .expect("valid metric");
+        let change_latency = HistogramVec::new(
+            HistogramOpts::new(
+                "gds_updater_change_latency_seconds",
+                "Time from a Cloud Controller change to the target file written, moved or \
+                 removed after it, per applied action, by source: audit_event measures from \
+                 the newest audit event naming the app (the Cloud Controller's clock, whole \
+                 seconds, against the updater's; negative skew counts as 0), full_pass from \
+                 the start of the full pass that noticed the change.",
+            )
+            .buckets(CHANGE_LATENCY_BUCKETS.to_vec()),
+            &["source"],
+        )
+        .expect("valid metric");
         for m in [
             Box::new(last_success.clone()) as Box<dyn prometheus::core::Collector>,
+            Box::new(change_latency.clone()),
             Box::new(record_publications.clone()),
             Box::new(pass_duration.clone()),
             Box::new(passes.clone()),
@@ -165,6 +190,7 @@ impl ReconcileMetrics {
             cf_requests,
             audit_events,
             record_publications,
+            change_latency,
         }
     }
 

@@ -2,6 +2,7 @@
 //! the lease, then the writers' record.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::time::SystemTime;
 
 use futures::stream::{self, StreamExt};
 use gds_db::Db;
@@ -10,7 +11,7 @@ use gds_service::error_chain;
 use gds_store::{Bytes, ETag, StoreError, TargetState, TargetStore, WritersRecord};
 use gds_targets::AppGuid;
 
-use super::Reconciler;
+use super::{ChangeTimes, Reconciler};
 use crate::lease::{LeaseLost, Tenure};
 use crate::metrics::ReconcileMetrics;
 
@@ -80,13 +81,17 @@ impl Reconciler {
         &self,
         plan: &Plan,
         newest: &BTreeMap<AppGuid, String>,
+        changes: &ChangeTimes,
         tenure: &Tenure,
     ) -> ApplyOutcome {
         apply(
             &self.db,
             self.store.as_ref(),
-            plan,
-            newest,
+            Batch {
+                plan,
+                newest,
+                changes,
+            },
             self.settings.concurrency,
             &self.metrics,
             tenure,
@@ -115,12 +120,26 @@ pub struct ApplyOutcome {
     pub abandoned: Vec<AppGuid>,
 }
 
+/// What a pass hands to [`apply`]: the plan, what it was computed from, and when the
+/// changes it follows happened.
+#[derive(Debug, Clone, Copy)]
+pub struct Batch<'a> {
+    pub plan: &'a Plan,
+    /// Each app's newest binding id as the pass read it.
+    pub newest: &'a BTreeMap<AppGuid, String>,
+    /// What `gds_updater_change_latency_seconds` measures each applied action from.
+    pub changes: &'a ChangeTimes,
+}
+
+/// An action applied, and when.
+type Done = (&'static str, SystemTime);
+
 enum AppResult {
-    Applied(Vec<&'static str>),
+    Applied(Vec<Done>),
     Superseded,
-    Failed(String, Vec<&'static str>, Vec<&'static str>),
+    Failed(String, Vec<Done>, Vec<&'static str>),
     /// The lease could not be confirmed: the actions done, the ones left.
-    Abandoned(LeaseLost, Vec<&'static str>, Vec<&'static str>),
+    Abandoned(LeaseLost, Vec<Done>, Vec<&'static str>),
 }
 
 /// Applies `plan`: each app's actions in plan order, apps `concurrency` at a time.
@@ -149,15 +168,33 @@ enum AppResult {
 /// **No writes without the lease.** `tenure` is confirmed before each app is locked,
 /// once its lock is held, and before every store write; the first failure stops the
 /// app, and every app after it is left alone (`abandoned`).
+///
+/// Each applied action (only those: not superseded, failed or abandoned ones) is
+/// observed once in `gds_updater_change_latency_seconds`, from `batch.changes` to the
+/// moment its last store request returned.
 pub async fn apply(
     db: &Db,
     store: &dyn TargetStore,
-    plan: &Plan,
-    newest: &BTreeMap<AppGuid, String>,
+    batch: Batch<'_>,
     concurrency: usize,
     metrics: &ReconcileMetrics,
     tenure: &Tenure,
 ) -> ApplyOutcome {
+    let Batch {
+        plan,
+        newest,
+        changes,
+    } = batch;
+    let latency = metrics
+        .change_latency
+        .with_label_values(&[changes.source()]);
+    let applied = |outcome: &mut ApplyOutcome, app: &AppGuid, (kind, at): Done| {
+        *outcome.applied.entry(kind).or_default() += 1;
+        metrics.actions.with_label_values(&[kind, "applied"]).inc();
+        if let Some(took) = changes.latency(app, at) {
+            latency.observe(took.as_secs_f64());
+        }
+    };
     // Group by app, keeping plan order within each app (e.g. write active/, then remove
     // the stale copy in inactive/); orphaned apps need their bindings marked even when
     // their files are already gone.
@@ -185,10 +222,9 @@ pub async fn apply(
     let mut outcome = ApplyOutcome::default();
     for (app, result) in results {
         match result {
-            AppResult::Applied(kinds) => {
-                for kind in kinds {
-                    *outcome.applied.entry(kind).or_default() += 1;
-                    metrics.actions.with_label_values(&[kind, "applied"]).inc();
+            AppResult::Applied(done) => {
+                for done in done {
+                    applied(&mut outcome, &app, done);
                 }
             }
             AppResult::Superseded => {
@@ -202,9 +238,8 @@ pub async fn apply(
             }
             AppResult::Failed(why, done, failed) => {
                 tracing::error!(app_guid = %app, error = %why, "applying the app's actions failed");
-                for kind in done {
-                    *outcome.applied.entry(kind).or_default() += 1;
-                    metrics.actions.with_label_values(&[kind, "applied"]).inc();
+                for done in done {
+                    applied(&mut outcome, &app, done);
                 }
                 for kind in failed {
                     metrics.actions.with_label_values(&[kind, "failed"]).inc();
@@ -212,9 +247,8 @@ pub async fn apply(
                 outcome.failed.push((app, why));
             }
             AppResult::Abandoned(lost, done, left) => {
-                for kind in done {
-                    *outcome.applied.entry(kind).or_default() += 1;
-                    metrics.actions.with_label_values(&[kind, "applied"]).inc();
+                for done in done {
+                    applied(&mut outcome, &app, done);
                 }
                 for kind in left {
                     metrics
@@ -279,7 +313,7 @@ async fn apply_app(
             Err(ActionError::LeaseLost(lost)) => return AppResult::Abandoned(lost, done, left()),
         }
         tracing::info!(action = %action, "applied");
-        done.push(action.kind());
+        done.push((action.kind(), SystemTime::now()));
     }
     if orphan {
         if let Err(lost) = tenure.confirm() {

@@ -22,18 +22,20 @@ use gds_cf::CfClient;
 use gds_db::Db;
 use gds_reconcile::{Scope, plan};
 use gds_store::{ListHint, RecordPublisher, TargetState, TargetStore};
-use gds_targets::ModelConfig;
+use gds_targets::{AppGuid, ModelConfig};
 
 use crate::lease::{Lease, LeaseTiming, Tenure};
 use crate::metrics::ReconcileMetrics;
 use crate::settings::ReconcileSettings;
 
 mod apply;
+mod latency;
 mod read;
 mod report;
 
 pub use crate::lease::RECONCILE_LEASE;
-pub use apply::{ApplyOutcome, apply};
+pub use apply::{ApplyOutcome, Batch, apply};
+pub use latency::ChangeTimes;
 pub use report::{PassError, PassReport, PassTimings};
 
 /// The reconcile engine: the database, the bucket, the Cloud Controller.
@@ -133,10 +135,11 @@ impl Reconciler {
     }
 
     /// One pass over `scope` under the reconcile lease; [`PassError::Busy`] at once when
-    /// another process holds it.
+    /// another process holds it. Its applied actions count in
+    /// `gds_updater_change_latency_seconds{source="full_pass"}`, from the pass' start.
     pub async fn run_pass(&self, scope: Scope) -> Result<PassReport, PassError> {
         let lease = self.lease().await?;
-        let result = self.pass_locked(&scope, lease.tenure()).await;
+        let result = self.pass_locked(&scope, None, lease.tenure()).await;
         lease.release().await;
         result
     }
@@ -165,14 +168,21 @@ impl Reconciler {
         }
     }
 
-    /// A pass, with the lease already held.
+    /// A pass, with the lease already held. `audit_events`: for a fast-path pass, when
+    /// the newest audit event naming each app was created (what the change latency of
+    /// its actions is measured from); `None` measures from the start of the pass.
     #[tracing::instrument(skip_all, fields(scope = scope_label(scope)))]
     pub(crate) async fn pass_locked(
         &self,
         scope: &Scope,
+        audit_events: Option<BTreeMap<AppGuid, SystemTime>>,
         tenure: &Tenure,
     ) -> Result<PassReport, PassError> {
         let started = Instant::now();
+        let changes = match audit_events {
+            Some(times) => ChangeTimes::AuditEvents(times),
+            None => ChangeTimes::PassStart(SystemTime::now()),
+        };
         let label = scope_label(scope);
         let read = match self.read(scope, started).await {
             Ok(read) => read,
@@ -217,7 +227,7 @@ impl Reconciler {
             tracing::info!(plan = %plan, "applying");
         }
         let applying = Instant::now();
-        let outcome = self.apply(&plan, &read.newest, tenure).await;
+        let outcome = self.apply(&plan, &read.newest, &changes, tenure).await;
         // Abandoned writes, or a lease that lapsed after the last write: either way this
         // pass no longer knows it was alone, so it is not a success.
         let lease_lost = outcome.lease_lost.or_else(|| tenure.confirm().err());

@@ -2,7 +2,7 @@
 //! that keeps a pass from undoing a concurrent bind or unbind, per-app failures, and no
 //! write once the lease cannot be confirmed.
 
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use super::*;
 use gds_db::conformance::{app, new_binding, new_instance};
@@ -16,6 +16,7 @@ use crate::lease::{LeaseLost, Stamp};
 struct World {
     db: Db,
     store: MemoryStore,
+    metrics: ReconcileMetrics,
     _dir: tempfile::TempDir,
 }
 
@@ -27,6 +28,7 @@ async fn world() -> World {
     World {
         db,
         store: MemoryStore::new(),
+        metrics: ReconcileMetrics::new(),
         _dir: dir,
     }
 }
@@ -61,20 +63,36 @@ impl World {
         concurrency: usize,
         tenure: &Tenure,
     ) -> ApplyOutcome {
+        let changes = ChangeTimes::PassStart(SystemTime::now());
+        self.apply_since(store, plan, newest, concurrency, tenure, &changes)
+            .await
+    }
+
+    async fn apply_since(
+        &self,
+        store: &dyn TargetStore,
+        plan: &Plan,
+        newest: &[(u32, &str)],
+        concurrency: usize,
+        tenure: &Tenure,
+        changes: &ChangeTimes,
+    ) -> ApplyOutcome {
         let newest = newest
             .iter()
             .map(|(n, b)| (app(*n), b.to_string()))
             .collect();
-        apply(
-            &self.db,
-            store,
+        let batch = Batch {
             plan,
-            &newest,
-            concurrency,
-            &ReconcileMetrics::new(),
-            tenure,
-        )
-        .await
+            newest: &newest,
+            changes,
+        };
+        apply(&self.db, store, batch, concurrency, &self.metrics, tenure).await
+    }
+
+    /// Observations of `gds_updater_change_latency_seconds{source}`: (count, sum).
+    fn change_latency(&self, source: &str) -> (u64, f64) {
+        let h = self.metrics.change_latency.with_label_values(&[source]);
+        (h.get_sample_count(), h.get_sample_sum())
     }
 }
 
@@ -353,4 +371,65 @@ async fn a_lease_lost_mid_pass_stops_writes_between_two_store_requests() {
         ],
         "the move's removal or app 2's write went through without the lease"
     );
+}
+
+#[tokio::test]
+async fn each_applied_action_is_one_change_latency_observation_and_no_other_action_is() {
+    let w = world().await;
+    for n in 1..=3 {
+        w.bind(n, &format!("b-{n}")).await;
+    }
+    w.store
+        .write_app(TargetState::Inactive, &app(2), Bytes::from_static(b"[old]"))
+        .await
+        .unwrap();
+    let plan = plan_of(vec![
+        write(1, "[one]"),
+        write(2, "[two]"),
+        Action::Remove {
+            app: app(2),
+            state: TargetState::Inactive,
+            reason: Reason::Duplicate,
+        },
+        write(3, "[three]"),
+    ]);
+    // Concurrency 1, GUID order: app 1's write fails, app 2's two actions apply, app 3
+    // is superseded by an unbind during the pass.
+    w.unbind(3, "b-3").await;
+    w.store.fail_next(1);
+    let events = SystemTime::now() - Duration::from_secs(3);
+    let changes = ChangeTimes::AuditEvents((1..=3).map(|n| (app(n), events)).collect());
+    let outcome = w
+        .apply_since(
+            &w.store,
+            &plan,
+            &[(1, "b-1"), (2, "b-2"), (3, "b-3")],
+            1,
+            &held(),
+            &changes,
+        )
+        .await;
+    assert_eq!(outcome.failed.len(), 1, "{outcome:?}");
+    assert_eq!(outcome.superseded, [app(3)]);
+    assert_eq!(
+        outcome.applied,
+        [("remove", 1), ("write", 1)].into_iter().collect()
+    );
+    let (count, sum) = w.change_latency("audit_event");
+    assert_eq!(count, 2, "one observation per applied action");
+    assert!(sum >= 6.0, "each measured from its event, 3 s back: {sum}");
+    assert_eq!(w.change_latency("full_pass").0, 0);
+
+    // A full pass that loses its lease applies nothing and observes nothing.
+    let plan = plan_of(vec![write(1, "[one]")]);
+    let lost = held();
+    lost.lose(LeaseLost::TakenOver);
+    let outcome = w.apply_with(&w.store, &plan, &[(1, "b-1")], 4, &lost).await;
+    assert_eq!(outcome.abandoned, [app(1)]);
+    assert_eq!(w.change_latency("full_pass").0, 0);
+    // The same plan, applied: one observation, of its source.
+    let outcome = w.apply(&plan, &[(1, "b-1")], 4).await;
+    assert_eq!(outcome.applied, [("write", 1)].into_iter().collect());
+    assert_eq!(w.change_latency("full_pass").0, 1);
+    assert_eq!(w.change_latency("audit_event").0, 2);
 }
