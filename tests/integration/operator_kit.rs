@@ -173,8 +173,17 @@ async fn every_dashboard_query_has_data_and_the_dead_mans_switch_fires_and_resol
         "bind web-shop",
     );
 
+    // A Cloud Controller change for the updater's fast path to follow (its latency).
+    stack
+        .sim(
+            reqwest::Method::POST,
+            &format!("/sim/apps/{WEB_SHOP}/scale"),
+            serde_json::json!({"instances": 3}),
+        )
+        .await;
+
     // Every panel's every query, once the services have been scraped with what it needs:
-    // the bind, a full pass of the updater, sd-sync's install, web-shop's scrapes.
+    // the bind, the scale followed, sd-sync's installs, web-shop's scrapes.
     let text = std::fs::read_to_string(repo("manifests/grafana/gds-prometheus.json")).unwrap();
     let panels = dashboard_queries(&serde_json::from_str(&text).unwrap());
     let mut empty = Vec::new();
