@@ -655,20 +655,11 @@ impl Broker {
 
     /// Publishes the writers' record after a change to `active/` (DESIGN.md section 5),
     /// so that sd-sync applies the deletion of the last app of a small foundation at once
-    /// instead of holding it back. A failure is logged and counted but does not fail the
-    /// operation, whose change is already stored: the next publication (by any writer,
-    /// the updater's passes included) brings the record up to date, and meanwhile
-    /// sd-sync only holds mass deletions back, the safe direction.
+    /// instead of holding it back. A failure is logged (by the publisher) and counted,
+    /// never the operation's failure.
     async fn publish_record(&self) {
         let result = self.record.publish_after_change().await;
         self.count_store("publish_record", result.is_ok());
-        if let Err(e) = result {
-            tracing::warn!(
-                error = %error_chain(&e),
-                "cannot publish the writers' record: sd-sync holds mass deletions back \
-                 until a later publication"
-            );
-        }
     }
 
     /// Observes `observe_broker_target_latency_seconds{operation}` from `started`.

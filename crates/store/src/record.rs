@@ -204,6 +204,11 @@ impl RecordPublisher {
     /// Publishes the record after a change to `active/` that is already in the store:
     /// `Ok(Some(record))` when this call published, `Ok(None)` when a publication by
     /// another caller, started after this call, covered the change.
+    ///
+    /// Logs the outcome (a failure as a warning); callers only count it. A failure must
+    /// not fail the caller's operation, whose change is stored: the next publication by
+    /// any writer brings the record up to date, and meanwhile sd-sync only holds mass
+    /// deletions back, the safe direction.
     pub async fn publish_after_change(&self) -> Result<Option<WritersRecord>, StoreError> {
         let ticket = self.requested.fetch_add(1, Ordering::SeqCst) + 1;
         let _running = self.running.lock().await;
@@ -213,9 +218,36 @@ impl RecordPublisher {
         // Every ticket handed out until now belongs to a change made before this
         // publication reads the record.
         let covers = self.requested.load(Ordering::SeqCst);
-        let record = publish(self.store.as_ref(), self.writer).await?;
+        let record = match publish(self.store.as_ref(), self.writer).await {
+            Ok(record) => record,
+            Err(e) => {
+                tracing::warn!(
+                    error = %gds_service::error_chain(&e),
+                    "cannot publish the writers' record: sd-sync holds mass deletions back \
+                     until a later publication"
+                );
+                return Err(e);
+            }
+        };
         self.served.fetch_max(covers, Ordering::SeqCst);
+        tracing::info!(
+            generation = record.generation,
+            active_count = record.active_count,
+            "published the writers' record"
+        );
         Ok(Some(record))
+    }
+
+    /// Whether the published record is readable and counts `listed` files in `active/`
+    /// (a full listing of the caller's), so that publishing again would change nothing
+    /// but its generation.
+    pub async fn counts(&self, listed: usize) -> Result<bool, StoreError> {
+        Ok(match self.store.read_record().await? {
+            Some((body, _)) => {
+                WritersRecord::parse(&body).is_ok_and(|record| record.active_count == listed as u64)
+            }
+            None => false,
+        })
     }
 }
 

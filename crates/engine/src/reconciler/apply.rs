@@ -8,7 +8,7 @@ use futures::stream::{self, StreamExt};
 use gds_db::Db;
 use gds_reconcile::{Action, Plan, Scope};
 use gds_service::error_chain;
-use gds_store::{Bytes, ETag, StoreError, TargetState, TargetStore, WritersRecord};
+use gds_store::{Bytes, ETag, StoreError, TargetState, TargetStore};
 use gds_targets::AppGuid;
 
 use super::{ChangeTimes, Reconciler};
@@ -33,48 +33,25 @@ impl Reconciler {
             let Some(listing) = active_listing.filter(|_| scope == &Scope::All) else {
                 return;
             };
-            match self.store.read_record().await {
-                Ok(Some((body, _))) => match WritersRecord::parse(&body) {
-                    Ok(record) if record.active_count == listing.len() as u64 => return,
-                    _ => {}
-                },
-                Ok(None) => {}
+            match self.record.counts(listing.len()).await {
+                Ok(true) => return,
+                Ok(false) => {}
                 Err(e) => {
                     tracing::warn!(error = %error_chain(&e), "cannot read the writers' record");
-                    self.metrics
-                        .record_publications
-                        .with_label_values(&["error"])
-                        .inc();
+                    self.count_record_publication(false);
                     return;
                 }
             }
         }
-        match self.record.publish_after_change().await {
-            Ok(published) => {
-                if let Some(record) = published {
-                    tracing::info!(
-                        generation = record.generation,
-                        active_count = record.active_count,
-                        "published the writers' record"
-                    );
-                }
-                self.metrics
-                    .record_publications
-                    .with_label_values(&["ok"])
-                    .inc();
-            }
-            Err(e) => {
-                tracing::warn!(
-                    error = %error_chain(&e),
-                    "cannot publish the writers' record: sd-sync holds mass deletions back \
-                     until a later publication"
-                );
-                self.metrics
-                    .record_publications
-                    .with_label_values(&["error"])
-                    .inc();
-            }
-        }
+        let published = self.record.publish_after_change().await;
+        self.count_record_publication(published.is_ok());
+    }
+
+    fn count_record_publication(&self, ok: bool) {
+        self.metrics
+            .record_publications
+            .with_label_values(&[if ok { "ok" } else { "error" }])
+            .inc();
     }
 
     pub(super) async fn apply(
