@@ -31,12 +31,6 @@ pub struct BrokerMetrics {
     pub target_latency: HistogramVec,
 }
 
-/// Buckets of [`BrokerMetrics::target_latency`]: 0.1 s to 5 min, the range of the
-/// discovery-latency figures we promise.
-pub const TARGET_LATENCY_BUCKETS: [f64; 12] = [
-    0.1, 0.25, 0.5, 1.0, 2.0, 5.0, 10.0, 20.0, 30.0, 60.0, 120.0, 300.0,
-];
-
 impl BrokerMetrics {
     pub fn new() -> Self {
         let registry = Registry::new();
@@ -90,7 +84,7 @@ impl BrokerMetrics {
                  from an unbind request received to the app's files removed (last binding \
                  only), on the broker's monotonic clock, by operation.",
             )
-            .buckets(TARGET_LATENCY_BUCKETS.to_vec()),
+            .buckets(gds_service::metrics::DISCOVERY_LATENCY_BUCKETS.to_vec()),
             &["operation"],
         )
         .expect("valid metric");

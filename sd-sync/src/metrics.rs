@@ -117,9 +117,7 @@ impl Metrics {
                  without the object to its file removed (this node's clock; includes any time \
                  the safety valve held it back).",
             )
-            .buckets(vec![
-                0.1, 0.25, 0.5, 1.0, 2.0, 5.0, 10.0, 20.0, 30.0, 60.0, 120.0, 300.0,
-            ]),
+            .buckets(gds_service::metrics::DISCOVERY_LATENCY_BUCKETS.to_vec()),
             &["mapping", "change"],
         )
         .expect("a valid metric");

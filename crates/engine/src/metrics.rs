@@ -47,12 +47,6 @@ pub struct ReconcileMetrics {
     pub change_latency: HistogramVec,
 }
 
-/// The buckets of `gds_updater_change_latency_seconds`: a fast path that follows within
-/// seconds up to a full pass that takes minutes.
-pub const CHANGE_LATENCY_BUCKETS: [f64; 12] = [
-    0.1, 0.25, 0.5, 1.0, 2.0, 5.0, 10.0, 20.0, 30.0, 60.0, 120.0, 300.0,
-];
-
 impl Default for ReconcileMetrics {
     fn default() -> Self {
         Self::new()
@@ -157,7 +151,7 @@ impl ReconcileMetrics {
                  seconds, against the updater's; negative skew counts as 0), full_pass from \
                  the start of the full pass that noticed the change.",
             )
-            .buckets(CHANGE_LATENCY_BUCKETS.to_vec()),
+            .buckets(gds_service::metrics::DISCOVERY_LATENCY_BUCKETS.to_vec()),
             &["source"],
         )
         .expect("valid metric");

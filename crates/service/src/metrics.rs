@@ -5,6 +5,16 @@ use prometheus::{Encoder, Registry, TextEncoder};
 /// The content type Prometheus expects for the text format.
 pub const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
 
+/// The buckets of the three discovery-latency histograms
+/// (`observe_broker_target_latency_seconds`, `gds_updater_change_latency_seconds`,
+/// `sd_sync_propagation_seconds`): 0.1 s to 5 min, the range of the figures we promise,
+/// and at most 1 s apart up to 5 s, so that a percentile read from them (Prometheus
+/// interpolates within a bucket) is within one poll period (2 s) of the true one where the
+/// services' poll loops put their latencies.
+pub const DISCOVERY_LATENCY_BUCKETS: [f64; 17] = [
+    0.1, 0.25, 0.5, 1.0, 1.5, 2.0, 3.0, 4.0, 5.0, 7.5, 10.0, 15.0, 20.0, 30.0, 60.0, 120.0, 300.0,
+];
+
 /// Renders every metric of `registry` in the text format.
 pub fn render(registry: &Registry) -> String {
     let mut out = Vec::new();

@@ -228,6 +228,7 @@ async fn bench_e2e_time_to_discovery() {
         apps.push(create_app(&stack, &format!("bench-{i:03}"), instances as u32).await);
     }
 
+    let before = LatencyHistograms::read(&stack).await;
     let mut jitter = Jitter::new();
     let mut rounds = Vec::new();
     for (i, app) in apps.iter().enumerate() {
@@ -256,6 +257,7 @@ async fn bench_e2e_time_to_discovery() {
         rounds.push(round);
     }
 
+    let after = LatencyHistograms::read(&stack).await;
     type Pick = fn(&Round) -> Duration;
     let rows: [(&str, Pick); 7] = [
         ("bind -> broker answered (file in the bucket)", |r| {
@@ -282,6 +284,248 @@ async fn bench_e2e_time_to_discovery() {
             percentile(&values, 0.5).as_secs_f64(),
             percentile(&values, 0.99).as_secs_f64(),
             values.last().unwrap().as_secs_f64(),
+        );
+    }
+    compare_with_histograms(&rounds, &before, &after);
+}
+
+/// The services' own latency histograms, as their `/metrics` showed them at one moment.
+struct LatencyHistograms {
+    /// `observe_broker_target_latency_seconds{operation="bind"}`.
+    broker_bind: Histogram,
+    /// `gds_updater_change_latency_seconds`, every source.
+    updater_change: Histogram,
+    /// `sd_sync_propagation_seconds{change="install"}`, every mapping.
+    sd_sync_install: Histogram,
+}
+
+impl LatencyHistograms {
+    async fn read(stack: &Stack) -> LatencyHistograms {
+        let get = async |url: String| {
+            let response = reqwest::get(&url).await.expect("a /metrics response");
+            assert!(
+                response.status().is_success(),
+                "GET {url}: {}",
+                response.status()
+            );
+            response.text().await.expect("a /metrics body")
+        };
+        let broker = get(format!("{}/metrics", stack.fixture.broker.base_url)).await;
+        let updater = get(format!(
+            "{}/metrics",
+            stack.updater.as_ref().expect("the updater runs").base_url
+        ))
+        .await;
+        let sd_sync = stack.sd_sync.get("/metrics").await.text().await.unwrap();
+        LatencyHistograms {
+            broker_bind: Histogram::parse(
+                &broker,
+                "observe_broker_target_latency_seconds",
+                "operation=\"bind\"",
+            ),
+            updater_change: Histogram::parse(&updater, "gds_updater_change_latency_seconds", ""),
+            sd_sync_install: Histogram::parse(
+                &sd_sync,
+                "sd_sync_propagation_seconds",
+                "change=\"install\"",
+            ),
+        }
+    }
+}
+
+/// A histogram's cumulative bucket counts `(le, count)` in ascending `le`, summed over the
+/// series that match.
+#[derive(Debug, Clone, PartialEq)]
+struct Histogram(Vec<(f64, f64)>);
+
+impl Histogram {
+    /// The `<name>_bucket` series of a text exposition whose labels contain `matcher`.
+    fn parse(text: &str, name: &str, matcher: &str) -> Histogram {
+        let prefix = format!("{name}_bucket{{");
+        let mut buckets: Vec<(f64, f64)> = Vec::new();
+        for line in text.lines().filter(|l| l.starts_with(&prefix)) {
+            let Some((labels, value)) = line[prefix.len()..].split_once("} ") else {
+                continue;
+            };
+            if !labels.contains(matcher) {
+                continue;
+            }
+            let le = labels
+                .split(',')
+                .find_map(|l| l.strip_prefix("le=\""))
+                .map(|v| v.trim_end_matches('"'))
+                .expect("a bucket has an le label");
+            let le: f64 = if le == "+Inf" {
+                f64::INFINITY
+            } else {
+                le.parse().expect("a numeric le")
+            };
+            let count: f64 = value.trim().parse().expect("a numeric bucket count");
+            match buckets.iter_mut().find(|(b, _)| *b == le) {
+                Some((_, c)) => *c += count,
+                None => buckets.push((le, count)),
+            }
+        }
+        assert!(
+            !buckets.is_empty(),
+            "no {name} buckets matching {matcher:?}"
+        );
+        buckets.sort_by(|a, b| a.0.total_cmp(&b.0));
+        Histogram(buckets)
+    }
+
+    /// The observations made between `earlier` and `self`.
+    fn since(&self, earlier: &Histogram) -> Histogram {
+        Histogram(
+            self.0
+                .iter()
+                .map(|&(le, count)| {
+                    let before = earlier
+                        .0
+                        .iter()
+                        .find(|(b, _)| *b == le)
+                        .map_or(0.0, |b| b.1);
+                    (le, count - before)
+                })
+                .collect(),
+        )
+    }
+
+    fn count(&self) -> f64 {
+        self.0.last().map_or(0.0, |b| b.1)
+    }
+
+    /// The `q`-quantile as PromQL's `histogram_quantile` computes it: linear
+    /// interpolation within the bucket holding rank `q * count` (from 0 for the first
+    /// bucket; the highest finite bound when the rank falls in `+Inf`).
+    fn quantile(&self, q: f64) -> Option<f64> {
+        let total = self.count();
+        if total <= 0.0 {
+            return None;
+        }
+        let rank = q * total;
+        let (mut lower, mut below) = (0.0, 0.0);
+        for &(le, count) in &self.0 {
+            if count >= rank {
+                if le.is_infinite() {
+                    return Some(lower);
+                }
+                return Some(lower + (le - lower) * (rank - below) / (count - below));
+            }
+            (lower, below) = (le, count);
+        }
+        Some(lower)
+    }
+}
+
+/// One poll period of sd-sync and of the updater's fast path at their defaults: how
+/// closely a histogram's percentile must agree with the benchmark's own measurement.
+const POLL_PERIOD: Duration = Duration::from_secs(2);
+
+/// Prints each histogram's p50/p99 over the rounds next to the benchmark's measurement of
+/// the same events, and whether they agree within [`POLL_PERIOD`].
+fn compare_with_histograms(
+    rounds: &[Round],
+    before: &LatencyHistograms,
+    after: &LatencyHistograms,
+) {
+    type Pick = fn(&Round) -> Duration;
+    let rows: [(&str, &str, Histogram, Pick); 3] = [
+        (
+            "bind received -> file written (broker)",
+            "observe_broker_target_latency_seconds{operation=\"bind\"}",
+            after.broker_bind.since(&before.broker_bind),
+            |r| r.bind_answered,
+        ),
+        (
+            "CC change -> file moved (updater)",
+            "gds_updater_change_latency_seconds",
+            after.updater_change.since(&before.updater_change),
+            |r| r.stop_out_of_active,
+        ),
+        (
+            "bucket -> node (sd-sync)",
+            "sd_sync_propagation_seconds{change=\"install\"}",
+            after.sd_sync_install.since(&before.sd_sync_install),
+            |r| r.bind_on_node.saturating_sub(r.bind_answered),
+        ),
+    ];
+    println!(
+        "\nThe services' latency histograms over the same rounds (PromQL's \
+         histogram_quantile on their /metrics) next to the benchmark's own measurement:"
+    );
+    println!(
+        "| event | histogram | observations | p50 hist / bench | p99 hist / bench | agree within {} s |",
+        POLL_PERIOD.as_secs()
+    );
+    println!("|---|---|---|---|---|---|");
+    for (event, metric, histogram, pick) in rows {
+        let mut values: Vec<Duration> = rounds.iter().map(pick).collect();
+        values.sort();
+        let (bench50, bench99) = (percentile(&values, 0.5), percentile(&values, 0.99));
+        let (Some(hist50), Some(hist99)) = (histogram.quantile(0.5), histogram.quantile(0.99))
+        else {
+            println!("| {event} | `{metric}` | 0 | - | - | no observations |");
+            continue;
+        };
+        let agree = [(hist50, bench50), (hist99, bench99)]
+            .iter()
+            .all(|(h, b)| (h - b.as_secs_f64()).abs() <= POLL_PERIOD.as_secs_f64());
+        println!(
+            "| {event} | `{metric}` | {} | {hist50:.2} s / {:.2} s | {hist99:.2} s / {:.2} s | {} |",
+            histogram.count(),
+            bench50.as_secs_f64(),
+            bench99.as_secs_f64(),
+            if agree { "yes" } else { "NO" },
+        );
+    }
+}
+
+#[cfg(test)]
+mod histogram_tests {
+    use super::*;
+
+    const TEXT: &str = "\
+# TYPE x_seconds histogram
+x_seconds_bucket{mapping=\"a\",change=\"install\",le=\"1\"} 1
+x_seconds_bucket{mapping=\"a\",change=\"install\",le=\"2\"} 3
+x_seconds_bucket{mapping=\"a\",change=\"install\",le=\"+Inf\"} 4
+x_seconds_bucket{mapping=\"b\",change=\"install\",le=\"1\"} 1
+x_seconds_bucket{mapping=\"b\",change=\"install\",le=\"2\"} 1
+x_seconds_bucket{mapping=\"b\",change=\"install\",le=\"+Inf\"} 1
+x_seconds_bucket{mapping=\"a\",change=\"delete\",le=\"1\"} 7
+x_seconds_bucket{mapping=\"a\",change=\"delete\",le=\"2\"} 7
+x_seconds_bucket{mapping=\"a\",change=\"delete\",le=\"+Inf\"} 7
+";
+
+    #[test]
+    fn matching_series_are_summed_by_bucket() {
+        let h = Histogram::parse(TEXT, "x_seconds", "change=\"install\"");
+        assert_eq!(
+            h,
+            Histogram(vec![(1.0, 2.0), (2.0, 4.0), (f64::INFINITY, 5.0)])
+        );
+    }
+
+    #[test]
+    fn quantiles_interpolate_within_a_bucket_as_promql_does() {
+        let h = Histogram(vec![(1.0, 2.0), (2.0, 4.0), (f64::INFINITY, 5.0)]);
+        // rank 2.5 of 5: a quarter of the way through (1, 2].
+        assert_eq!(h.quantile(0.5), Some(1.25));
+        // rank 1 of 5: half way through (0, 1].
+        assert_eq!(h.quantile(0.2), Some(0.5));
+        // rank 4.95: in +Inf, which answers the highest finite bound.
+        assert_eq!(h.quantile(0.99), Some(2.0));
+        assert_eq!(Histogram(vec![(1.0, 0.0)]).quantile(0.5), None);
+    }
+
+    #[test]
+    fn observations_since_a_snapshot_are_the_difference() {
+        let before = Histogram(vec![(1.0, 1.0), (f64::INFINITY, 1.0)]);
+        let after = Histogram(vec![(1.0, 1.0), (f64::INFINITY, 4.0)]);
+        assert_eq!(
+            after.since(&before),
+            Histogram(vec![(1.0, 0.0), (f64::INFINITY, 3.0)])
         );
     }
 }
