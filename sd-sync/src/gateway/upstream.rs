@@ -181,29 +181,35 @@ pub fn client(settings: ClientSettings) -> anyhow::Result<reqwest::Client> {
     Ok(builder.build()?)
 }
 
-/// How a request failed upstream: the 502 reason.
+/// How a request failed upstream: the 502/504 reason (a refusal when the resolver
+/// refused every address).
+///
+/// A TLS failure is recognised by a `rustls::Error` in the chain or, where a layer boxes
+/// it out of reach of a downcast, by the words rustls uses (certificate, alert,
+/// handshake).
 pub fn failure_reason(error: &reqwest::Error) -> Result<&'static str, Refusal> {
     let mut source: Option<&(dyn std::error::Error + 'static)> = Some(error);
+    let mut tls = false;
     while let Some(e) = source {
         if e.is::<ForbiddenAddress>() {
             return Err(Refusal::ForbiddenAddress);
         }
-        if e.is::<rustls::Error>() {
-            return Ok("tls");
-        }
-        if let Some(io) = e.downcast_ref::<std::io::Error>()
-            && io
-                .get_ref()
+        let text = e.to_string();
+        tls |= e.is::<rustls::Error>()
+            || e.downcast_ref::<std::io::Error>()
+                .and_then(std::io::Error::get_ref)
                 .is_some_and(|inner| inner.is::<rustls::Error>())
-        {
-            return Ok("tls");
-        }
+            || ["certificate", "alert", "handshake"]
+                .iter()
+                .any(|word| text.contains(word));
         source = e.source();
     }
-    Ok(if error.is_connect() {
-        "connect"
+    Ok(if tls {
+        "tls"
     } else if error.is_timeout() {
         "timeout"
+    } else if error.is_connect() {
+        "connect"
     } else {
         "protocol"
     })
