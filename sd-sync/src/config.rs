@@ -11,6 +11,7 @@ use gds_service::{Secret, Settings};
 
 use crate::auth::HttpAuth;
 use crate::duration::{format_duration, parse_duration};
+use crate::gateway::{DEFAULT_MAX_BODY_BYTES, GatewayConfig, Pin};
 use crate::mapping::Mapping;
 use crate::valve::ValveConfig;
 
@@ -96,6 +97,46 @@ struct Flags {
     /// required beyond loopback.
     #[arg(long, value_name = "path", env = "SD_SYNC_AUTH_TOKEN_FILE")]
     auth_token_file: Option<String>,
+    /// Scrape gateway (off unless given): a forward proxy for Prometheus' `proxy_url`, on
+    /// loopback, that forwards only scrapes of installed targets, over HTTPS.
+    #[arg(long, value_name = "addr:port", env = "SD_SYNC_SCRAPE_LISTEN")]
+    scrape_listen: Option<String>,
+    /// Connect every scrape to the platform's router (recommended), the route's host being
+    /// only Host and SNI; without it, a route's DNS decides (loopback and link-local refused).
+    #[arg(long, value_name = "host_or_ip:port", env = "SD_SYNC_SCRAPE_ROUTER")]
+    scrape_router: Option<String>,
+    /// Without --scrape-router: only connect to resolved addresses in these CIDRs.
+    /// Repeatable or a comma-separated list.
+    #[arg(long, value_name = "cidr", env = "SD_SYNC_SCRAPE_ALLOW_CIDR")]
+    scrape_allow_cidr: Vec<String>,
+    /// PEM bundle of the CAs that sign the routes' certificates; replaces the system's roots.
+    #[arg(long, value_name = "path", env = "SD_SYNC_SCRAPE_CA_FILE")]
+    scrape_ca_file: Option<String>,
+    /// Do not verify upstream certificates (tests only).
+    #[arg(long, env = "SD_SYNC_SCRAPE_INSECURE_SKIP_VERIFY")]
+    scrape_insecure_skip_verify: bool,
+    /// A longer response body is cut (64 MiB).
+    #[arg(long, value_name = "bytes", env = "SD_SYNC_SCRAPE_MAX_BODY_BYTES")]
+    scrape_max_body_bytes: Option<String>,
+    /// The routes' HTTPS port without --scrape-router (443).
+    #[arg(long, value_name = "port", env = "SD_SYNC_SCRAPE_UPSTREAM_PORT")]
+    scrape_upstream_port: Option<String>,
+    /// Scrape timeout when Prometheus sends no X-Prometheus-Scrape-Timeout-Seconds (10s).
+    #[arg(long, value_name = "duration", env = "SD_SYNC_SCRAPE_TIMEOUT")]
+    scrape_timeout: Option<String>,
+    /// Upstream TCP connect timeout (5s).
+    #[arg(long, value_name = "duration", env = "SD_SYNC_SCRAPE_CONNECT_TIMEOUT")]
+    scrape_connect_timeout: Option<String>,
+    /// Idle keep-alive connections kept per route host (2).
+    #[arg(long, value_name = "n", env = "SD_SYNC_SCRAPE_POOL_IDLE_PER_HOST")]
+    scrape_pool_idle_per_host: Option<String>,
+    /// An idle upstream connection is closed after this long (60s).
+    #[arg(
+        long,
+        value_name = "duration",
+        env = "SD_SYNC_SCRAPE_POOL_IDLE_TIMEOUT"
+    )]
+    scrape_pool_idle_timeout: Option<String>,
 }
 
 /// The generated `--help`.
@@ -125,6 +166,8 @@ pub struct Config {
     pub once: bool,
     /// Credentials every endpoint but `/health` requires (none: open).
     pub auth: HttpAuth,
+    /// The scrape gateway, when `--scrape-listen` is given.
+    pub gateway: Option<GatewayConfig>,
 }
 
 /// What the command line asks for.
@@ -340,6 +383,7 @@ pub fn parse(
 
     let once = flags.once;
     let auth = http_auth(&flags, settings)?;
+    let gateway = gateway(&flags)?;
     if !once && !listen.ip().is_loopback() && !auth.is_enabled() {
         return Err(format!(
             "SD_SYNC_AUTH_TOKEN (or SD_SYNC_AUTH_TOKEN_FILE, or SD_SYNC_AUTH_USERNAME with \
@@ -393,7 +437,115 @@ pub fn parse(
         )? as usize,
         once,
         auth,
+        gateway,
     })))
+}
+
+/// The scrape gateway's settings, when `--scrape-listen` is given.
+fn gateway(flags: &Flags) -> Result<Option<GatewayConfig>, String> {
+    let Some(listen_text) = flags.scrape_listen.as_deref() else {
+        let given = flags.scrape_router.is_some()
+            || !flags.scrape_allow_cidr.is_empty()
+            || flags.scrape_ca_file.is_some()
+            || flags.scrape_insecure_skip_verify;
+        if given {
+            return Err(format!(
+                "{}: the scrape gateway's other settings need it",
+                names("scrape-listen")
+            ));
+        }
+        return Ok(None);
+    };
+    let listen: SocketAddr = listen_text.trim().parse().map_err(|_| {
+        format!(
+            "{}: {listen_text:?} is not ADDR:PORT such as 127.0.0.1:8080",
+            names("scrape-listen")
+        )
+    })?;
+    if !listen.ip().is_loopback() {
+        return Err(format!(
+            "{}: {listen} is not a loopback address; the gateway has no authentication of \
+             its own and must listen next to Prometheus only",
+            names("scrape-listen")
+        ));
+    }
+    let router = flags
+        .scrape_router
+        .as_deref()
+        .map(|text| Pin::parse(text.trim()).map_err(|e| format!("{}: {e}", names("scrape-router"))))
+        .transpose()?;
+    let allow_cidrs = flags
+        .scrape_allow_cidr
+        .iter()
+        .map(|text| {
+            text.trim().parse::<ipnet::IpNet>().map_err(|_| {
+                format!(
+                    "{}: {text:?} is not a CIDR such as 10.0.0.0/16",
+                    names("scrape-allow-cidr")
+                )
+            })
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    if router.is_some() && !allow_cidrs.is_empty() {
+        return Err(format!(
+            "{}: not with --scrape-router, which decides every connection's address",
+            names("scrape-allow-cidr")
+        ));
+    }
+    let default_timeout = duration(
+        flags.scrape_timeout.as_deref(),
+        "scrape-timeout",
+        Duration::from_secs(10),
+    )?;
+    let connect_timeout = duration(
+        flags.scrape_connect_timeout.as_deref(),
+        "scrape-connect-timeout",
+        Duration::from_secs(5),
+    )?;
+    let pool_idle_timeout = duration(
+        flags.scrape_pool_idle_timeout.as_deref(),
+        "scrape-pool-idle-timeout",
+        Duration::from_secs(60),
+    )?;
+    for (value, long) in [
+        (default_timeout, "scrape-timeout"),
+        (connect_timeout, "scrape-connect-timeout"),
+    ] {
+        if value.is_zero() {
+            return Err(format!("{}: must be more than 0", names(long)));
+        }
+    }
+    Ok(Some(GatewayConfig {
+        listen,
+        router,
+        allow_cidrs,
+        ca_file: flags.scrape_ca_file.as_ref().map(Into::into),
+        insecure_skip_verify: flags.scrape_insecure_skip_verify,
+        max_body_bytes: number(
+            flags.scrape_max_body_bytes.as_deref(),
+            "scrape-max-body-bytes",
+            DEFAULT_MAX_BODY_BYTES,
+            1024,
+            1 << 40,
+        )?,
+        upstream_port: number(
+            flags.scrape_upstream_port.as_deref(),
+            "scrape-upstream-port",
+            443,
+            1,
+            65535,
+        )? as u16,
+        default_timeout,
+        connect_timeout,
+        pool_max_idle_per_host: number(
+            flags.scrape_pool_idle_per_host.as_deref(),
+            "scrape-pool-idle-per-host",
+            2,
+            0,
+            1024,
+        )? as usize,
+        pool_idle_timeout,
+    }))
 }
 
 /// A secret from the environment variable `env` or from the file named by `--file_flag`

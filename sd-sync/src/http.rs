@@ -28,6 +28,23 @@ pub struct AppState {
     pub stale_after: Duration,
     /// What every route but `/health` requires.
     pub auth: HttpAuth,
+    /// The scrape gateway, when configured.
+    pub gateway: Option<GatewayHealth>,
+}
+
+/// What `/health` says of the scrape gateway.
+pub struct GatewayHealth {
+    /// The address it listens on (bound before sd-sync says it is listening).
+    pub address: String,
+    pub routes: Arc<crate::gateway::RouteTable>,
+}
+
+#[derive(Serialize)]
+struct GatewayStatus<'a> {
+    listening: bool,
+    address: &'a str,
+    /// Installed targets it forwards scrapes to.
+    targets: usize,
 }
 
 impl AppState {
@@ -165,6 +182,8 @@ async fn mapping_targets(state: web::Data<AppState>, name: web::Path<String>) ->
 struct Health<'a> {
     status: &'static str,
     mappings: Vec<MappingHealth<'a>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    gateway: Option<GatewayStatus<'a>>,
 }
 
 #[derive(Serialize)]
@@ -237,7 +256,16 @@ async fn health(state: web::Data<AppState>) -> HttpResponse {
         .into_iter()
         .find(|candidate| mappings.iter().any(|m| m.status == *candidate))
         .unwrap_or("ok");
-    let body = Health { status, mappings };
+    let gateway = state.gateway.as_ref().map(|g| GatewayStatus {
+        listening: true,
+        address: &g.address,
+        targets: g.routes.len(),
+    });
+    let body = Health {
+        status,
+        mappings,
+        gateway,
+    };
     if status == "ok" {
         HttpResponse::Ok().json(body)
     } else {
@@ -319,6 +347,7 @@ mod tests {
             registry: Registry::new(),
             stale_after: Duration::from_secs(60),
             auth: auth.clone(),
+            gateway: None,
         };
         let app = init_service(
             App::new()

@@ -13,13 +13,14 @@
 //! reads), [`plan`] (pure: what to fetch and delete), [`valve`], [`mirror`] (one mapping's
 //! sync; its file-system half, the mapping's directory, is `directory`), [`schedule`]
 //! (when polls start), [`http`] (`/targets`, `/health`, `/metrics`), [`auth`] (their
-//! optional authentication).
+//! optional authentication), [`gateway`] (the optional scrape gateway).
 
 pub mod auth;
 pub mod config;
 mod directory;
 pub mod duration;
 pub mod filesd;
+pub mod gateway;
 pub mod http;
 pub mod mapping;
 pub mod metrics;
@@ -30,6 +31,7 @@ pub mod source;
 pub mod valve;
 
 use std::net::TcpListener;
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
@@ -37,6 +39,7 @@ use gds_store::S3Config;
 use tokio::time::Instant;
 
 use crate::config::Config;
+use crate::gateway::{AppGuidBearer, Gateway, RouteTable, RoutesBuilder, UpstreamAuthorization};
 use crate::metrics::Metrics;
 use crate::mirror::{Mirror, MirrorConfig};
 use crate::schedule::Schedule;
@@ -47,6 +50,7 @@ pub struct SdSync {
     config: Config,
     mirrors: Vec<Mirror<S3Source>>,
     metrics: Metrics,
+    authorization: Arc<dyn UpstreamAuthorization>,
 }
 
 /// sd-sync serving HTTP and syncing every mapping in the background.
@@ -100,7 +104,14 @@ impl SdSync {
             config,
             mirrors,
             metrics,
+            authorization: Arc::new(AppGuidBearer),
         })
+    }
+
+    /// Replaces the scrape gateway's `Authorization` (default: [`AppGuidBearer`]).
+    pub fn with_authorization(mut self, authorization: Arc<dyn UpstreamAuthorization>) -> SdSync {
+        self.authorization = authorization;
+        self
     }
 
     /// `--once`: syncs every mapping once. True when every sync listed, fetched and
@@ -146,15 +157,42 @@ impl SdSync {
         let listener = TcpListener::bind(self.config.listen)
             .with_context(|| format!("cannot listen on {}", self.config.listen))?;
         let local_url = http::local_url(listener.local_addr()?);
+        // The gateway's lookup table, seeded from the files already installed; each sync
+        // loop rebuilds its mapping's part.
+        let mut gateway_routes = None;
+        let mut gateway_health = None;
+        if let Some(gateway_config) = &self.config.gateway {
+            let routes = Arc::new(RouteTable::new(self.mirrors.len()));
+            let gateway = Gateway::bind(
+                gateway_config,
+                routes.clone(),
+                self.authorization.clone(),
+                &self.metrics.registry,
+            )?;
+            let address = gateway.local_addr()?;
+            tracing::info!(%address, "scrape gateway listening");
+            gateway.spawn()?;
+            gateway_health = Some(http::GatewayHealth {
+                address: address.to_string(),
+                routes: routes.clone(),
+            });
+            gateway_routes = Some(routes);
+        }
         let state = http::AppState {
             mirrors: self.mirrors.iter().map(Mirror::shared).collect(),
             registry: self.metrics.registry.clone(),
             stale_after: self.config.stale_after,
             auth: self.config.auth.clone(),
+            gateway: gateway_health,
         };
         let server = http::server(state, listener)?;
-        for mirror in self.mirrors {
-            tokio::spawn(sync_loop(mirror, self.config.interval));
+        for (i, mirror) in self.mirrors.into_iter().enumerate() {
+            let gateway = gateway_routes.clone().map(|routes| GatewayRoutes {
+                table: routes,
+                mapping: i,
+                builder: RoutesBuilder::default(),
+            });
+            tokio::spawn(sync_loop(mirror, self.config.interval, gateway));
         }
         Ok(Running { local_url, server })
     }
@@ -170,17 +208,53 @@ impl Running {
 /// Polls one mapping so that a bucket write is installed within about `interval`: each
 /// poll starts `interval` minus the recent syncs' cost after the previous one started (see
 /// [`schedule`]); a sync that overruns delays the next one instead of queueing several.
-async fn sync_loop(mut mirror: Mirror<S3Source>, interval: Duration) {
+async fn sync_loop(
+    mut mirror: Mirror<S3Source>,
+    interval: Duration,
+    mut gateway: Option<GatewayRoutes>,
+) {
     let mut schedule = Schedule::new(interval);
     let period_gauge = mirror.metrics().poll_period.clone();
     period_gauge.set(interval.as_secs_f64());
+    if let Some(gateway) = &mut gateway {
+        gateway.rebuild(&mirror).await;
+    }
     loop {
         let started = Instant::now();
         // Failures are logged and counted by the mirror; the next poll retries.
-        let _ = mirror.sync_once().await;
+        let synced = mirror.sync_once().await;
+        // A failed listing may have installed what it listed before failing.
+        let changed = synced.map_or(true, |report| report.installed + report.deleted > 0);
+        if let (true, Some(gateway)) = (changed, &mut gateway) {
+            gateway.rebuild(&mirror).await;
+        }
         schedule.record(started.elapsed());
         let period = schedule.period();
         period_gauge.set(period.as_secs_f64());
         tokio::time::sleep_until((started + period).max(Instant::now())).await;
+    }
+}
+
+/// One mapping's part of the scrape gateway's lookup table.
+struct GatewayRoutes {
+    table: Arc<RouteTable>,
+    mapping: usize,
+    builder: RoutesBuilder,
+}
+
+impl GatewayRoutes {
+    /// Rebuilds the mapping's routes from its installed files, off the async workers:
+    /// the next scrape sees what this sync installed and removed.
+    async fn rebuild(&mut self, mirror: &Mirror<S3Source>) {
+        let fragments = mirror.shared().fragments();
+        let mut builder = std::mem::take(&mut self.builder);
+        let (builder, routes) = tokio::task::spawn_blocking(move || {
+            let routes = builder.build(&fragments);
+            (builder, routes)
+        })
+        .await
+        .expect("building the gateway's routes does not panic");
+        self.builder = builder;
+        self.table.publish(self.mapping, routes);
     }
 }

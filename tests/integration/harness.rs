@@ -194,11 +194,13 @@ pub fn start_command(command: Command, name: &str) -> Running {
 /// [`stop_group`]) with stdout piped, waits (30 s at most) for its first line, which must
 /// read `... listening on URL`, and returns the child and the URL. The rest of stdout is
 /// drained so the child never blocks on a full pipe.
-pub fn spawn_ready(mut command: Command, name: &str) -> (Child, String) {
-    let mut child = spawn_group(
-        command.stdout(Stdio::piped()).stderr(Stdio::inherit()),
-        name,
-    );
+pub fn spawn_ready(command: Command, name: &str) -> (Child, String) {
+    spawn_ready_with_stderr(command, name, Stdio::inherit())
+}
+
+/// [`spawn_ready`] with the child's stderr sent to `stderr` (a log file, say).
+pub fn spawn_ready_with_stderr(mut command: Command, name: &str, stderr: Stdio) -> (Child, String) {
+    let mut child = spawn_group(command.stdout(Stdio::piped()).stderr(stderr), name);
     let stdout = child.stdout.take().expect("piped stdout");
     let (tx, rx) = std::sync::mpsc::channel();
     std::thread::spawn(move || {

@@ -27,7 +27,7 @@ use crate::store_s3::{fresh_s3_store, s3_endpoint};
 
 /// A running `sd-sync`, killed on drop.
 pub struct SdSync {
-    child: Child,
+    pub(crate) child: Child,
     pub base_url: String,
     pub pid: u32,
     /// The `Authorization` header [`SdSync::get`] sends, when sd-sync requires one.
@@ -42,7 +42,7 @@ impl Drop for SdSync {
 
 /// The environment sd-sync gets: only what a test passes plus credentials, so that the
 /// developer's own AWS_* or SD_SYNC_* variables cannot change what is tested.
-fn sd_sync_command(args: &[String], env: &[(&str, &str)]) -> Command {
+pub(crate) fn sd_sync_command(args: &[String], env: &[(&str, &str)]) -> Command {
     let mut command = Command::new(bin_path("sd-sync"));
     command
         .args(args)

@@ -43,6 +43,16 @@ pub struct SimConfig {
     /// `--router-listen ADDR`: also serve the simulated gorouter there (off by default;
     /// port 0 picks a free port).
     pub router_listen: Option<String>,
+    /// `--router-tls-cert PEM` and `--router-tls-key PEM`: the router serves HTTPS with
+    /// this certificate chain and key (as the real gorouter does) instead of HTTP.
+    pub router_tls: Option<RouterTls>,
+}
+
+/// The router's certificate chain and private key, PEM.
+#[derive(Clone)]
+pub struct RouterTls {
+    pub cert_pem: Vec<u8>,
+    pub key_pem: Vec<u8>,
 }
 
 impl Default for SimConfig {
@@ -65,6 +75,7 @@ impl Default for SimConfig {
             client_authorities: vec!["cloud_controller.global_auditor".into()],
             signing_key_pem: None,
             router_listen: None,
+            router_tls: None,
         }
     }
 }
@@ -92,6 +103,10 @@ impl fmt::Debug for SimConfig {
                 &self.signing_key_pem.as_ref().map(|_| "[redacted]"),
             )
             .field("router_listen", &self.router_listen)
+            .field(
+                "router_tls",
+                &self.router_tls.as_ref().map(|_| "[redacted]"),
+            )
             .finish()
     }
 }
@@ -207,6 +222,23 @@ pub struct Args {
     /// any free port) [default: off]
     #[arg(long, env = "CF_SIM_ROUTER_LISTEN", value_name = "ADDR")]
     router_listen: Option<String>,
+    /// With --router-listen: serve HTTPS with this certificate chain (with
+    /// --router-tls-key) [default: HTTP]
+    #[arg(
+        long,
+        env = "CF_SIM_ROUTER_TLS_CERT",
+        value_name = "PEM",
+        requires = "router_tls_key"
+    )]
+    router_tls_cert: Option<PathBuf>,
+    /// The router certificate's private key
+    #[arg(
+        long,
+        env = "CF_SIM_ROUTER_TLS_KEY",
+        value_name = "PEM",
+        requires = "router_tls_cert"
+    )]
+    router_tls_key: Option<PathBuf>,
 }
 
 /// `N` with surrounding blanks allowed.
@@ -243,7 +275,20 @@ impl Args {
                 )
             })?),
         };
+        let read = |path: &PathBuf, flag: &str| {
+            std::fs::read(path).map_err(|e| {
+                Args::command().error(ErrorKind::Io, format!("{flag} {}: {e}", path.display()))
+            })
+        };
+        let router_tls = match (&self.router_tls_cert, &self.router_tls_key) {
+            (Some(cert), Some(key)) => Some(RouterTls {
+                cert_pem: read(cert, "--router-tls-cert")?,
+                key_pem: read(key, "--router-tls-key")?,
+            }),
+            _ => None,
+        };
         Ok(SimConfig {
+            router_tls,
             listen: self.listen,
             base_url: self.base_url.map(|u| u.trim_end_matches('/').to_string()),
             seed_apps: self.seed_apps as usize,
@@ -411,12 +456,39 @@ mod tests {
             "client-authorities",
             "signing-key-file",
             "router-listen",
+            "router-tls-cert",
+            "router-tls-key",
         ] {
             assert!(help.contains(&format!("--{flag}")), "--{flag}: {help}");
             let env = format!("CF_SIM_{}", flag.to_uppercase().replace('-', "_"));
             assert!(help.contains(&env), "{env}: {help}");
         }
         assert!(!help.contains("gds-prometheus-secret"), "{help}");
+    }
+
+    #[test]
+    fn the_router_serves_tls_only_with_both_a_certificate_and_a_key() {
+        assert!(run(&["--router-tls-cert", "/c.pem"]).is_err());
+        assert!(run(&["--router-tls-key", "/k.pem"]).is_err());
+        let dir = std::env::temp_dir().join(format!("cf-sim-tls-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let (cert, key) = (dir.join("c.pem"), dir.join("k.pem"));
+        std::fs::write(&cert, "CERT").unwrap();
+        std::fs::write(&key, "KEY").unwrap();
+        let c = run(&[
+            "--router-tls-cert",
+            cert.to_str().unwrap(),
+            "--router-tls-key",
+            key.to_str().unwrap(),
+        ])
+        .unwrap();
+        let tls = c.router_tls.as_ref().unwrap();
+        assert_eq!(
+            (&tls.cert_pem[..], &tls.key_pem[..]),
+            (&b"CERT"[..], &b"KEY"[..])
+        );
+        assert!(!format!("{c:?}").contains("KEY"), "{c:?}");
+        std::fs::remove_dir_all(dir).unwrap();
     }
 
     #[test]

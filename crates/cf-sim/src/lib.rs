@@ -75,6 +75,10 @@
 //!
 //! # Router (`--router-listen ADDR`, env `CF_SIM_ROUTER_LISTEN`; off by default)
 //!
+//! With `--router-tls-cert PEM --router-tls-key PEM` (`CF_SIM_ROUTER_TLS_CERT`,
+//! `CF_SIM_ROUTER_TLS_KEY`) it serves HTTPS (rustls, HTTP/1.1) like the real gorouter, and
+//! `router_url` is `https://...`.
+//!
 //! A simulated gorouter over the same world (see [`router`] for the exact rules):
 //! `Host` (port ignored) + path select a route on a non-internal domain (`host.domain`,
 //! or the apex domain for an empty host; longest whole-segment path prefix; `""`

@@ -459,7 +459,19 @@ impl Sim {
             .as_ref()
             .map(std::net::TcpListener::local_addr)
             .transpose()?;
-        let router_url = router_addr.map(self::local_url);
+        let router_tls = config
+            .router_tls
+            .as_ref()
+            .map(router_tls_config)
+            .transpose()
+            .context("--router-tls-cert / --router-tls-key")?;
+        let router_url = router_addr.map(|addr| {
+            let url = self::local_url(addr);
+            match router_tls {
+                Some(_) => url.replacen("http://", "https://", 1),
+                None => url,
+            }
+        });
         let base_url = config.base_url.clone().unwrap_or_else(|| local_url.clone());
         let seeding = std::time::Instant::now();
         let mut state = SimState::new(config, &base_url)?;
@@ -480,12 +492,12 @@ impl Sim {
         let router = match router_listener {
             Some(listener) => {
                 let shared = state.clone();
-                Some(
-                    HttpServer::new(move || router_app(shared.clone()))
-                        .listen(listener)?
-                        .shutdown_timeout(5)
-                        .run(),
-                )
+                let server = HttpServer::new(move || router_app(shared.clone()));
+                let server = match router_tls {
+                    Some(tls) => server.listen_rustls_0_23(listener, tls)?,
+                    None => server.listen(listener)?,
+                };
+                Some(server.shutdown_timeout(5).run())
             }
             None => None,
         };
@@ -519,6 +531,26 @@ impl Sim {
         let _ = router_task.await;
         result
     }
+}
+
+/// The router's TLS settings: the PEM chain and key, rustls with aws-lc-rs, HTTP/1.1
+/// (gorouter's front end also speaks HTTP/2; Prometheus' scrapes through a proxy do not).
+fn router_tls_config(tls: &crate::config::RouterTls) -> anyhow::Result<rustls::ServerConfig> {
+    use rustls_pki_types::pem::PemObject;
+    use rustls_pki_types::{CertificateDer, PrivateKeyDer};
+    let certs = CertificateDer::pem_slice_iter(&tls.cert_pem)
+        .collect::<Result<Vec<_>, _>>()
+        .context("the certificate chain is not PEM")?;
+    anyhow::ensure!(!certs.is_empty(), "no certificate in the chain");
+    let key =
+        PrivateKeyDer::from_pem_slice(&tls.key_pem).context("the key is not a PEM private key")?;
+    let provider = std::sync::Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    let mut config = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()?
+        .with_no_client_auth()
+        .with_single_cert(certs, key)?;
+    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    Ok(config)
 }
 
 fn local_url(addr: SocketAddr) -> String {

@@ -356,3 +356,153 @@ fn help_is_a_command_generated_from_the_flags() {
         assert!(help.contains(name), "{name}");
     }
 }
+
+#[test]
+fn the_scrape_gateway_is_off_unless_its_listener_is_given() {
+    let config = run(&["--mapping", "s3://b/a=/t/eu", "--region", "r"], &[]).unwrap();
+    assert!(config.gateway.is_none());
+    let err = run(
+        &["--mapping", "s3://b/a=/t/eu", "--region", "r"],
+        &[("SD_SYNC_SCRAPE_ROUTER", "10.0.0.9:443")],
+    )
+    .unwrap_err();
+    assert!(
+        err.starts_with("--scrape-listen (SD_SYNC_SCRAPE_LISTEN): "),
+        "{err}"
+    );
+}
+
+#[test]
+fn the_scrape_gateway_has_defaults_and_an_environment_form_for_every_flag() {
+    let base = ["--mapping", "s3://b/a=/t/eu", "--region", "r"];
+    let config = run(
+        &[&base[..], &["--scrape-listen", "127.0.0.1:8080"]].concat(),
+        &[],
+    )
+    .unwrap();
+    let gateway = config.gateway.unwrap();
+    assert_eq!(gateway.listen, "127.0.0.1:8080".parse().unwrap());
+    assert_eq!(gateway.router, None);
+    assert!(gateway.allow_cidrs.is_empty());
+    assert_eq!(gateway.max_body_bytes, 64 * 1024 * 1024);
+    assert_eq!(gateway.upstream_port, 443);
+    assert_eq!(gateway.default_timeout, Duration::from_secs(10));
+    assert_eq!(gateway.connect_timeout, Duration::from_secs(5));
+    assert_eq!(gateway.pool_max_idle_per_host, 2);
+    assert_eq!(gateway.pool_idle_timeout, Duration::from_secs(60));
+    assert!(!gateway.insecure_skip_verify);
+
+    let env = [
+        ("SD_SYNC_SCRAPE_LISTEN", "127.0.0.1:0"),
+        ("SD_SYNC_SCRAPE_ALLOW_CIDR", "10.0.0.0/16, 2001:db8::/32"),
+        ("SD_SYNC_SCRAPE_CA_FILE", "/etc/ssl/platform.pem"),
+        ("SD_SYNC_SCRAPE_INSECURE_SKIP_VERIFY", "true"),
+        ("SD_SYNC_SCRAPE_MAX_BODY_BYTES", "1048576"),
+        ("SD_SYNC_SCRAPE_UPSTREAM_PORT", "8443"),
+        ("SD_SYNC_SCRAPE_TIMEOUT", "15s"),
+        ("SD_SYNC_SCRAPE_CONNECT_TIMEOUT", "1s"),
+        ("SD_SYNC_SCRAPE_POOL_IDLE_PER_HOST", "0"),
+        ("SD_SYNC_SCRAPE_POOL_IDLE_TIMEOUT", "5s"),
+    ];
+    let gateway = run(&base, &env).unwrap().gateway.unwrap();
+    assert_eq!(gateway.allow_cidrs.len(), 2);
+    assert_eq!(
+        gateway.ca_file.as_deref(),
+        Some(std::path::Path::new("/etc/ssl/platform.pem"))
+    );
+    assert!(gateway.insecure_skip_verify);
+    assert_eq!(gateway.max_body_bytes, 1_048_576);
+    assert_eq!(gateway.upstream_port, 8443);
+    assert_eq!(gateway.default_timeout, Duration::from_secs(15));
+    assert_eq!(gateway.connect_timeout, Duration::from_secs(1));
+    assert_eq!(gateway.pool_max_idle_per_host, 0);
+    assert_eq!(gateway.pool_idle_timeout, Duration::from_secs(5));
+
+    let gateway = run(
+        &[
+            &base[..],
+            &[
+                "--scrape-listen",
+                "[::1]:8080",
+                "--scrape-router",
+                "gorouter.internal:443",
+            ],
+        ]
+        .concat(),
+        &[],
+    )
+    .unwrap()
+    .gateway
+    .unwrap();
+    assert_eq!(
+        gateway.router,
+        Some(crate::gateway::Pin::Name("gorouter.internal".into(), 443))
+    );
+}
+
+#[test]
+fn bad_scrape_gateway_settings_stop_sd_sync_with_one_line_naming_the_flag() {
+    let base = ["--mapping", "s3://b/a=/t/eu", "--region", "r"];
+    let cases: [(&[&str], &str); 7] = [
+        (
+            &["--scrape-listen", "0.0.0.0:8080"],
+            "--scrape-listen (SD_SYNC_SCRAPE_LISTEN): ",
+        ),
+        (
+            &["--scrape-listen", "8080"],
+            "--scrape-listen (SD_SYNC_SCRAPE_LISTEN): ",
+        ),
+        (
+            &[
+                "--scrape-listen",
+                "127.0.0.1:8080",
+                "--scrape-router",
+                "gorouter",
+            ],
+            "--scrape-router (SD_SYNC_SCRAPE_ROUTER): ",
+        ),
+        (
+            &[
+                "--scrape-listen",
+                "127.0.0.1:8080",
+                "--scrape-allow-cidr",
+                "10.0.0.0",
+            ],
+            "--scrape-allow-cidr (SD_SYNC_SCRAPE_ALLOW_CIDR): ",
+        ),
+        (
+            &[
+                "--scrape-listen",
+                "127.0.0.1:8080",
+                "--scrape-router",
+                "10.0.0.9:443",
+                "--scrape-allow-cidr",
+                "10.0.0.0/8",
+            ],
+            "--scrape-allow-cidr (SD_SYNC_SCRAPE_ALLOW_CIDR): ",
+        ),
+        (
+            &[
+                "--scrape-listen",
+                "127.0.0.1:8080",
+                "--scrape-upstream-port",
+                "0",
+            ],
+            "--scrape-upstream-port (SD_SYNC_SCRAPE_UPSTREAM_PORT): ",
+        ),
+        (
+            &[
+                "--scrape-listen",
+                "127.0.0.1:8080",
+                "--scrape-timeout",
+                "0s",
+            ],
+            "--scrape-timeout (SD_SYNC_SCRAPE_TIMEOUT): ",
+        ),
+    ];
+    for (args, expected) in cases {
+        let err = run(&[&base[..], args].concat(), &[]).unwrap_err();
+        assert!(err.starts_with(expected), "{args:?}: {err}");
+        assert!(!err.contains('\n'), "{err}");
+    }
+}

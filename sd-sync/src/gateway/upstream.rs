@@ -1,0 +1,291 @@
+//! The upstream side: the HTTPS client, where its connections may go, and the
+//! `Authorization` a scrape carries.
+
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+use std::time::Duration;
+
+use http::HeaderValue;
+use ipnet::IpNet;
+use prometheus::IntCounter;
+use reqwest::dns::{Addrs, Name, Resolve, Resolving};
+
+use super::refusal::Refusal;
+
+/// The `Authorization` header a scrape of an app carries to the app.
+///
+/// Called once per forwarded scrape, after the target was found installed, so it must be
+/// cheap (a map lookup). The value is marked sensitive by the gateway and is never logged
+/// or counted; an implementation must not log it either.
+pub trait UpstreamAuthorization: Send + Sync {
+    /// The header value for a scrape of `app_guid` (a lowercase GUID of an installed
+    /// target), or the refusal to answer (403) when there is none to give.
+    fn authorization(&self, app_guid: &str) -> Result<HeaderValue, Refusal>;
+}
+
+/// The original's (and the GOV.UK metrics libraries'): `Bearer <app guid>`.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct AppGuidBearer;
+
+impl UpstreamAuthorization for AppGuidBearer {
+    fn authorization(&self, app_guid: &str) -> Result<HeaderValue, Refusal> {
+        HeaderValue::from_str(&format!("Bearer {app_guid}")).map_err(|_| Refusal::NoAuthorization)
+    }
+}
+
+/// Where upstream connections go: the platform's router, or the route host's resolved
+/// addresses filtered.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Pin {
+    /// `--scrape-router IP:PORT`.
+    Addr(SocketAddr),
+    /// `--scrape-router HOST:PORT`: the operator's name for the router (its load balancer),
+    /// resolved when a connection opens.
+    Name(String, u16),
+}
+
+impl Pin {
+    /// `HOST_OR_IP:PORT` (IPv6 in brackets).
+    pub fn parse(text: &str) -> Result<Pin, String> {
+        if let Ok(addr) = text.parse::<SocketAddr>() {
+            return Ok(Pin::Addr(addr));
+        }
+        let (host, port) = text
+            .rsplit_once(':')
+            .ok_or_else(|| format!("{text:?} is not HOST:PORT"))?;
+        let port: u16 = port
+            .parse()
+            .ok()
+            .filter(|p| *p > 0)
+            .ok_or_else(|| format!("{text:?}: {port:?} is not a port"))?;
+        if host.is_empty() || host.contains([':', '/', '@', '[', ']']) {
+            return Err(format!("{text:?} is not HOST:PORT"));
+        }
+        Ok(Pin::Name(host.to_owned(), port))
+    }
+}
+
+/// The resolution refused: every address of the route host is one the gateway does not
+/// connect to. Found in a failed request's error chain, it makes the answer a 403.
+#[derive(Debug)]
+pub struct ForbiddenAddress;
+
+impl std::fmt::Display for ForbiddenAddress {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("every resolved address is forbidden")
+    }
+}
+
+impl std::error::Error for ForbiddenAddress {}
+
+/// The client's resolver: called once per new connection (a pooled connection needs
+/// none), so it also counts connections opened.
+///
+/// The port: reqwest keeps a resolved address's port when the URL has none (the gateway's
+/// URLs never have one), so `Host` stays the bare route host and SNI the host.
+pub struct GatewayResolver {
+    pub pin: Option<Pin>,
+    pub allow: Vec<IpNet>,
+    pub port: u16,
+    pub connects: IntCounter,
+}
+
+/// Whether the gateway may connect to `ip` of a tenant's route without a pin.
+pub fn allowed(ip: IpAddr, allow: &[IpNet]) -> bool {
+    let ip = match ip {
+        IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, IpAddr::V4),
+        v4 => v4,
+    };
+    let forbidden = ip.is_loopback()
+        || ip.is_unspecified()
+        || ip.is_multicast()
+        || match ip {
+            IpAddr::V4(v4) => v4.is_link_local() || v4.is_broadcast(),
+            IpAddr::V6(v6) => v6.segments()[0] & 0xffc0 == 0xfe80,
+        };
+    !forbidden && (allow.is_empty() || allow.iter().any(|net| net.contains(&ip)))
+}
+
+impl Resolve for GatewayResolver {
+    fn resolve(&self, name: Name) -> Resolving {
+        self.connects.inc();
+        match &self.pin {
+            Some(Pin::Addr(addr)) => {
+                let addrs: Addrs = Box::new(std::iter::once(*addr));
+                Box::pin(std::future::ready(Ok(addrs)))
+            }
+            Some(Pin::Name(host, port)) => {
+                let target = (host.clone(), *port);
+                Box::pin(async move {
+                    let addrs: Vec<SocketAddr> = tokio::net::lookup_host(target).await?.collect();
+                    Ok(Box::new(addrs.into_iter()) as Addrs)
+                })
+            }
+            None => {
+                let target = (name.as_str().to_owned(), self.port);
+                let allow = self.allow.clone();
+                Box::pin(async move {
+                    let addrs: Vec<SocketAddr> = tokio::net::lookup_host(target)
+                        .await?
+                        .filter(|addr| allowed(addr.ip(), &allow))
+                        .collect();
+                    if addrs.is_empty() {
+                        return Err(Box::new(ForbiddenAddress) as _);
+                    }
+                    Ok(Box::new(addrs.into_iter()) as Addrs)
+                })
+            }
+        }
+    }
+}
+
+/// The TLS settings of the upstream client.
+#[derive(Clone, Debug, Default)]
+pub struct Tls {
+    /// PEM bundle replacing the system's roots.
+    pub ca_pem: Option<Vec<u8>>,
+    pub insecure_skip_verify: bool,
+}
+
+/// The upstream client's settings.
+pub struct ClientSettings {
+    pub resolver: GatewayResolver,
+    pub tls: Tls,
+    pub connect_timeout: Duration,
+    pub pool_max_idle_per_host: usize,
+    pub pool_idle_timeout: Duration,
+}
+
+/// The HTTPS client: HTTP/1.1, no redirects, no proxy from the environment, no
+/// decompression (reqwest is built without its gzip feature), a bounded idle pool per
+/// host.
+pub fn client(settings: ClientSettings) -> anyhow::Result<reqwest::Client> {
+    let mut builder = reqwest::Client::builder()
+        .no_proxy()
+        .redirect(reqwest::redirect::Policy::none())
+        .referer(false)
+        .http1_only()
+        .tcp_nodelay(true)
+        .connect_timeout(settings.connect_timeout)
+        .pool_max_idle_per_host(settings.pool_max_idle_per_host)
+        .pool_idle_timeout(settings.pool_idle_timeout)
+        .dns_resolver(Arc::new(settings.resolver));
+    if let Some(pem) = &settings.tls.ca_pem {
+        let certs = reqwest::Certificate::from_pem_bundle(pem)?;
+        anyhow::ensure!(!certs.is_empty(), "no certificate in the CA bundle");
+        builder = builder.tls_certs_only(certs);
+    }
+    if settings.tls.insecure_skip_verify {
+        builder = builder.tls_danger_accept_invalid_certs(true);
+    }
+    Ok(builder.build()?)
+}
+
+/// How a request failed upstream: the 502/504 reason (a refusal when the resolver
+/// refused every address).
+///
+/// A TLS failure is recognised by a `rustls::Error` in the chain or, where a layer boxes
+/// it out of reach of a downcast, by the words rustls uses (certificate, alert,
+/// handshake).
+pub fn failure_reason(error: &reqwest::Error) -> Result<&'static str, Refusal> {
+    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(error);
+    let mut tls = false;
+    while let Some(e) = source {
+        if e.is::<ForbiddenAddress>() {
+            return Err(Refusal::ForbiddenAddress);
+        }
+        let text = e.to_string();
+        tls |= e.is::<rustls::Error>()
+            || e.downcast_ref::<std::io::Error>()
+                .and_then(std::io::Error::get_ref)
+                .is_some_and(|inner| inner.is::<rustls::Error>())
+            || ["certificate", "alert", "handshake"]
+                .iter()
+                .any(|word| text.contains(word));
+        source = e.source();
+    }
+    Ok(if tls {
+        "tls"
+    } else if error.is_timeout() {
+        "timeout"
+    } else if error.is_connect() {
+        "connect"
+    } else {
+        "protocol"
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn loopback_link_local_and_unspecified_addresses_are_never_allowed() {
+        for ip in [
+            "127.0.0.1",
+            "127.9.9.9",
+            "169.254.169.254",
+            "0.0.0.0",
+            "::1",
+            "::",
+            "fe80::1",
+            "::ffff:127.0.0.1",
+            "::ffff:169.254.169.254",
+            "255.255.255.255",
+            "224.0.0.1",
+        ] {
+            assert!(!allowed(ip.parse().unwrap(), &[]), "{ip}");
+        }
+        assert!(allowed("10.0.0.5".parse().unwrap(), &[]));
+        assert!(allowed("2001:db8::1".parse().unwrap(), &[]));
+    }
+
+    #[test]
+    fn with_cidrs_only_addresses_inside_them_are_allowed() {
+        let allow: Vec<IpNet> = vec![
+            "10.0.0.0/16".parse().unwrap(),
+            "2001:db8::/32".parse().unwrap(),
+        ];
+        assert!(allowed("10.0.3.4".parse().unwrap(), &allow));
+        assert!(allowed("2001:db8::1".parse().unwrap(), &allow));
+        assert!(!allowed("10.1.0.1".parse().unwrap(), &allow));
+        assert!(!allowed("192.168.0.1".parse().unwrap(), &allow));
+        // Still never loopback, even if listed.
+        let allow: Vec<IpNet> = vec!["127.0.0.0/8".parse().unwrap()];
+        assert!(!allowed("127.0.0.1".parse().unwrap(), &allow));
+    }
+
+    #[test]
+    fn router_pins_are_an_address_or_a_host_with_a_port() {
+        assert_eq!(
+            Pin::parse("10.0.0.9:443"),
+            Ok(Pin::Addr("10.0.0.9:443".parse().unwrap()))
+        );
+        assert_eq!(
+            Pin::parse("[::1]:8443"),
+            Ok(Pin::Addr("[::1]:8443".parse().unwrap()))
+        );
+        assert_eq!(
+            Pin::parse("gorouter.internal:443"),
+            Ok(Pin::Name("gorouter.internal".into(), 443))
+        );
+        for bad in [
+            "gorouter",
+            "gorouter:",
+            "gorouter:0",
+            "gorouter:x",
+            ":443",
+            "a/b:1",
+        ] {
+            assert!(Pin::parse(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn the_default_authorization_is_the_app_guid_as_a_bearer_token() {
+        let value = AppGuidBearer
+            .authorization("0e9c9b69-5fb6-46cf-a53f-9c94b49b1bb3")
+            .unwrap();
+        assert_eq!(value, "Bearer 0e9c9b69-5fb6-46cf-a53f-9c94b49b1bb3");
+    }
+}
