@@ -698,3 +698,68 @@ async fn bodies_stream_through_unchanged_within_the_timeout_and_the_cap_and_no_t
         assert!(!text.contains(secret), "{secret} in the log: {text}");
     }
 }
+
+#[tokio::test]
+async fn an_upstream_that_is_down_answers_502_and_the_gateway_stays_up() {
+    // A port nothing listens on any more.
+    let down = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let bucket = Bucket::new().await;
+    bucket
+        .put(
+            &format!("active/{WEB_SHOP}.json"),
+            &scrape_target_file("web-shop.apps.example.com", WEB_SHOP, 1, None),
+        )
+        .await;
+    let gateway = start_gateway(
+        &bucket,
+        &["--scrape-router".into(), down.to_string()],
+        &[],
+        None,
+    )
+    .await;
+    gateway.wait_for_targets(1).await;
+    let failed = gateway
+        .scrape("web-shop.apps.example.com", "/metrics", WEB_SHOP, 0, &[])
+        .await;
+    assert_eq!(failed.status(), 502);
+    let body = failed.text().await.unwrap();
+    assert!(
+        body.starts_with("sd-sync gateway: upstream connect: "),
+        "{body}"
+    );
+    assert_eq!(gateway.requests("upstream_failed", "connect").await, 1.0);
+    assert_eq!(gateway.sd_sync.health().await.0, 200);
+}
+
+#[tokio::test]
+async fn insecure_skip_verify_accepts_a_certificate_no_root_vouches_for() {
+    let pki = TestPki::platform();
+    let sim = start_tls_sim(&pki);
+    let router = router_url(&sim).await;
+    let bucket = Bucket::new().await;
+    bucket
+        .put(
+            &format!("active/{WEB_SHOP}.json"),
+            &scrape_target_file("web-shop.apps.example.com", WEB_SHOP, 1, None),
+        )
+        .await;
+    let gateway = start_gateway(
+        &bucket,
+        &[
+            "--scrape-router".into(),
+            router_addr(&router).to_string(),
+            "--scrape-insecure-skip-verify".into(),
+        ],
+        &[],
+        None,
+    )
+    .await;
+    gateway.wait_for_targets(1).await;
+    let ok = gateway
+        .scrape("web-shop.apps.example.com", "/metrics", WEB_SHOP, 0, &[])
+        .await;
+    assert_eq!(ok.status(), 200);
+}

@@ -42,8 +42,9 @@ impl GatewayMetrics {
                     "sd_sync_gateway_requests_total",
                     "Scrape requests to the gateway, by outcome: forwarded (the upstream \
                      answered, any status), refused (403, reason: why; no connection made), \
-                     upstream_failed (502/504 or a cut body, reason: connect, tls, timeout, \
-                     protocol, body_too_large, body_error).",
+                     upstream_failed (502/504, reason: connect, tls, timeout, protocol, \
+                     body_too_large; or a body cut after its head was forwarded, which also \
+                     counted as forwarded: timeout, body_too_large, body_error).",
                 ),
                 &["outcome", "reason"],
             )

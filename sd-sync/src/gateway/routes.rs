@@ -129,8 +129,11 @@ impl Routes {
 /// has not seen in the previous build (a fragment is immutable: same bytes, same targets).
 #[derive(Default)]
 pub struct RoutesBuilder {
-    cache: HashMap<Bytes, Arc<[(Box<str>, Target)]>>,
+    cache: HashMap<Bytes, FileTargets>,
 }
+
+/// A file's targets, each with its app guid.
+type FileTargets = Arc<[(Box<str>, Target)]>;
 
 impl RoutesBuilder {
     pub fn build(&mut self, fragments: &[Bytes]) -> Routes {
@@ -180,6 +183,10 @@ impl RouteTable {
     /// Installed targets, over all mappings.
     pub fn len(&self) -> usize {
         self.mappings.iter().map(|m| m.load().len()).sum()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.mappings.iter().all(|m| m.load().is_empty())
     }
 
     /// Whether any mapping has `scrape`'s target installed; if none has, the refusal of
