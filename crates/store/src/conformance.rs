@@ -699,7 +699,9 @@ pub async fn credentials_documents_are_written_read_listed_and_removed(store: &d
         "a fresh store lists credentials"
     );
     for app in &apps {
-        let body = Bytes::from(format!(r#"{{"format":1,"app_guid":"{app}","bindings":[]}}"#));
+        let body = Bytes::from(format!(
+            r#"{{"format":1,"app_guid":"{app}","bindings":[]}}"#
+        ));
         let etag = must(
             "write_credentials",
             store.write_credentials(app, body.clone()).await,
@@ -732,9 +734,18 @@ pub async fn credentials_documents_are_written_read_listed_and_removed(store: &d
             },
         })
         .collect();
-    assert_eq!(listed, expected, "the credentials listing is not sorted or complete");
-    must("remove_credentials", store.remove_credentials(&apps[0]).await);
-    must("remove_credentials", store.remove_credentials(&apps[0]).await);
+    assert_eq!(
+        listed, expected,
+        "the credentials listing is not sorted or complete"
+    );
+    must(
+        "remove_credentials",
+        store.remove_credentials(&apps[0]).await,
+    );
+    must(
+        "remove_credentials",
+        store.remove_credentials(&apps[0]).await,
+    );
     assert_eq!(
         must("read_credentials", store.read_credentials(&apps[0]).await),
         None,
@@ -757,12 +768,12 @@ pub async fn credentials_documents_live_beside_the_state_directories(backend: &i
     write(store, TargetState::Active, &app, &file).await;
     must(
         "write_credentials",
-        store.write_credentials(&app, Bytes::from_static(b"{}")).await,
+        store
+            .write_credentials(&app, Bytes::from_static(b"{}"))
+            .await,
     );
     assert!(
-        backend
-            .exists_raw(&format!("credentials/{app}.json"))
-            .await,
+        backend.exists_raw(&format!("credentials/{app}.json")).await,
         "the document is not at credentials/<guid>.json"
     );
     backend.put_raw("credentials/README.txt", b"foreign").await;

@@ -11,9 +11,7 @@ use gds_targets::AppGuid;
 
 use crate::atomic::write_file_atomically;
 use crate::record::RECORD_KEY;
-use crate::{
-    ETag, StoreError, StoredCredentials, StoredTarget, TargetState, TargetStore, layout,
-};
+use crate::{ETag, StoreError, StoredCredentials, StoredTarget, TargetState, TargetStore, layout};
 
 /// A [`TargetStore`] on the local file system: `DIR/active/<guid>.json` and
 /// `DIR/inactive/<guid>.json`.

@@ -60,11 +60,7 @@ pub(crate) fn app_of_listed_name(
     app_of_name_in(state.dir_name(), name, location)
 }
 
-fn app_of_name_in(
-    state: &str,
-    name: &str,
-    location: &dyn std::fmt::Display,
-) -> Option<AppGuid> {
+fn app_of_name_in(state: &str, name: &str, location: &dyn std::fmt::Display) -> Option<AppGuid> {
     let app = name
         .strip_suffix(SUFFIX)
         .and_then(|stem| AppGuid::parse(stem).ok().filter(|app| app.as_str() == stem));

@@ -49,8 +49,8 @@ pub use error::{ConfigError, StoreError};
 pub use layout::{staged_file_name, unique_of_staged_file_name};
 pub use memory::MemoryStore;
 pub use record::{RECORD_KEY, RecordPublisher, WritersRecord, record_key_for_active_prefix};
-pub use scrape_credentials::{BindingAuth, CredentialsDocument, ScrapeTokenKey};
 pub use s3::{LIST_PAGE_SIZE, ListPageError, S3Config, S3Store, list_page};
+pub use scrape_credentials::{BindingAuth, CredentialsDocument, ScrapeTokenKey};
 
 /// Which of the two directories of the bucket an app's target file is in.
 ///

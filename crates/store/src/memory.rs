@@ -9,9 +9,7 @@ use bytes::Bytes;
 use gds_targets::AppGuid;
 
 use crate::record::RECORD_KEY;
-use crate::{
-    ETag, StoreError, StoredCredentials, StoredTarget, TargetState, TargetStore, layout,
-};
+use crate::{ETag, StoreError, StoredCredentials, StoredTarget, TargetState, TargetStore, layout};
 
 /// An in-memory [`TargetStore`] keyed by the same relative keys as the bucket
 /// (`active/<guid>.json`), with hooks for tests: [`MemoryStore::fail_next`] and
@@ -54,6 +52,11 @@ impl MemoryStore {
     /// Whether a raw relative key exists.
     pub fn contains_raw(&self, key: &str) -> bool {
         self.lock().objects.contains_key(key)
+    }
+
+    /// The body at a raw relative key, if any.
+    pub fn read_raw(&self, key: &str) -> Option<Bytes> {
+        self.lock().objects.get(key).cloned()
     }
 
     /// Every raw relative key, sorted: for asserting on the exact content of the store.

@@ -170,8 +170,8 @@ impl CredentialsDocument {
     /// app GUID of its name, at least one binding, each with a printable id (unique), a
     /// known `auth` and an RFC 3339 `created_at`. Unknown fields are ignored.
     pub fn parse(body: &[u8], expected: &AppGuid) -> Result<CredentialsDocument, String> {
-        let raw: RawDocument = serde_json::from_slice(body)
-            .map_err(|e| format!("not a credentials document: {e}"))?;
+        let raw: RawDocument =
+            serde_json::from_slice(body).map_err(|e| format!("not a credentials document: {e}"))?;
         if raw.format != CREDENTIALS_FORMAT {
             return Err(format!(
                 "format {} (this version understands {CREDENTIALS_FORMAT})",
@@ -383,6 +383,9 @@ mod tests {
     #[test]
     fn creation_times_are_rfc3339_with_milliseconds() {
         assert_eq!(rfc3339_millis(0), "1970-01-01T00:00:00.000Z");
-        assert_eq!(rfc3339_millis(1_796_644_800_123), "2026-12-07T12:00:00.123Z");
+        assert_eq!(
+            rfc3339_millis(1_796_644_800_123),
+            "2026-12-07T12:00:00.123Z"
+        );
     }
 }
