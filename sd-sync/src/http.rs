@@ -28,6 +28,11 @@ pub struct AppState {
     pub stale_after: Duration,
     /// What every route but `/health` requires.
     pub auth: HttpAuth,
+    /// Each mapping's scrape credentials index, by mapping name, for `/health`.
+    pub credentials: Vec<(
+        String,
+        Arc<std::sync::Mutex<crate::scrape_auth::CredentialsHealth>>,
+    )>,
 }
 
 impl AppState {
@@ -185,6 +190,10 @@ struct MappingHealth<'a> {
     hold: Option<Hold>,
     /// The hold in words.
     hold_message: Option<String>,
+    /// The index of the scrape credentials documents beside the mapping's prefix (none
+    /// when the prefix locates no `credentials/`); malformed documents or a failed
+    /// listing make the mapping `degraded`, as failing target objects do.
+    scrape_credentials: Option<crate::scrape_auth::CredentialsHealth>,
 }
 
 /// A mapping's status, worst first: `stale` (the last complete listing is older than
@@ -214,7 +223,19 @@ async fn health(state: web::Data<AppState>) -> HttpResponse {
         .iter()
         .map(|m| {
             let s = m.status();
-            let status = mapping_status(&m.freshness(now, state.stale_after), &s);
+            let mut status = mapping_status(&m.freshness(now, state.stale_after), &s);
+            let scrape_credentials = state
+                .credentials
+                .iter()
+                .find(|(name, _)| *name == m.name)
+                .map(|(_, health)| health.lock().unwrap_or_else(|p| p.into_inner()).clone());
+            if status == "ok"
+                && scrape_credentials
+                    .as_ref()
+                    .is_some_and(|c| !c.invalid_documents.is_empty() || c.last_error.is_some())
+            {
+                status = "degraded";
+            }
             MappingHealth {
                 name: &m.name,
                 status,
@@ -230,6 +251,7 @@ async fn health(state: web::Data<AppState>) -> HttpResponse {
                 held_back_deletions: s.held_back,
                 hold_message: s.hold.as_ref().map(ToString::to_string),
                 hold: s.hold,
+                scrape_credentials,
             }
         })
         .collect();
@@ -319,6 +341,7 @@ mod tests {
             registry: Registry::new(),
             stale_after: Duration::from_secs(60),
             auth: auth.clone(),
+            credentials: Vec::new(),
         };
         let app = init_service(
             App::new()

@@ -26,6 +26,7 @@ pub mod metrics;
 pub mod mirror;
 pub mod plan;
 pub mod schedule;
+pub mod scrape_auth;
 pub mod source;
 pub mod valve;
 
@@ -40,12 +41,16 @@ use crate::config::Config;
 use crate::metrics::Metrics;
 use crate::mirror::{Mirror, MirrorConfig};
 use crate::schedule::Schedule;
+use crate::scrape_auth::{CredentialsIndex, CredentialsMetrics, ScrapeCredentials};
 use crate::source::S3Source;
 
 /// sd-sync with its mirrors opened (directories created and indexed), not yet syncing.
 pub struct SdSync {
     config: Config,
     mirrors: Vec<Mirror<S3Source>>,
+    /// Per mirror, the index of its scrape credentials documents (`None` when its prefix
+    /// locates no `credentials/`).
+    credentials: Vec<Option<CredentialsIndex>>,
     metrics: Metrics,
 }
 
@@ -63,6 +68,8 @@ impl SdSync {
     /// request to the bucket.
     pub async fn open(config: Config) -> anyhow::Result<SdSync> {
         let metrics = Metrics::new();
+        let credentials_metrics = CredentialsMetrics::registered_in(&metrics.registry);
+        let mut credentials = Vec::with_capacity(config.mappings.len());
         let mut mirrors = Vec::with_capacity(config.mappings.len());
         for mapping in &config.mappings {
             let s3 = S3Config {
@@ -77,6 +84,18 @@ impl SdSync {
                 secret_access_key: config.secret_access_key.clone(),
                 session_token: config.session_token.clone(),
             };
+            let index = match CredentialsIndex::root_store(&s3, &mapping.prefix) {
+                Some(store) => {
+                    let store = store.with_context(|| format!("mapping {mapping}"))?;
+                    Some(CredentialsIndex::new(
+                        mapping.name.clone(),
+                        std::sync::Arc::new(store),
+                        credentials_metrics.clone(),
+                    ))
+                }
+                None => None,
+            };
+            credentials.push(index);
             let mapping_metrics = metrics.mapping(&mapping.name);
             let source =
                 S3Source::new(s3, mapping.prefix.clone(), mapping_metrics.requests.clone())
@@ -99,8 +118,16 @@ impl SdSync {
         Ok(SdSync {
             config,
             mirrors,
+            credentials,
             metrics,
         })
+    }
+
+    /// What the scrape gateway asks per request: the `Authorization` of an app's scrapes
+    /// (the index every sync refreshes; see [`scrape_auth`]).
+    pub fn scrape_credentials(&self) -> ScrapeCredentials {
+        let indexes: Vec<&CredentialsIndex> = self.credentials.iter().flatten().collect();
+        scrape_auth::scrape_credentials(&indexes, self.config.scrape_token_key.clone())
     }
 
     /// `--once`: syncs every mapping once. True when every sync listed, fetched and
@@ -151,10 +178,16 @@ impl SdSync {
             registry: self.metrics.registry.clone(),
             stale_after: self.config.stale_after,
             auth: self.config.auth.clone(),
+            credentials: self
+                .mirrors
+                .iter()
+                .zip(&self.credentials)
+                .filter_map(|(m, c)| Some((m.shared().name.clone(), c.as_ref()?.health())))
+                .collect(),
         };
         let server = http::server(state, listener)?;
-        for mirror in self.mirrors {
-            tokio::spawn(sync_loop(mirror, self.config.interval));
+        for (mirror, credentials) in self.mirrors.into_iter().zip(self.credentials) {
+            tokio::spawn(sync_loop(mirror, credentials, self.config.interval));
         }
         Ok(Running { local_url, server })
     }
@@ -170,7 +203,11 @@ impl Running {
 /// Polls one mapping so that a bucket write is installed within about `interval`: each
 /// poll starts `interval` minus the recent syncs' cost after the previous one started (see
 /// [`schedule`]); a sync that overruns delays the next one instead of queueing several.
-async fn sync_loop(mut mirror: Mirror<S3Source>, interval: Duration) {
+async fn sync_loop(
+    mut mirror: Mirror<S3Source>,
+    mut credentials: Option<CredentialsIndex>,
+    interval: Duration,
+) {
     let mut schedule = Schedule::new(interval);
     let period_gauge = mirror.metrics().poll_period.clone();
     period_gauge.set(interval.as_secs_f64());
@@ -178,6 +215,11 @@ async fn sync_loop(mut mirror: Mirror<S3Source>, interval: Duration) {
         let started = Instant::now();
         // Failures are logged and counted by the mirror; the next poll retries.
         let _ = mirror.sync_once().await;
+        // The scrape credentials documents beside the mapping's prefix (failures logged
+        // and counted by the index, which then stays as it was).
+        if let Some(index) = &mut credentials {
+            index.refresh().await;
+        }
         schedule.record(started.elapsed());
         let period = schedule.period();
         period_gauge.set(period.as_secs_f64());

@@ -261,7 +261,10 @@ async fn a_bound_app_gets_its_target_file_and_loses_it_on_unbind(db: Database) {
     let (status, body) = f.bind("si-1", "b-1", WEB_SHOP, Value::Null).await;
     assert_eq!(
         (status, body),
-        (StatusCode::CREATED, json!({"credentials": web_shop_credentials()}))
+        (
+            StatusCode::CREATED,
+            json!({"credentials": web_shop_credentials()})
+        )
     );
     let file = f
         .file(TargetState::Active, WEB_SHOP)

@@ -153,7 +153,11 @@ async fn an_app_keeps_its_credentials_document_until_its_last_token_binding_goes
     let doc = document(&f, WEB_SHOP).await.unwrap();
     assert_eq!(doc.oldest().binding_id, "b-2");
     assert_eq!(doc.bindings.len(), 2);
-    assert!(f.file(gds_store::TargetState::Active, WEB_SHOP).await.is_some());
+    assert!(
+        f.file(gds_store::TargetState::Active, WEB_SHOP)
+            .await
+            .is_some()
+    );
     assert!(
         f.record().await.unwrap().generation > generation,
         "the writers' record was not published after the document changed"
@@ -229,7 +233,8 @@ async fn no_broker_log_line_holds_a_token_or_the_key_at_debug_level() {
             .await;
             assert!(status.is_success(), "{status}");
         }
-        let (status, _) = send(f.osb_at(&broker, Method::GET, &binding_path("si-1", binding))).await;
+        let (status, _) =
+            send(f.osb_at(&broker, Method::GET, &binding_path("si-1", binding))).await;
         assert_eq!(status, StatusCode::OK);
     }
     for binding in ["b-1", "b-2", "b-3"] {
