@@ -3,6 +3,7 @@
 
 use gds_engine::{CatalogIds, EngineConfig};
 use gds_service::{Secret, Settings, SettingsError};
+use gds_store::ScrapeTokenKey;
 
 /// The settings the broker reads itself (checked against this crate's sources by a unit
 /// test, see `gds_service::declared`).
@@ -12,6 +13,8 @@ pub const SETTINGS: &[&str] = &[
     "CACHE_EXPIRY_TIME",
     "LISTEN_HOST",
     "BROKER_OPERATION_TIMEOUT_SECONDS",
+    "SCRAPE_TOKEN_KEY",
+    "SCRAPE_TOKEN_KEY_FILE",
 ];
 
 /// Every setting the `broker` binary reads: its own, the catalog ids, the engine's (the
@@ -62,6 +65,11 @@ pub struct BrokerConfig {
     /// platform's broker client timeout (Cloud Foundry: `broker_client_timeout_seconds`,
     /// 60 by default), after which the platform gives up on a bind and unbinds it.
     pub operation_timeout: std::time::Duration,
+    /// `SCRAPE_TOKEN_KEY`, or the content of the file `SCRAPE_TOKEN_KEY_FILE` (at least 32
+    /// bytes): the deployment secret that binding tokens are derived from
+    /// ([`gds_store::scrape_credentials`]). Without it, binds asking for `"auth": "token"`
+    /// are refused.
+    pub scrape_token_key: Option<ScrapeTokenKey>,
 }
 
 impl BrokerConfig {
@@ -95,6 +103,7 @@ impl BrokerConfig {
             crate::operations::DEFAULT_OPERATION_TIMEOUT.as_secs(),
             1..=3600,
         )?);
+        let scrape_token_key = scrape_token_key(settings)?;
         Ok(Self {
             catalog,
             credentials,
@@ -103,7 +112,29 @@ impl BrokerConfig {
             listen_host,
             port,
             operation_timeout,
+            scrape_token_key,
         })
+    }
+}
+
+/// `SCRAPE_TOKEN_KEY` or `SCRAPE_TOKEN_KEY_FILE` (not both), if either is set.
+fn scrape_token_key(settings: &Settings) -> Result<Option<ScrapeTokenKey>, SettingsError> {
+    let inline = settings.get("SCRAPE_TOKEN_KEY").filter(|v| !v.is_empty());
+    let file = settings
+        .get("SCRAPE_TOKEN_KEY_FILE")
+        .filter(|v| !v.is_empty());
+    match (inline, file) {
+        (Some(_), Some(_)) => Err(SettingsError::new(
+            "SCRAPE_TOKEN_KEY",
+            "give either SCRAPE_TOKEN_KEY or SCRAPE_TOKEN_KEY_FILE, not both",
+        )),
+        (Some(key), None) => ScrapeTokenKey::parse(&key)
+            .map(Some)
+            .map_err(|e| SettingsError::new("SCRAPE_TOKEN_KEY", e)),
+        (None, Some(path)) => ScrapeTokenKey::read_file(std::path::Path::new(&path))
+            .map(Some)
+            .map_err(|e| SettingsError::new("SCRAPE_TOKEN_KEY_FILE", e)),
+        (None, None) => Ok(None),
     }
 }
 
@@ -219,11 +250,42 @@ mod tests {
     }
 
     #[test]
+    fn the_scrape_token_key_is_optional_long_and_given_one_way() {
+        assert!(config(&complete()).unwrap().scrape_token_key.is_none());
+        let key = "0123456789abcdef0123456789abcdef";
+        let mut pairs = complete();
+        pairs.push(("SCRAPE_TOKEN_KEY", key));
+        let inline = config(&pairs).unwrap().scrape_token_key.unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("key");
+        std::fs::write(&path, format!("{key}\n")).unwrap();
+        let mut pairs = complete();
+        pairs.push(("SCRAPE_TOKEN_KEY_FILE", path.to_str().unwrap()));
+        let from_file = config(&pairs).unwrap().scrape_token_key.unwrap();
+        assert_eq!(inline.token_for("b"), from_file.token_for("b"));
+
+        let mut pairs = complete();
+        pairs.push(("SCRAPE_TOKEN_KEY", "too-short-a-key"));
+        let e = config(&pairs).unwrap_err();
+        assert_eq!(e.name, "SCRAPE_TOKEN_KEY");
+        assert!(!e.to_string().contains("too-short"), "{e}");
+        let mut pairs = complete();
+        pairs.push(("SCRAPE_TOKEN_KEY", key));
+        pairs.push(("SCRAPE_TOKEN_KEY_FILE", path.to_str().unwrap()));
+        assert_eq!(config(&pairs).unwrap_err().name, "SCRAPE_TOKEN_KEY");
+        let mut pairs = complete();
+        pairs.push(("SCRAPE_TOKEN_KEY_FILE", "/no/such/key"));
+        assert_eq!(config(&pairs).unwrap_err().name, "SCRAPE_TOKEN_KEY_FILE");
+    }
+
+    #[test]
     fn secrets_never_show_in_debug_output() {
         let mut pairs = complete();
+        pairs.push(("SCRAPE_TOKEN_KEY", "scrape-token-key-0123456789abcdef"));
         pairs.push(("DATABASE_URL", "postgres://u:dbsecret@db/broker"));
         let text = format!("{:?}", config(&pairs).unwrap());
         assert!(!text.contains("hunter2"), "{text}");
         assert!(!text.contains("dbsecret"), "{text}");
+        assert!(!text.contains("scrape-token-key"), "{text}");
     }
 }

@@ -6,11 +6,17 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use gds_cf::{CfClient, CfError};
-use gds_db::{Db, DeleteInstance, Insert, InstanceUpdate, NewBinding, NewInstance};
+use gds_db::{Binding, Db, DeleteInstance, Insert, InstanceUpdate, NewBinding, NewInstance};
 use gds_engine::CatalogIds;
 use gds_service::error_chain;
-use gds_store::{Bytes, RecordPublisher, TargetState, TargetStore};
-use gds_targets::{AppGuid, AppInfo, AppState, BindingParams, ModelConfig, build_target_file};
+use gds_store::scrape_credentials::rfc3339_millis;
+use gds_store::{
+    BindingAuth, Bytes, CredentialsDocument, RecordPublisher, ScrapeTokenKey, TargetState,
+    TargetStore,
+};
+use gds_targets::{
+    AppGuid, AppInfo, AppState, BindingParams, ModelConfig, ScrapeAuth, build_target_file,
+};
 use serde_json::Value;
 use tokio::time::Instant;
 
@@ -53,6 +59,65 @@ pub enum Outcome {
     AlreadyExists,
 }
 
+/// What a bind answered: created or already there, and the binding's credentials.
+#[derive(Debug)]
+pub struct Bound {
+    pub outcome: Outcome,
+    /// The `credentials` object of the answer (see [`ScrapeCredentials`]).
+    pub credentials: Value,
+}
+
+/// A binding's credentials, as the app sees them in `VCAP_SERVICES`:
+///
+/// ```json
+/// {"auth": "token", "job": "web-shop", "metrics_path": "/metrics",
+///  "token": "<43 characters>", "authorization_header": "Bearer <token>"}
+/// ```
+///
+/// `authorization_header` is the exact `Authorization` header value scrapes of this
+/// binding carry (`Bearer <app guid>` for `auth: app_guid`, which has no `token`). `job`
+/// and `metrics_path` are what the app is scraped with: at bind, from the Cloud
+/// Controller; on a repeated bind or a fetch, from the app's target file as stored now
+/// (left out when it has no target group, e.g. an app scaled to zero).
+#[derive(Debug)]
+pub struct ScrapeCredentials {
+    pub auth: ScrapeAuth,
+    pub job: Option<String>,
+    pub metrics_path: Option<String>,
+    /// `Bearer <token>` or `Bearer <app guid>`; the token is a secret.
+    authorization: gds_service::Secret,
+    token: Option<gds_service::Secret>,
+}
+
+impl ScrapeCredentials {
+    /// The `credentials` object. Holds the secret: never log it.
+    pub fn to_json(&self) -> Value {
+        let mut o = serde_json::Map::new();
+        o.insert("auth".into(), Value::String(self.auth.as_str().into()));
+        if let Some(job) = &self.job {
+            o.insert("job".into(), Value::String(job.clone()));
+        }
+        if let Some(path) = &self.metrics_path {
+            o.insert("metrics_path".into(), Value::String(path.clone()));
+        }
+        if let Some(token) = &self.token {
+            o.insert("token".into(), Value::String(token.expose().into()));
+        }
+        o.insert(
+            "authorization_header".into(),
+            Value::String(self.authorization.expose().into()),
+        );
+        Value::Object(o)
+    }
+}
+
+/// The scrape authorization mode recorded in a binding's (validated) parameters.
+fn auth_of(parameters: &Value) -> ScrapeAuth {
+    BindingParams::from_json(Some(parameters))
+        .map(|p| p.auth)
+        .unwrap_or_default()
+}
+
 /// The broker: the database, the target store and the Cloud Controller.
 pub struct Broker {
     db: Db,
@@ -64,6 +129,8 @@ pub struct Broker {
     model: ModelConfig,
     metrics: BrokerMetrics,
     operation_timeout: Duration,
+    /// Derives the tokens of `auth: token` bindings; `None`: such binds are refused.
+    scrape_token_key: Option<ScrapeTokenKey>,
 }
 
 impl std::fmt::Debug for Broker {
@@ -123,7 +190,128 @@ impl Broker {
             model,
             metrics,
             operation_timeout: DEFAULT_OPERATION_TIMEOUT,
+            scrape_token_key: None,
         }
+    }
+
+    /// Sets the key binding tokens are derived from (`SCRAPE_TOKEN_KEY`).
+    pub fn with_scrape_token_key(mut self, key: Option<ScrapeTokenKey>) -> Self {
+        self.scrape_token_key = key;
+        self
+    }
+
+    /// The credentials of `binding_id` of `app` in mode `auth`, with the job and metrics
+    /// path given. Fails only for a token binding when no key is configured.
+    fn credentials(
+        &self,
+        app: &AppGuid,
+        binding_id: &str,
+        auth: ScrapeAuth,
+        job: Option<String>,
+        metrics_path: Option<String>,
+    ) -> Result<ScrapeCredentials, BrokerError> {
+        let token = match auth {
+            ScrapeAuth::AppGuid => None,
+            ScrapeAuth::Token => Some(
+                self.scrape_token_key
+                    .as_ref()
+                    .ok_or(BrokerError::ScrapeTokensUnavailable)?
+                    .token_for(binding_id),
+            ),
+        };
+        let bearer = token.as_ref().map_or(app.as_str(), |t| t.expose());
+        Ok(ScrapeCredentials {
+            auth,
+            job,
+            metrics_path,
+            authorization: gds_service::Secret::new(format!("Bearer {bearer}")),
+            token,
+        })
+    }
+
+    /// The credentials of a recorded binding: the job and metrics path from the app's
+    /// target file as stored now (active, else inactive). A store that cannot answer only
+    /// leaves them out (logged): the token and the header do not depend on it.
+    async fn credentials_of(&self, binding: &Binding) -> Result<ScrapeCredentials, BrokerError> {
+        let auth = auth_of(&binding.parameters_json());
+        let mut job = None;
+        let mut metrics_path = None;
+        for state in TargetState::ALL {
+            match self.store.read_app(state, &binding.app_guid).await {
+                Ok(Some((body, _))) => {
+                    let groups: Vec<gds_targets::TargetGroup> =
+                        serde_json::from_slice(&body).unwrap_or_default();
+                    if let Some(labels) = groups.first().map(|g| &g.labels) {
+                        job = labels.get("job").cloned();
+                        metrics_path = Some(
+                            labels
+                                .get("__metrics_path__")
+                                .cloned()
+                                .unwrap_or_else(|| "/metrics".into()),
+                        );
+                    }
+                    break;
+                }
+                Ok(None) => {}
+                Err(e) => {
+                    tracing::warn!(
+                        error = %error_chain(&e),
+                        "cannot read the app's target file: its job and metrics path are left out of the credentials"
+                    );
+                    break;
+                }
+            }
+        }
+        self.credentials(
+            &binding.app_guid,
+            &binding.binding_id,
+            auth,
+            job,
+            metrics_path,
+        )
+    }
+
+    /// Brings the app's credentials document in line with its `bindings` (newest first,
+    /// as [`gds_db::AppTx::bindings`] gives them): written while one of them uses a token,
+    /// removed otherwise when `may_exist` (a token binding was just deleted), untouched
+    /// when none does and none can have been there.
+    async fn sync_credentials_document(
+        &self,
+        app: &AppGuid,
+        bindings: &[Binding],
+        may_exist: bool,
+    ) -> Result<bool, BrokerError> {
+        let oldest_first = bindings
+            .iter()
+            .rev()
+            .map(|b| BindingAuth {
+                binding_id: b.binding_id.clone(),
+                auth: auth_of(&b.parameters_json()),
+                created_at: rfc3339_millis(b.created_at),
+            })
+            .collect();
+        match CredentialsDocument::for_bindings(app, oldest_first) {
+            Some(doc) => {
+                let result = self
+                    .store
+                    .write_credentials(app, Bytes::from(doc.to_bytes()))
+                    .await;
+                self.count_store("write_credentials", result.is_ok());
+                result.map_err(BrokerError::from_store)?;
+                Ok(true)
+            }
+            None if may_exist => {
+                self.remove_credentials_document(app).await?;
+                Ok(true)
+            }
+            None => Ok(false),
+        }
+    }
+
+    async fn remove_credentials_document(&self, app: &AppGuid) -> Result<(), BrokerError> {
+        let result = self.store.remove_credentials(app).await;
+        self.count_store("remove_credentials", result.is_ok());
+        result.map_err(BrokerError::from_store)
     }
 
     /// Sets the budget of every operation (`BROKER_OPERATION_TIMEOUT_SECONDS`).
@@ -336,7 +524,7 @@ impl Broker {
         instance_id: &str,
         binding_id: &str,
         req: &BindRequest,
-    ) -> Result<Outcome, BrokerError> {
+    ) -> Result<Bound, BrokerError> {
         let started = Instant::now();
         check_id("instance_id", instance_id)?;
         check_id("binding_id", binding_id)?;
@@ -345,6 +533,9 @@ impl Broker {
         let app = AppGuid::parse(req.app_guid().ok_or(BrokerError::RequiresApp)?)?;
         tracing::Span::current().record("app_guid", app.as_str());
         let params = BindingParams::from_json(req.parameters.as_ref())?;
+        if params.auth == ScrapeAuth::Token && self.scrape_token_key.is_none() {
+            return Err(BrokerError::ScrapeTokensUnavailable);
+        }
         let new = NewBinding {
             binding_id: binding_id.into(),
             instance_id: instance_id.into(),
@@ -357,7 +548,7 @@ impl Broker {
         // asking the Cloud Controller. The transaction below checks again.
         if let Some(existing) = self.db.binding(binding_id).await? {
             return if existing.is_identical_to(&app, &new) {
-                Ok(Outcome::AlreadyExists)
+                self.already_bound(&existing).await
             } else {
                 Err(BrokerError::BindingConflict(binding_id.into()))
             };
@@ -387,7 +578,7 @@ impl Broker {
         params: &BindingParams,
         attempt: &str,
         started: Instant,
-    ) -> Result<Outcome, BrokerError> {
+    ) -> Result<Bound, BrokerError> {
         let budget_secs = self.operation_timeout.as_secs();
         let deadline = started + self.operation_timeout;
         let lookup_deadline = started + self.operation_timeout * LOOKUP_SHARE.0 / LOOKUP_SHARE.1;
@@ -453,7 +644,7 @@ impl Broker {
             }
             tx.finish_binding_attempt(&new.binding_id, attempt).await?;
             tx.commit().await?;
-            return Ok(Outcome::AlreadyExists);
+            return self.already_bound(&existing).await;
         }
         // Still wanted? An unbind may have cancelled this bind while it looked the app up.
         if !tx.finish_binding_attempt(&new.binding_id, attempt).await? {
@@ -469,7 +660,7 @@ impl Broker {
         match tx.insert_binding(new).await? {
             Insert::Created(_) => {}
             // A concurrent identical bind won; dropping `tx` rolls back (nothing changed).
-            Insert::Identical(_) => return Ok(Outcome::AlreadyExists),
+            Insert::Identical(existing) => return self.already_bound(&existing).await,
             Insert::Conflict(_) => {
                 return Err(BrokerError::BindingConflict(new.binding_id.clone()));
             }
@@ -477,7 +668,25 @@ impl Broker {
         // Files exist exactly when bindings do, so an app bound for the first time has no
         // file in the other state to remove: skipping the request halves the store
         // traffic of a first bind. (A stray file left by a crash is the updater's to tidy.)
-        let bound_before = tx.bindings().await?.len() > 1;
+        let bindings = tx.bindings().await?;
+        let bound_before = bindings.len() > 1;
+        let credentials = self.credentials(
+            app,
+            &new.binding_id,
+            params.auth,
+            Some(info.job().to_owned()),
+            Some(
+                file.endpoint
+                    .metrics_path
+                    .clone()
+                    .unwrap_or_else(|| "/metrics".into()),
+            ),
+        )?;
+        // The credentials document before the target file: the scrape gateway must
+        // never see a target whose binding's authorization it does not know yet.
+        let credentials_changed = self
+            .sync_credentials_document(app, &bindings, false)
+            .await?;
         // The new binding is the app's newest, so its parameters decide the file
         // (DESIGN.md section 3a).
         self.store_write(state, app, Bytes::from(file.to_bytes()))
@@ -489,7 +698,7 @@ impl Broker {
             self.store_remove(state.other(), app).await?;
         }
         tx.commit().await?;
-        if state == TargetState::Active || bound_before {
+        if state == TargetState::Active || bound_before || credentials_changed {
             self.publish_record().await;
         }
         self.metrics
@@ -500,13 +709,26 @@ impl Broker {
             state = %state,
             instances = info.instances,
             app_name = %info.name,
+            auth = %params.auth,
             "app bound: target file written"
         );
-        Ok(Outcome::Created)
+        Ok(Bound {
+            outcome: Outcome::Created,
+            credentials: credentials.to_json(),
+        })
     }
 
-    /// `GET .../service_bindings/:binding_id`: the binding's (empty) credentials and its
-    /// parameters.
+    /// The answer to a bind of a binding already recorded identically: the same
+    /// credentials (the token is derived again, never stored).
+    async fn already_bound(&self, existing: &Binding) -> Result<Bound, BrokerError> {
+        Ok(Bound {
+            outcome: Outcome::AlreadyExists,
+            credentials: self.credentials_of(existing).await?.to_json(),
+        })
+    }
+
+    /// `GET .../service_bindings/:binding_id`: the binding's credentials (as its bind
+    /// answered them) and its parameters.
     pub async fn fetch_binding(
         &self,
         instance_id: &str,
@@ -521,8 +743,9 @@ impl Broker {
             .filter(|b| b.instance_id == instance_id)
             .ok_or_else(|| BrokerError::BindingNotFound(binding_id.into()))?;
         tracing::Span::current().record("app_guid", binding.app_guid.as_str());
+        let credentials = self.credentials_of(&binding).await?;
         Ok(serde_json::json!({
-            "credentials": {},
+            "credentials": credentials.to_json(),
             "parameters": binding.parameters_json(),
         }))
     }
@@ -600,23 +823,47 @@ impl Broker {
         unbind_started: Option<Instant>,
     ) -> Result<bool, BrokerError> {
         let mut tx = self.db.lock_app(app).await?;
-        let deleted = tx.delete_binding(binding_id).await?.is_some();
+        let deleted_binding = tx.delete_binding(binding_id).await?;
         // Both may be there: a bind cut short after writing its file leaves its attempt.
-        let cancelled = tx.cancel_binding_attempt(binding_id).await?.is_some();
+        let cancelled_attempt = tx.cancel_binding_attempt(binding_id).await?;
+        let (deleted, cancelled) = (deleted_binding.is_some(), cancelled_attempt.is_some());
         if !deleted && !cancelled {
             return Ok(false);
         }
-        let remaining = tx.bindings().await?.len();
+        // A token binding (or its bind cut short) may have written the credentials
+        // document; otherwise there is none to rewrite or remove.
+        let had_token = deleted_binding
+            .map(|b| auth_of(&b.parameters_json()))
+            .into_iter()
+            .chain(
+                cancelled_attempt
+                    .map(|a| auth_of(&serde_json::from_str(&a.parameters).unwrap_or(Value::Null))),
+            )
+            .any(|auth| auth == ScrapeAuth::Token);
+        let bindings = tx.bindings().await?;
+        let remaining = bindings.len();
+        let mut credentials_changed = false;
         if remaining == 0 {
             for state in TargetState::ALL {
                 self.store_remove(state, app).await?;
             }
+            // After the target files: a target never outlives its credentials.
+            if had_token {
+                self.remove_credentials_document(app).await?;
+                credentials_changed = true;
+            }
             if let (true, Some(started)) = (deleted, unbind_started) {
                 self.observe_target_latency("unbind", started);
             }
+        } else {
+            // The app's other bindings keep its scrape working: the document now lists
+            // them only (the oldest remaining one's authorization applies).
+            credentials_changed = self
+                .sync_credentials_document(app, &bindings, had_token)
+                .await?;
         }
         tx.commit().await?;
-        if remaining == 0 {
+        if remaining == 0 || credentials_changed {
             self.publish_record().await;
         }
         self.metrics

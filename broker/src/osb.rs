@@ -173,6 +173,14 @@ pub enum BrokerError {
          this request recorded nothing"
     )]
     BindSuperseded(String),
+    /// A bind asks for `"auth": "token"` but the broker has no key to derive tokens from.
+    #[error(
+        "this broker cannot issue scrape tokens: its operators have not configured \
+         SCRAPE_TOKEN_KEY (or SCRAPE_TOKEN_KEY_FILE); bind without \"auth\": \"token\" \
+         (the app is then scraped with Authorization: Bearer <app guid>) or ask them to \
+         configure it"
+    )]
+    ScrapeTokensUnavailable,
     /// A request body over the limit.
     #[error("{0}")]
     PayloadTooLarge(String),
@@ -275,6 +283,9 @@ pub fn reply_for(op: Operation, err: &BrokerError) -> Reply {
             description: Some(err.to_string()),
         },
         E::PayloadTooLarge(_) => described(413),
+        // 422, not 400: the request is well formed and valid, this broker cannot honour it
+        // as configured. A 4xx, so the platform starts no orphan mitigation.
+        E::ScrapeTokensUnavailable => described(422),
         // 422 like any request the broker refuses because another operation on the same
         // binding got in between: a 4xx tells the platform not to start orphan mitigation,
         // and there is nothing to mitigate.
@@ -510,7 +521,7 @@ pub fn catalog(ids: &CatalogIds) -> Value {
             "tags": ["prometheus", "monitoring"],
             "metadata": {
                 "displayName": "Prometheus",
-                "longDescription": "Binding an app makes each of its instances a Prometheus target, labelled with the app's name, org and space. Optional binding parameters: path, labels, scrape_interval.",
+                "longDescription": "Binding an app makes each of its instances a Prometheus target, labelled with the app's name, org and space. Optional binding parameters: path, labels, scrape_interval, auth.",
             },
             "plans": [{
                 "id": ids.plan_id,
@@ -552,6 +563,12 @@ pub fn binding_parameters_schema() -> Value {
                 "description": "Prometheus duration such as 15s or 1m (__scrape_interval__)",
                 "type": "string",
                 "pattern": "^((\\d+)y)?((\\d+)w)?((\\d+)d)?((\\d+)h)?((\\d+)m)?((\\d+)s)?((\\d+)ms)?$"
+            },
+            "auth": {
+                "description": "How scrapes authenticate to the app: app_guid (default: Authorization: Bearer <app guid>) or token (Authorization: Bearer <credentials.token>, a secret per binding)",
+                "type": "string",
+                "enum": ["app_guid", "token"],
+                "default": "app_guid"
             }
         }
     })

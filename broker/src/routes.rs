@@ -221,7 +221,7 @@ pub async fn instance_last_operation(broker: web::Data<Broker>, path: web::Path<
 }
 
 /// `PUT /v2/service_instances/{instance_id}/service_bindings/{binding_id}`:
-/// `201 {"credentials": {}}` new, `200` identical.
+/// `201 {"credentials": {..}}` new, `200` identical (same credentials).
 pub async fn bind(
     broker: web::Data<Broker>,
     path: web::Path<(String, String)>,
@@ -230,15 +230,18 @@ pub async fn bind(
     let (instance_id, binding_id) = path.into_inner();
     record_ids(&instance_id, Some(&binding_id));
     let request = BindRequest::from_json(&body).map_err(OsbFailure::of(Operation::Bind))?;
-    let outcome = broker
+    let bound = broker
         .within_budget(broker.bind(&instance_id, &binding_id, &request))
         .await
         .map_err(OsbFailure::of(Operation::Bind))?;
-    let status = match outcome {
+    let status = match bound.outcome {
         Outcome::Created => StatusCode::CREATED,
         Outcome::AlreadyExists => StatusCode::OK,
     };
-    Ok(json_reply(status, &json!({"credentials": {}})))
+    Ok(json_reply(
+        status,
+        &json!({"credentials": bound.credentials}),
+    ))
 }
 
 /// `GET /v2/service_instances/{instance_id}/service_bindings/{binding_id}`.

@@ -51,7 +51,8 @@ impl Application {
             engine.model.clone(),
             metrics.clone(),
         )
-        .with_operation_timeout(config.operation_timeout);
+        .with_operation_timeout(config.operation_timeout)
+        .with_scrape_token_key(config.scrape_token_key.clone());
         let listener =
             TcpListener::bind((config.listen_host.as_str(), config.port)).with_context(|| {
                 format!(

@@ -24,7 +24,8 @@ Credentials: static keys AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY (and AWS_SE
 from the environment or a user-provided service in VCAP_SERVICES; without them, the AWS
 default credential chain (profile files, web identity, ECS, the EC2 instance role).
 Secrets are read from the environment or a file, never from the command line:
-SD_SYNC_AUTH_PASSWORD or --auth-password-file, SD_SYNC_AUTH_TOKEN or --auth-token-file.
+SD_SYNC_AUTH_PASSWORD or --auth-password-file, SD_SYNC_AUTH_TOKEN or --auth-token-file,
+SCRAPE_TOKEN_KEY or --scrape-token-key-file.
 Durations: 500ms, 2s, 1m, 1m30s. Endpoints: GET /targets, /targets/<name>, /health, /metrics.";
 
 /// The command line. Value names are lowercase: an all-caps literal in sd-sync's sources
@@ -137,6 +138,10 @@ struct Flags {
         env = "SD_SYNC_SCRAPE_POOL_IDLE_TIMEOUT"
     )]
     scrape_pool_idle_timeout: Option<String>,
+    /// The scrape token key's file (or SCRAPE_TOKEN_KEY): the broker's, so that scrapes
+    /// of bindings with "auth": "token" carry their token.
+    #[arg(long, value_name = "path", env = "SCRAPE_TOKEN_KEY_FILE")]
+    scrape_token_key_file: Option<String>,
 }
 
 /// The generated `--help`.
@@ -168,6 +173,9 @@ pub struct Config {
     pub auth: HttpAuth,
     /// The scrape gateway, when `--scrape-listen` is given.
     pub gateway: Option<GatewayConfig>,
+    /// `SCRAPE_TOKEN_KEY` or `--scrape-token-key-file`: derives the tokens of bindings
+    /// with `"auth": "token"` ([`crate::scrape_auth`]).
+    pub scrape_token_key: Option<gds_store::ScrapeTokenKey>,
 }
 
 /// What the command line asks for.
@@ -438,6 +446,21 @@ pub fn parse(
         once,
         auth,
         gateway,
+        scrape_token_key: secret(
+            settings,
+            "SCRAPE_TOKEN_KEY",
+            flags.scrape_token_key_file.as_deref(),
+            "scrape-token-key-file",
+        )?
+        .map(|key| {
+            gds_store::ScrapeTokenKey::parse(key.expose()).map_err(|e| {
+                format!(
+                    "SCRAPE_TOKEN_KEY (or {}): {e}",
+                    names("scrape-token-key-file")
+                )
+            })
+        })
+        .transpose()?,
     })))
 }
 

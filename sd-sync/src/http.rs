@@ -30,6 +30,11 @@ pub struct AppState {
     pub auth: HttpAuth,
     /// The scrape gateway, when configured.
     pub gateway: Option<GatewayHealth>,
+    /// Each mapping's scrape credentials index, by mapping name, for `/health`.
+    pub credentials: Vec<(
+        String,
+        Arc<std::sync::Mutex<crate::scrape_auth::CredentialsHealth>>,
+    )>,
 }
 
 /// What `/health` says of the scrape gateway.
@@ -204,6 +209,10 @@ struct MappingHealth<'a> {
     hold: Option<Hold>,
     /// The hold in words.
     hold_message: Option<String>,
+    /// The index of the scrape credentials documents beside the mapping's prefix (none
+    /// when the prefix locates no `credentials/`); malformed documents or a failed
+    /// listing make the mapping `degraded`, as failing target objects do.
+    scrape_credentials: Option<crate::scrape_auth::CredentialsHealth>,
 }
 
 /// A mapping's status, worst first: `stale` (the last complete listing is older than
@@ -233,7 +242,19 @@ async fn health(state: web::Data<AppState>) -> HttpResponse {
         .iter()
         .map(|m| {
             let s = m.status();
-            let status = mapping_status(&m.freshness(now, state.stale_after), &s);
+            let mut status = mapping_status(&m.freshness(now, state.stale_after), &s);
+            let scrape_credentials = state
+                .credentials
+                .iter()
+                .find(|(name, _)| *name == m.name)
+                .map(|(_, health)| health.lock().unwrap_or_else(|p| p.into_inner()).clone());
+            if status == "ok"
+                && scrape_credentials
+                    .as_ref()
+                    .is_some_and(|c| !c.invalid_documents.is_empty() || c.last_error.is_some())
+            {
+                status = "degraded";
+            }
             MappingHealth {
                 name: &m.name,
                 status,
@@ -249,6 +270,7 @@ async fn health(state: web::Data<AppState>) -> HttpResponse {
                 held_back_deletions: s.held_back,
                 hold_message: s.hold.as_ref().map(ToString::to_string),
                 hold: s.hold,
+                scrape_credentials,
             }
         })
         .collect();
@@ -348,6 +370,7 @@ mod tests {
             stale_after: Duration::from_secs(60),
             auth: auth.clone(),
             gateway: None,
+            credentials: Vec::new(),
         };
         let app = init_service(
             App::new()

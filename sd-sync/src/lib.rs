@@ -27,6 +27,7 @@ pub mod metrics;
 pub mod mirror;
 pub mod plan;
 pub mod schedule;
+pub mod scrape_auth;
 pub mod source;
 pub mod valve;
 
@@ -43,12 +44,16 @@ use crate::gateway::{AppGuidBearer, Gateway, RouteTable, RoutesBuilder, Upstream
 use crate::metrics::Metrics;
 use crate::mirror::{Mirror, MirrorConfig};
 use crate::schedule::Schedule;
+use crate::scrape_auth::{CredentialsIndex, CredentialsMetrics, ScrapeCredentials};
 use crate::source::S3Source;
 
 /// sd-sync with its mirrors opened (directories created and indexed), not yet syncing.
 pub struct SdSync {
     config: Config,
     mirrors: Vec<Mirror<S3Source>>,
+    /// Per mirror, the index of its scrape credentials documents (`None` when its prefix
+    /// locates no `credentials/`).
+    credentials: Vec<Option<CredentialsIndex>>,
     metrics: Metrics,
     authorization: Arc<dyn UpstreamAuthorization>,
 }
@@ -67,6 +72,8 @@ impl SdSync {
     /// request to the bucket.
     pub async fn open(config: Config) -> anyhow::Result<SdSync> {
         let metrics = Metrics::new();
+        let credentials_metrics = CredentialsMetrics::registered_in(&metrics.registry);
+        let mut credentials = Vec::with_capacity(config.mappings.len());
         let mut mirrors = Vec::with_capacity(config.mappings.len());
         for mapping in &config.mappings {
             let s3 = S3Config {
@@ -81,6 +88,18 @@ impl SdSync {
                 secret_access_key: config.secret_access_key.clone(),
                 session_token: config.session_token.clone(),
             };
+            let index = match CredentialsIndex::root_store(&s3, &mapping.prefix) {
+                Some(store) => {
+                    let store = store.with_context(|| format!("mapping {mapping}"))?;
+                    Some(CredentialsIndex::new(
+                        mapping.name.clone(),
+                        std::sync::Arc::new(store),
+                        credentials_metrics.clone(),
+                    ))
+                }
+                None => None,
+            };
+            credentials.push(index);
             let mapping_metrics = metrics.mapping(&mapping.name);
             let source =
                 S3Source::new(s3, mapping.prefix.clone(), mapping_metrics.requests.clone())
@@ -100,18 +119,29 @@ impl SdSync {
                 .with_context(|| format!("mapping {mapping}"))?;
             mirrors.push(mirror);
         }
-        Ok(SdSync {
+        let mut sd_sync = SdSync {
             config,
             mirrors,
+            credentials,
             metrics,
             authorization: Arc::new(AppGuidBearer),
-        })
+        };
+        // The gateway sends each app's authorization as the credentials documents say.
+        sd_sync.authorization = Arc::new(sd_sync.scrape_credentials());
+        Ok(sd_sync)
     }
 
-    /// Replaces the scrape gateway's `Authorization` (default: [`AppGuidBearer`]).
+    /// Replaces the scrape gateway's `Authorization` (default: [`SdSync::scrape_credentials`]).
     pub fn with_authorization(mut self, authorization: Arc<dyn UpstreamAuthorization>) -> SdSync {
         self.authorization = authorization;
         self
+    }
+
+    /// What the scrape gateway asks per request: the `Authorization` of an app's scrapes
+    /// (the index every sync refreshes; see [`scrape_auth`]).
+    pub fn scrape_credentials(&self) -> ScrapeCredentials {
+        let indexes: Vec<&CredentialsIndex> = self.credentials.iter().flatten().collect();
+        scrape_auth::scrape_credentials(&indexes, self.config.scrape_token_key.clone())
     }
 
     /// `--once`: syncs every mapping once. True when every sync listed, fetched and
@@ -184,15 +214,22 @@ impl SdSync {
             stale_after: self.config.stale_after,
             auth: self.config.auth.clone(),
             gateway: gateway_health,
+            credentials: self
+                .mirrors
+                .iter()
+                .zip(&self.credentials)
+                .filter_map(|(m, c)| Some((m.shared().name.clone(), c.as_ref()?.health())))
+                .collect(),
         };
         let server = http::server(state, listener)?;
-        for (i, mirror) in self.mirrors.into_iter().enumerate() {
+        for (i, (mirror, credentials)) in self.mirrors.into_iter().zip(self.credentials).enumerate()
+        {
             let gateway = gateway_routes.clone().map(|routes| GatewayRoutes {
                 table: routes,
                 mapping: i,
                 builder: RoutesBuilder::default(),
             });
-            tokio::spawn(sync_loop(mirror, self.config.interval, gateway));
+            tokio::spawn(sync_loop(mirror, credentials, self.config.interval, gateway));
         }
         Ok(Running { local_url, server })
     }
@@ -210,6 +247,7 @@ impl Running {
 /// [`schedule`]); a sync that overruns delays the next one instead of queueing several.
 async fn sync_loop(
     mut mirror: Mirror<S3Source>,
+    mut credentials: Option<CredentialsIndex>,
     interval: Duration,
     mut gateway: Option<GatewayRoutes>,
 ) {
@@ -222,6 +260,13 @@ async fn sync_loop(
     loop {
         let started = Instant::now();
         // Failures are logged and counted by the mirror; the next poll retries.
+        // The scrape credentials documents beside the mapping's prefix first (failures
+        // logged and counted by the index, which then stays as it was): a bind writes an
+        // app's document before its target file, so the gateway knows a new target's
+        // authorization by the time the target becomes scrapeable below.
+        if let Some(index) = &mut credentials {
+            index.refresh().await;
+        }
         let synced = mirror.sync_once().await;
         // A failed listing may have installed what it listed before failing.
         let changed = synced.map_or(true, |report| report.installed + report.deleted > 0);

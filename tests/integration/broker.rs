@@ -8,5 +8,6 @@ pub(crate) mod support;
 mod api;
 mod concurrency;
 mod config;
+mod credentials;
 mod deadline;
 mod failures;

@@ -1,13 +1,18 @@
 //! The whole chain, end to end (issue 6), with real parts only: PostgreSQL and moto
 //! (started by `make test`), the CF simulator with its gorouter, the broker, the updater
-//! and sd-sync (release or debug binaries of this workspace), Debian's nginx running the
-//! shipped forward-proxy configuration and Debian's Prometheus.
+//! and sd-sync (release or debug binaries of this workspace) with its scrape gateway, and
+//! Debian's Prometheus. The simulated gorouter serves HTTPS with a certificate from a CA
+//! the test makes ([`TestPki`]); the gateway trusts only that CA and is pinned to the
+//! router, as the README recommends for production.
 //!
 //!     test (as the Cloud Controller) --OSB--> broker --> PostgreSQL, S3 (moto)
 //!     cf-sim (CC API, audit events) <-- broker, updater (default fast path, 2 s)
 //!     S3 --> sd-sync (default poll, 2 s) --> DIR/*.json --file_sd--> Prometheus
 //!                                        \--/targets/DIR --http_sd--/   |
-//!     Prometheus --proxy_url--> nginx (forward-proxy.conf) --> cf-sim router --> "instances"
+//!     Prometheus --proxy_url--> sd-sync's gateway --HTTPS--> cf-sim router --> "instances"
+//!
+//! The nginx forward proxy, the compatible alternative, has its own test
+//! (`crate::proxy`).
 //!
 //! The services run with their default intervals; Prometheus' own settings are the
 //! test's (see [`prometheus_config`]). Every step of the tenant story is timed from the
@@ -16,6 +21,7 @@
 //! (`crate::bench::e2e`, ignored unless asked for) repeats the timed steps for percentiles.
 
 use std::collections::BTreeMap;
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
@@ -23,11 +29,12 @@ use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 
 use crate::broker::support::{Database, Fixture, Options, WEB_SHOP};
-use crate::harness::Running;
+use crate::harness::{Running, spawn_ready_with_stderr};
 use crate::prometheus::Prometheus;
-use crate::proxy::{Nginx, router_url, start_nginx};
-use crate::sd_sync::{SdSync, start_sd_sync};
+use crate::proxy::router_url;
+use crate::sd_sync::{SdSync, sd_sync_command};
 use crate::store_s3::s3_endpoint;
+use crate::tls::TestPki;
 use crate::updater::UpdaterEnv;
 
 /// The demo apps used besides web-shop (`cf-sim --demo`; their GUIDs are stable).
@@ -56,7 +63,7 @@ pub(crate) const POLL: Duration = Duration::from_millis(100);
 /// relies on inotify with the manifest's 30 s re-read as a safety net; http_sd polls
 /// sd-sync every 2 s, as often as sd-sync polls the bucket (the manifest: 15 s), so that
 /// waiting for both pools adds little to the test's time.
-pub fn prometheus_config(nginx: &str, dir: &Path, sd_sync: &str) -> String {
+pub fn prometheus_config(proxy_url: &str, dir: &Path, sd_sync: &str) -> String {
     format!(
         r#"global:
   scrape_interval: 1s
@@ -65,13 +72,13 @@ pub fn prometheus_config(nginx: &str, dir: &Path, sd_sync: &str) -> String {
 scrape_configs:
   - job_name: {FILE_POOL}
     scheme: http
-    proxy_url: {nginx}
+    proxy_url: {proxy_url}
     file_sd_configs:
       - files: ['{dir}/*.json']
         refresh_interval: 30s
   - job_name: {HTTP_POOL}
     scheme: http
-    proxy_url: {nginx}
+    proxy_url: {proxy_url}
     http_sd_configs:
       - url: '{sd_sync}/targets/{TARGETS_DIR}'
         refresh_interval: 2s
@@ -85,18 +92,39 @@ scrape_configs:
 
 /// The whole system, started on free ports; everything stops when it drops.
 pub struct Stack {
-    /// cf-sim (demo apps, router), the broker on PostgreSQL, the S3 bucket.
+    /// cf-sim (demo apps, router over HTTPS), the broker on PostgreSQL, the S3 bucket.
     pub fixture: Fixture,
-    /// The forward proxy Prometheus scrapes through (`nginx.url`).
-    _nginx: Nginx,
+    /// The platform's CA and the router's certificate (their files).
+    _pki: TestPki,
     /// `None` while stopped ([`Stack::stop_updater`]).
     pub updater: Option<Running>,
     updater_port: u16,
+    /// sd-sync, with its scrape gateway.
     pub sd_sync: SdSync,
+    /// `http://ADDR` of sd-sync's scrape gateway: Prometheus' `proxy_url`.
+    pub gateway_url: String,
     pub prometheus: Prometheus,
+    /// The directory Prometheus runs in: its configuration, its data and its log, and
+    /// [`Stack::targets_dir`].
+    pub prometheus_dir: PathBuf,
     /// Where sd-sync mirrors `active/`.
     pub targets_dir: PathBuf,
+    /// sd-sync's stderr, when [`StackOptions::sd_sync_log`] asked for it.
+    pub sd_sync_log: Option<PathBuf>,
     _dir: tempfile::TempDir,
+}
+
+/// How [`Stack::start_with`] differs from [`Stack::start`].
+#[derive(Default)]
+pub struct StackOptions<'a> {
+    /// Alert rules for Prometheus, which also scrapes the services (the operator kit).
+    pub rules: Option<&'a Path>,
+    /// sd-sync's `RUST_LOG`, its stderr then going to [`Stack::sd_sync_log`].
+    pub sd_sync_log: Option<&'a str>,
+    /// More arguments of sd-sync.
+    pub sd_sync_args: Vec<String>,
+    /// More environment of the broker.
+    pub broker_env: Vec<(String, String)>,
 }
 
 /// What [`Stack::start_with_operator_kit`] adds to [`prometheus_config`]: its
@@ -121,14 +149,18 @@ fn operator_kit_config(rules: &Path, prometheus: u16, services: [&str; 3]) -> (S
 
 impl Stack {
     pub async fn start() -> Stack {
-        Stack::start_inner(None).await
+        Stack::start_with(StackOptions::default()).await
     }
 
     /// [`Stack::start`], with a Prometheus that also scrapes the services' `/metrics`
     /// and itself and evaluates the alert rules in `rules`; the updater listens on a
     /// fixed port so that [`Stack::restart_updater`] keeps its scrape target.
     pub async fn start_with_operator_kit(rules: &Path) -> Stack {
-        Stack::start_inner(Some(rules)).await
+        Stack::start_with(StackOptions {
+            rules: Some(rules),
+            ..StackOptions::default()
+        })
+        .await
     }
 
     /// Stops the updater (as `kill -9` would: at once, without releasing its lease).
@@ -141,22 +173,31 @@ impl Stack {
         self.updater = Some(start_updater(&self.fixture, self.updater_port));
     }
 
-    async fn start_inner(rules: Option<&Path>) -> Stack {
+    /// The stack with `options`.
+    pub async fn start_with(options: StackOptions<'_>) -> Stack {
         // The external programs first: a missing one fails at once with what to install.
         crate::prometheus::prometheus_tool("prometheus");
+        let pki = TestPki::platform();
+        let mut sim_args = vec![
+            "--demo".to_owned(),
+            "--router-listen".into(),
+            "127.0.0.1:0".into(),
+        ];
+        sim_args.extend(pki.router_args());
         let fixture = Fixture::start_with(
             Database::Postgres,
             Options {
-                sim_args: vec![
-                    "--demo".into(),
-                    "--router-listen".into(),
-                    "127.0.0.1:0".into(),
-                ],
-                env: Vec::new(),
+                sim_args,
+                env: options.broker_env,
             },
         )
         .await;
-        let nginx = start_nginx(&router_url(&fixture.sim).await);
+        let router = router_url(&fixture.sim).await;
+        let router: SocketAddr = router
+            .strip_prefix("https://")
+            .unwrap_or_else(|| panic!("the router serves HTTPS: {router}"))
+            .parse()
+            .unwrap();
         let updater_port = crate::prometheus::free_port();
         let updater = start_updater(&fixture, updater_port);
 
@@ -164,7 +205,9 @@ impl Stack {
         let targets_dir = dir.path().join(TARGETS_DIR);
         // Prometheus watches the directory only if it exists when it starts.
         std::fs::create_dir_all(&targets_dir).unwrap();
-        let sd_sync = start_sd_sync(&[
+        // sd-sync as on a node (manifests/sd-sync.service): the gateway on loopback,
+        // pinned to the platform's router, trusting the platform's CA.
+        let mut args = vec![
             "--mapping".into(),
             format!(
                 "s3://{}/{}active/={}",
@@ -174,12 +217,46 @@ impl Stack {
             ),
             "--s3-endpoint".into(),
             s3_endpoint(),
-        ]);
+            "--listen".into(),
+            "127.0.0.1:0".into(),
+            "--scrape-listen".into(),
+            "127.0.0.1:0".into(),
+            "--scrape-router".into(),
+            router.to_string(),
+            "--scrape-ca-file".into(),
+            pki.ca_file.display().to_string(),
+        ];
+        args.extend(options.sd_sync_args);
+        let sd_sync_log = options.sd_sync_log.map(|_| dir.path().join("sd-sync.log"));
+        let env: Vec<(&str, &str)> = options
+            .sd_sync_log
+            .map(|level| vec![("RUST_LOG", level)])
+            .unwrap_or_default();
+        let stderr = match &sd_sync_log {
+            Some(path) => std::process::Stdio::from(std::fs::File::create(path).unwrap()),
+            None => std::process::Stdio::inherit(),
+        };
+        let (child, base_url) =
+            spawn_ready_with_stderr(sd_sync_command(&args, &env), "sd-sync", stderr);
+        let pid = child.id();
+        let sd_sync = SdSync {
+            child,
+            base_url,
+            pid,
+            authorization: None,
+        };
+        let (_, health) = sd_sync.health().await;
+        let gateway_url = format!(
+            "http://{}",
+            health["gateway"]["address"]
+                .as_str()
+                .unwrap_or_else(|| panic!("no gateway in sd-sync's /health: {health}"))
+        );
 
         let config = dir.path().join("prometheus.yml");
         let prometheus_port = crate::prometheus::free_port();
-        let mut text = prometheus_config(&nginx.url, &targets_dir, &sd_sync.base_url);
-        if let Some(rules) = rules {
+        let mut text = prometheus_config(&gateway_url, &targets_dir, &sd_sync.base_url);
+        if let Some(rules) = options.rules {
             let (rule_files, jobs) = operator_kit_config(
                 rules,
                 prometheus_port,
@@ -199,12 +276,15 @@ impl Stack {
         );
         let stack = Stack {
             fixture,
-            _nginx: nginx,
+            _pki: pki,
             updater: Some(updater),
             updater_port,
             sd_sync,
+            gateway_url,
             prometheus,
+            prometheus_dir: dir.path().to_owned(),
             targets_dir,
+            sd_sync_log,
             _dir: dir,
         };
         stack
@@ -512,7 +592,7 @@ async fn the_tenant_story_reaches_a_real_prometheus_through_the_forward_proxy() 
         "provision",
     );
 
-    // cf bind-service web-shop my-prom: 2 instances, exact labels, scraped through nginx.
+    // cf bind-service web-shop my-prom: 2 instances, exact labels, scraped through the gateway.
     let mut web_shop = AppTargets::demo(WEB_SHOP, "web-shop", "web-shop", 2);
     let t = Instant::now();
     expect_status(
@@ -529,6 +609,15 @@ async fn the_tenant_story_reaches_a_real_prometheus_through_the_forward_proxy() 
             .await,
     ));
     stack.assert_up_series("web-shop", 2).await;
+    let forwarded = stack
+        .sd_sync
+        .metric(r#"sd_sync_gateway_requests_total{outcome="forwarded",reason=""}"#)
+        .await;
+    assert!(
+        forwarded >= 2.0,
+        "Prometheus' scrapes went through the gateway ({}): {forwarded} forwarded",
+        stack.gateway_url
+    );
     let up = stack.prometheus.query("up{job=\"web-shop\",sd=\"\"}").await;
     for series in &up {
         let mut names: Vec<&str> = series["metric"]

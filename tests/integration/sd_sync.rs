@@ -4,6 +4,7 @@
 //! Every test has its own bucket and directory. A small TCP proxy in front of moto stands
 //! in for a store that goes away and comes back.
 
+mod credentials;
 mod imds;
 mod mirroring;
 mod prometheus;

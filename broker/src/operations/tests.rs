@@ -209,7 +209,7 @@ async fn binding_a_started_app_writes_its_active_file_and_unbinding_removes_it()
         .bind(INSTANCE, "b-1", &bind_request(json!({})))
         .await
         .unwrap();
-    assert_eq!(outcome, Outcome::Created);
+    assert_eq!(outcome.outcome, Outcome::Created);
     assert_eq!(target_keys(&w.store), [key("active")]);
     let (body, _) = w
         .store
@@ -330,7 +330,7 @@ async fn a_repeated_bind_is_answered_without_the_cloud_controller() {
         .bind(INSTANCE, "b-1", &bind_request(params))
         .await
         .unwrap();
-    assert_eq!(again, Outcome::AlreadyExists);
+    assert_eq!(again.outcome, Outcome::AlreadyExists);
     let conflict = w
         .broker
         .bind(INSTANCE, "b-1", &bind_request(json!({})))
@@ -430,7 +430,7 @@ async fn an_unbind_during_a_slow_bind_cancels_it_and_a_retry_binds_again() {
     // The platform retries the same bind later: it is a new bind.
     gate.add_permits(1);
     let outcome = w.broker.bind(INSTANCE, "b-1", &request).await.unwrap();
-    assert_eq!(outcome, Outcome::Created);
+    assert_eq!(outcome.outcome, Outcome::Created);
     assert_eq!(target_keys(&w.store), [key("active")]);
     assert_eq!(w.broker.db().binding_attempt("b-1").await.unwrap(), None);
     assert_eq!(latency_count(&w.broker, "bind"), 1);
@@ -457,7 +457,7 @@ async fn a_bind_left_in_progress_by_a_crash_does_not_block_its_retry() {
         .bind(INSTANCE, "b-1", &bind_request(json!({})))
         .await
         .unwrap();
-    assert_eq!(outcome, Outcome::Created);
+    assert_eq!(outcome.outcome, Outcome::Created);
     assert_eq!(w.broker.db().binding_attempt("b-1").await.unwrap(), None);
     // A different request for the same id after a crash takes it over too.
     w.broker
@@ -477,7 +477,7 @@ async fn a_bind_left_in_progress_by_a_crash_does_not_block_its_retry() {
         .bind(INSTANCE, "b-2", &bind_request(json!({"path": "/m"})))
         .await
         .unwrap();
-    assert_eq!(outcome, Outcome::Created);
+    assert_eq!(outcome.outcome, Outcome::Created);
 }
 
 /// How many times `observe_broker_target_latency_seconds{operation}` was observed.
@@ -556,4 +556,248 @@ async fn a_stopped_app_bound_observes_the_bind_latency_too() {
         .unwrap();
     assert_eq!(target_keys(&w.store), [key("inactive")]);
     assert_eq!(latency_count(&w.broker, "bind"), 1);
+}
+
+// Scrape credentials (issue 14): the `auth` parameter, the token, the bucket document.
+
+const SCRAPE_KEY: &str = "0123456789abcdef0123456789abcdef";
+
+async fn world_with_key(state: AppState) -> World {
+    let mut w = world(state).await;
+    w.broker = w
+        .broker
+        .with_scrape_token_key(Some(ScrapeTokenKey::parse(SCRAPE_KEY).unwrap()));
+    w
+}
+
+fn credentials_key() -> String {
+    format!("credentials/{APP}.json")
+}
+
+/// The app's credentials document, parsed.
+async fn document(store: &MemoryStore) -> Option<CredentialsDocument> {
+    let app = AppGuid::parse(APP).unwrap();
+    let (body, _) = store.read_credentials(&app).await.unwrap()?;
+    Some(CredentialsDocument::parse(&body, &app).unwrap())
+}
+
+fn listed(doc: &CredentialsDocument) -> Vec<(&str, ScrapeAuth)> {
+    doc.bindings
+        .iter()
+        .map(|b| (b.binding_id.as_str(), b.auth))
+        .collect()
+}
+
+#[tokio::test]
+async fn a_default_bind_answers_the_app_guid_authorization_and_writes_no_document() {
+    let w = world_with_key(AppState::Started).await;
+    let bound = w
+        .broker
+        .bind(INSTANCE, "b-1", &bind_request(json!({})))
+        .await
+        .unwrap();
+    assert_eq!(
+        bound.credentials,
+        json!({
+            "auth": "app_guid",
+            "job": "web-shop",
+            "metrics_path": "/metrics",
+            "authorization_header": format!("Bearer {APP}"),
+        })
+    );
+    assert_eq!(target_keys(&w.store), [key("active")]);
+}
+
+#[tokio::test]
+async fn a_token_bind_answers_the_derived_token_and_the_document_lists_it() {
+    let w = world_with_key(AppState::Started).await;
+    let bound = w
+        .broker
+        .bind(
+            INSTANCE,
+            "b-1",
+            &bind_request(json!({"auth": "token", "path": "/internal/metrics"})),
+        )
+        .await
+        .unwrap();
+    let token = ScrapeTokenKey::parse(SCRAPE_KEY)
+        .unwrap()
+        .token_for("b-1")
+        .expose()
+        .to_owned();
+    assert_eq!(
+        bound.credentials,
+        json!({
+            "auth": "token",
+            "job": "web-shop",
+            "metrics_path": "/internal/metrics",
+            "token": token,
+            "authorization_header": format!("Bearer {token}"),
+        })
+    );
+    assert_eq!(target_keys(&w.store), [key("active"), credentials_key()]);
+    let doc = document(&w.store).await.unwrap();
+    assert_eq!(listed(&doc), [("b-1", ScrapeAuth::Token)]);
+    for k in w.store.raw_keys() {
+        let body = w.store.read_raw(&k).unwrap();
+        assert!(
+            !String::from_utf8_lossy(&body).contains(&token),
+            "the token is in {k}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn an_identical_rebind_and_a_fetch_answer_the_same_credentials() {
+    let w = world_with_key(AppState::Started).await;
+    let request = bind_request(json!({"auth": "token"}));
+    let first = w.broker.bind(INSTANCE, "b-1", &request).await.unwrap();
+    // The Cloud Controller is not asked again: the credentials come from the token key
+    // and the stored target file.
+    w.cc.down.store(true, Ordering::SeqCst);
+    let again = w.broker.bind(INSTANCE, "b-1", &request).await.unwrap();
+    assert_eq!(again.outcome, Outcome::AlreadyExists);
+    assert_eq!(again.credentials, first.credentials);
+    let fetched = w.broker.fetch_binding(INSTANCE, "b-1").await.unwrap();
+    assert_eq!(fetched["credentials"], first.credentials);
+    assert_eq!(fetched["parameters"], json!({"auth": "token"}));
+    // A new binding (a rebind) gets another token.
+    w.cc.down.store(false, Ordering::SeqCst);
+    let other = w.broker.bind(INSTANCE, "b-2", &request).await.unwrap();
+    assert_ne!(other.credentials["token"], first.credentials["token"]);
+}
+
+#[tokio::test]
+async fn a_token_bind_without_a_key_is_refused_naming_the_setting_and_records_nothing() {
+    let w = world(AppState::Started).await;
+    let err = w
+        .broker
+        .bind(INSTANCE, "b-1", &bind_request(json!({"auth": "token"})))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, BrokerError::ScrapeTokensUnavailable),
+        "{err:?}"
+    );
+    assert!(err.to_string().contains("SCRAPE_TOKEN_KEY"), "{err}");
+    assert_eq!(
+        crate::osb::reply_for(crate::osb::Operation::Bind, &err).status,
+        422
+    );
+    assert!(target_keys(&w.store).is_empty());
+    assert!(w.broker.db().binding("b-1").await.unwrap().is_none());
+}
+
+#[tokio::test]
+async fn unbinding_one_of_two_bindings_keeps_the_document_of_the_other() {
+    let w = world_with_key(AppState::Started).await;
+    for (binding, auth) in [("b-1", "token"), ("b-2", "app_guid"), ("b-3", "token")] {
+        w.broker
+            .bind(INSTANCE, binding, &bind_request(json!({"auth": auth})))
+            .await
+            .unwrap();
+    }
+    let doc = document(&w.store).await.unwrap();
+    assert_eq!(
+        listed(&doc),
+        [
+            ("b-1", ScrapeAuth::Token),
+            ("b-2", ScrapeAuth::AppGuid),
+            ("b-3", ScrapeAuth::Token)
+        ]
+    );
+    assert_eq!(doc.oldest().binding_id, "b-1");
+
+    w.broker
+        .unbind(INSTANCE, "b-1", &delete_query())
+        .await
+        .unwrap();
+    let doc = document(&w.store).await.unwrap();
+    assert_eq!(
+        listed(&doc),
+        [("b-2", ScrapeAuth::AppGuid), ("b-3", ScrapeAuth::Token)]
+    );
+    assert!(w.store.contains_raw(&key("active")), "the target went");
+
+    w.broker
+        .unbind(INSTANCE, "b-3", &delete_query())
+        .await
+        .unwrap();
+    assert_eq!(
+        document(&w.store).await,
+        None,
+        "no token binding is left, yet the document stays"
+    );
+    assert_eq!(target_keys(&w.store), [key("active")]);
+
+    w.broker
+        .unbind(INSTANCE, "b-2", &delete_query())
+        .await
+        .unwrap();
+    assert!(target_keys(&w.store).is_empty());
+}
+
+#[tokio::test]
+async fn unbinding_the_last_token_binding_removes_the_target_and_the_document() {
+    let w = world_with_key(AppState::Started).await;
+    w.broker
+        .bind(INSTANCE, "b-1", &bind_request(json!({"auth": "token"})))
+        .await
+        .unwrap();
+    w.broker
+        .bind(INSTANCE, "b-2", &bind_request(json!({"auth": "token"})))
+        .await
+        .unwrap();
+    w.broker
+        .unbind(INSTANCE, "b-2", &delete_query())
+        .await
+        .unwrap();
+    assert_eq!(
+        listed(&document(&w.store).await.unwrap()),
+        [("b-1", ScrapeAuth::Token)]
+    );
+    let generation_before = record(&w.store).await.unwrap().0;
+    w.broker
+        .unbind(INSTANCE, "b-1", &delete_query())
+        .await
+        .unwrap();
+    assert!(target_keys(&w.store).is_empty(), "{:?}", w.store.raw_keys());
+    assert!(record(&w.store).await.unwrap().0 > generation_before);
+}
+
+#[tokio::test]
+async fn the_document_is_written_before_the_target_file() {
+    let w = world_with_key(AppState::Started).await;
+    // The first store call of the bind (the document's write) fails: nothing is recorded
+    // and no target file appears without its document.
+    w.store.fail_next(1);
+    let err = w
+        .broker
+        .bind(INSTANCE, "b-1", &bind_request(json!({"auth": "token"})))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, BrokerError::StoreUnavailable(_)), "{err:?}");
+    assert!(target_keys(&w.store).is_empty(), "{:?}", w.store.raw_keys());
+    assert!(w.broker.db().binding("b-1").await.unwrap().is_none());
+}
+
+#[tokio::test]
+async fn changing_the_document_publishes_the_writers_record() {
+    let w = world_with_key(AppState::Started).await;
+    w.broker
+        .bind(INSTANCE, "b-1", &bind_request(json!({})))
+        .await
+        .unwrap();
+    w.broker
+        .bind(INSTANCE, "b-2", &bind_request(json!({"auth": "token"})))
+        .await
+        .unwrap();
+    let before = record(&w.store).await.unwrap().0;
+    // Only the document changes when b-2 goes: the record still moves on.
+    w.broker
+        .unbind(INSTANCE, "b-2", &delete_query())
+        .await
+        .unwrap();
+    assert_eq!(document(&w.store).await, None);
+    assert_eq!(record(&w.store).await.unwrap().0, before + 1);
 }

@@ -91,6 +91,7 @@ fn errors() -> Vec<(BrokerError, u16, Option<&'static str>)> {
             Some("ConcurrencyError"),
         ),
         (BrokerError::PayloadTooLarge("big".into()), 413, None),
+        (BrokerError::ScrapeTokensUnavailable, 422, None),
         (BrokerError::internal(anyhow::anyhow!("boom")), 500, None),
     ]
 }
@@ -245,5 +246,9 @@ fn the_catalog_offers_one_bindable_service_with_the_prometheus_plan() {
     let schema = &plans[0]["schemas"]["service_binding"]["create"]["parameters"];
     assert_eq!(schema["$schema"], "http://json-schema.org/draft-04/schema#");
     let props: Vec<&String> = schema["properties"].as_object().unwrap().keys().collect();
-    assert_eq!(props, ["labels", "path", "scrape_interval"]);
+    assert_eq!(props, ["auth", "labels", "path", "scrape_interval"]);
+    assert_eq!(
+        schema["properties"]["auth"]["enum"],
+        json!(["app_guid", "token"])
+    );
 }

@@ -23,7 +23,10 @@ use futures::{StreamExt, TryStreamExt};
 use gds_targets::AppGuid;
 
 use crate::record::{self, RECORD_KEY, WritersRecord};
-use crate::{ETag, ListHint, MemoryStore, StoreError, StoredTarget, TargetState, TargetStore};
+use crate::{
+    ETag, ListHint, MemoryStore, StoreError, StoredCredentials, StoredTarget, TargetState,
+    TargetStore,
+};
 
 /// A store under test plus raw access to what lies beneath it, to plant entries the
 /// store itself would never write. Implement the methods with `async fn`.
@@ -81,10 +84,12 @@ macro_rules! target_store_conformance_tests {
             a_listing_of_more_than_a_thousand_files_is_complete,
             the_record_is_replaced_only_while_it_is_unchanged,
             racing_publications_leave_a_record_that_counts_every_file,
+            credentials_documents_are_written_read_listed_and_removed,
         );
         $crate::target_store_conformance_tests!(@backend $backend;
             foreign_entries_are_neither_listed_nor_removed,
             the_record_lives_beside_the_state_directories,
+            credentials_documents_live_beside_the_state_directories,
         );
     };
     (@store $backend:expr; $($check:ident),* $(,)?) => {$(
@@ -681,4 +686,110 @@ pub async fn the_record_lives_beside_the_state_directories(backend: &impl Backen
     );
     assert_eq!(list(store, TargetState::Active).await.len(), 1);
     assert_eq!(list(store, TargetState::Inactive).await.len(), 0);
+}
+
+/// Credentials documents are written, read back with their MD5 as ETag, replaced, listed
+/// (sorted, complete) and removed (idempotently), by app.
+pub async fn credentials_documents_are_written_read_listed_and_removed(store: &dyn TargetStore) {
+    let mut apps = [new_app(), new_app(), new_app()];
+    apps.sort();
+    assert_eq!(
+        must("list_credentials", store.list_credentials().await),
+        [],
+        "a fresh store lists credentials"
+    );
+    for app in &apps {
+        let body = Bytes::from(format!(
+            r#"{{"format":1,"app_guid":"{app}","bindings":[]}}"#
+        ));
+        let etag = must(
+            "write_credentials",
+            store.write_credentials(app, body.clone()).await,
+        );
+        assert_eq!(etag, ETag::of(&body), "the ETag is not the MD5 of the body");
+        assert_eq!(
+            must("read_credentials", store.read_credentials(app).await),
+            Some((body, etag)),
+            "a credentials document does not read back identical"
+        );
+    }
+    let replaced = Bytes::from_static(b"{\"replaced\":true}");
+    must(
+        "write_credentials",
+        store.write_credentials(&apps[1], replaced.clone()).await,
+    );
+    let listed = must("list_credentials", store.list_credentials().await);
+    let expected: Vec<StoredCredentials> = apps
+        .iter()
+        .map(|app| StoredCredentials {
+            app_guid: app.clone(),
+            etag: if app == &apps[1] {
+                ETag::of(&replaced)
+            } else {
+                listed
+                    .iter()
+                    .find(|c| &c.app_guid == app)
+                    .map(|c| c.etag.clone())
+                    .unwrap_or_else(|| panic!("{app} is not listed: {listed:?}"))
+            },
+        })
+        .collect();
+    assert_eq!(
+        listed, expected,
+        "the credentials listing is not sorted or complete"
+    );
+    must(
+        "remove_credentials",
+        store.remove_credentials(&apps[0]).await,
+    );
+    must(
+        "remove_credentials",
+        store.remove_credentials(&apps[0]).await,
+    );
+    assert_eq!(
+        must("read_credentials", store.read_credentials(&apps[0]).await),
+        None,
+        "a removed credentials document is still there"
+    );
+    assert_eq!(
+        must("list_credentials", store.list_credentials().await).len(),
+        2,
+        "removing one credentials document removed another"
+    );
+}
+
+/// Credentials documents are `credentials/<guid>.json`, beside (never inside) `active/`
+/// and `inactive/`: target listings never see them, writing or removing one touches no
+/// target file, and foreign entries under `credentials/` are skipped.
+pub async fn credentials_documents_live_beside_the_state_directories(backend: &impl Backend) {
+    let store = backend.store();
+    let app = new_app();
+    let file = target_file(&app, 1);
+    write(store, TargetState::Active, &app, &file).await;
+    must(
+        "write_credentials",
+        store
+            .write_credentials(&app, Bytes::from_static(b"{}"))
+            .await,
+    );
+    assert!(
+        backend.exists_raw(&format!("credentials/{app}.json")).await,
+        "the document is not at credentials/<guid>.json"
+    );
+    backend.put_raw("credentials/README.txt", b"foreign").await;
+    assert_eq!(list(store, TargetState::Active).await.len(), 1);
+    assert_eq!(list(store, TargetState::Inactive).await.len(), 0);
+    let listed = must("list_credentials", store.list_credentials().await);
+    assert_eq!(
+        listed.iter().map(|c| &c.app_guid).collect::<Vec<_>>(),
+        [&app],
+        "a foreign entry under credentials/ was listed"
+    );
+    must("remove_credentials", store.remove_credentials(&app).await);
+    assert_eq!(
+        read(store, TargetState::Active, &app).await.map(|(b, _)| b),
+        Some(file),
+        "removing the credentials document touched the target file"
+    );
+    assert!(backend.exists_raw("credentials/README.txt").await);
 }

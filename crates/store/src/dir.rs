@@ -11,7 +11,7 @@ use gds_targets::AppGuid;
 
 use crate::atomic::write_file_atomically;
 use crate::record::RECORD_KEY;
-use crate::{ETag, StoreError, StoredTarget, TargetState, TargetStore, layout};
+use crate::{ETag, StoreError, StoredCredentials, StoredTarget, TargetState, TargetStore, layout};
 
 /// A [`TargetStore`] on the local file system: `DIR/active/<guid>.json` and
 /// `DIR/inactive/<guid>.json`.
@@ -40,6 +40,14 @@ impl DirStore {
 
     fn path_of(&self, state: TargetState, app: &AppGuid) -> PathBuf {
         self.state_dir(state).join(layout::file_name(app))
+    }
+
+    fn credentials_dir(&self) -> PathBuf {
+        self.root.join(layout::CREDENTIALS_DIR)
+    }
+
+    fn credentials_path(&self, app: &AppGuid) -> PathBuf {
+        self.root.join(layout::credentials_key(app))
     }
 
     fn record_path(&self) -> PathBuf {
@@ -103,10 +111,41 @@ impl TargetStore for DirStore {
 
     async fn remove_app(&self, state: TargetState, app: &AppGuid) -> Result<(), StoreError> {
         let path = self.path_of(state, app);
-        blocking(move || match fs::remove_file(&path) {
-            Ok(()) => Ok(()),
-            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
-            Err(e) => Err(StoreError::io(format!("removing {}", path.display()), e)),
+        blocking(move || remove_optional(&path)).await
+    }
+
+    async fn write_credentials(&self, app: &AppGuid, body: Bytes) -> Result<ETag, StoreError> {
+        let dir = self.credentials_dir();
+        let path = self.credentials_path(app);
+        blocking(move || {
+            create_dir(&dir)?;
+            write_file_atomically(&path, &body)
+                .map_err(|e| StoreError::io(format!("writing {}", path.display()), e))?;
+            Ok(ETag::of(&body))
+        })
+        .await
+    }
+
+    async fn read_credentials(&self, app: &AppGuid) -> Result<Option<(Bytes, ETag)>, StoreError> {
+        let path = self.credentials_path(app);
+        blocking(move || read_optional(&path)).await
+    }
+
+    async fn remove_credentials(&self, app: &AppGuid) -> Result<(), StoreError> {
+        let path = self.credentials_path(app);
+        blocking(move || remove_optional(&path)).await
+    }
+
+    async fn list_credentials(&self) -> Result<Vec<StoredCredentials>, StoreError> {
+        let dir = self.credentials_dir();
+        blocking(move || {
+            let mut listed: Vec<StoredCredentials> =
+                list_json_files(&dir, "credentials", layout::app_of_listed_credentials_name)?
+                    .into_iter()
+                    .map(|(app_guid, etag)| StoredCredentials { app_guid, etag })
+                    .collect();
+            listed.sort_by(|a, b| a.app_guid.cmp(&b.app_guid));
+            Ok(listed)
         })
         .await
     }
@@ -217,23 +256,54 @@ impl TargetStore for DirStore {
 /// should it ever matter, a cache of ETags keyed by (path, mtime, length) would avoid the
 /// reads.
 fn list_dir(dir: &Path, state: TargetState) -> Result<Vec<StoredTarget>, StoreError> {
+    let name_of = |name: &str, location: &dyn std::fmt::Display| {
+        layout::app_of_listed_name(state, name, location)
+    };
+    let mut listed: Vec<StoredTarget> = list_json_files(dir, state.dir_name(), name_of)?
+        .into_iter()
+        .map(|(app_guid, etag)| StoredTarget {
+            app_guid,
+            state,
+            etag,
+        })
+        .collect();
+    listed.sort_by(|a, b| a.app_guid.cmp(&b.app_guid));
+    Ok(listed)
+}
+
+/// Removes a file: `Ok` when it does not exist.
+fn remove_optional(path: &Path) -> Result<(), StoreError> {
+    match fs::remove_file(path) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(StoreError::io(format!("removing {}", path.display()), e)),
+    }
+}
+
+/// The `<app guid>.json` files directly in `dir` (created if missing) with their ETags,
+/// unsorted; `app_of` names the app of a file name or skips it (`kind` serves the logs).
+fn list_json_files(
+    dir: &Path,
+    kind: &str,
+    app_of: impl Fn(&str, &dyn std::fmt::Display) -> Option<AppGuid>,
+) -> Result<Vec<(AppGuid, ETag)>, StoreError> {
     create_dir(dir)?;
     let listing_error = |e| StoreError::io(format!("listing {}", dir.display()), e);
     let mut listed = Vec::new();
     for entry in fs::read_dir(dir).map_err(listing_error)? {
         let path = entry.map_err(listing_error)?.path();
         let Some(name) = path.file_name().and_then(|name| name.to_str()) else {
-            tracing::warn!(%state, location = %path.display(), "skipping a file whose name is not UTF-8");
+            tracing::warn!(state = kind, location = %path.display(), "skipping a file whose name is not UTF-8");
             continue;
         };
-        let Some(app) = layout::app_of_listed_name(state, name, &path.display()) else {
+        let Some(app) = app_of(name, &path.display()) else {
             continue;
         };
         // Follows symlinks: a link to a file is a file.
         match fs::metadata(&path) {
             Ok(metadata) if metadata.is_file() => {}
             Ok(_) => {
-                tracing::warn!(%state, location = %path.display(), "skipping an entry that is not a file");
+                tracing::warn!(state = kind, location = %path.display(), "skipping an entry that is not a file");
                 continue;
             }
             // Removed since read_dir: it is legitimately gone.
@@ -241,16 +311,11 @@ fn list_dir(dir: &Path, state: TargetState) -> Result<Vec<StoredTarget>, StoreEr
             Err(e) => return Err(StoreError::io(format!("inspecting {}", path.display()), e)),
         }
         match fs::read(&path) {
-            Ok(body) => listed.push(StoredTarget {
-                app_guid: app,
-                state,
-                etag: ETag::of(&body),
-            }),
+            Ok(body) => listed.push((app, ETag::of(&body))),
             Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
             Err(e) => return Err(StoreError::io(format!("reading {}", path.display()), e)),
         }
     }
-    listed.sort_by(|a, b| a.app_guid.cmp(&b.app_guid));
     Ok(listed)
 }
 

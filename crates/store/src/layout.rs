@@ -25,6 +25,26 @@ pub(crate) fn relative_key(state: TargetState, app: &AppGuid) -> String {
     format!("{}{}", state_dir(state), file_name(app))
 }
 
+/// The directory of the scrape credentials documents relative to the root:
+/// `credentials/` (a sibling of `active/` and `inactive/`, see
+/// [`crate::scrape_credentials`]).
+pub(crate) const CREDENTIALS_DIR: &str = "credentials/";
+
+/// The key of an app's credentials document relative to the root:
+/// `credentials/<app_guid>.json`.
+pub(crate) fn credentials_key(app: &AppGuid) -> String {
+    format!("{CREDENTIALS_DIR}{}", file_name(app))
+}
+
+/// The app whose credentials document `name` is, for a `name` found directly inside
+/// `credentials/` (`location` only serves the log line); like [`app_of_listed_name`].
+pub(crate) fn app_of_listed_credentials_name(
+    name: &str,
+    location: &dyn std::fmt::Display,
+) -> Option<AppGuid> {
+    app_of_name_in("credentials", name, location)
+}
+
 /// The app whose file `name` is, for a `name` found directly inside the directory of
 /// `state` (`location` only serves the log line).
 ///
@@ -37,6 +57,10 @@ pub(crate) fn app_of_listed_name(
     name: &str,
     location: &dyn std::fmt::Display,
 ) -> Option<AppGuid> {
+    app_of_name_in(state.dir_name(), name, location)
+}
+
+fn app_of_name_in(state: &str, name: &str, location: &dyn std::fmt::Display) -> Option<AppGuid> {
     let app = name
         .strip_suffix(SUFFIX)
         .and_then(|stem| AppGuid::parse(stem).ok().filter(|app| app.as_str() == stem));

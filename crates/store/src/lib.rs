@@ -29,6 +29,7 @@ mod memory;
 pub mod ranges;
 pub mod record;
 mod s3;
+pub mod scrape_credentials;
 
 #[cfg(any(test, feature = "conformance"))]
 pub mod conformance;
@@ -49,6 +50,7 @@ pub use layout::{staged_file_name, unique_of_staged_file_name};
 pub use memory::MemoryStore;
 pub use record::{RECORD_KEY, RecordPublisher, WritersRecord, record_key_for_active_prefix};
 pub use s3::{LIST_PAGE_SIZE, ListPageError, S3Config, S3Store, list_page};
+pub use scrape_credentials::{BindingAuth, CredentialsDocument, ScrapeTokenKey};
 
 /// Which of the two directories of the bucket an app's target file is in.
 ///
@@ -141,6 +143,15 @@ pub struct StoredTarget {
     pub app_guid: AppGuid,
     /// The directory the file is in.
     pub state: TargetState,
+    /// The version of its content.
+    pub etag: ETag,
+}
+
+/// One entry of a [`TargetStore::list_credentials`] listing.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct StoredCredentials {
+    /// The app the credentials document belongs to.
+    pub app_guid: AppGuid,
     /// The version of its content.
     pub etag: ETag,
 }
@@ -258,6 +269,21 @@ pub trait TargetStore: Send + Sync + fmt::Debug {
         self.remove_app(from, app).await?;
         Ok(etag)
     }
+
+    /// Writes (creates or replaces) the app's scrape credentials document
+    /// (`credentials/<app_guid>.json`, [`scrape_credentials`]) and returns its ETag.
+    /// Atomic like [`TargetStore::write_app`]; touches no target file.
+    async fn write_credentials(&self, app: &AppGuid, body: Bytes) -> Result<ETag, StoreError>;
+
+    /// Reads the app's credentials document: `Ok(None)` when there is none.
+    async fn read_credentials(&self, app: &AppGuid) -> Result<Option<(Bytes, ETag)>, StoreError>;
+
+    /// Removes the app's credentials document. Idempotent.
+    async fn remove_credentials(&self, app: &AppGuid) -> Result<(), StoreError>;
+
+    /// Lists every credentials document, sorted by app GUID; complete or an error, never
+    /// partial. Entries whose name is not `<app guid>.json` are skipped with a warning.
+    async fn list_credentials(&self) -> Result<Vec<StoredCredentials>, StoreError>;
 
     /// A cheap probe that the store is reachable and usable (S3: `HeadBucket`), for
     /// `GET /health` and for failing fast at start.

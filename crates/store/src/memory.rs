@@ -9,7 +9,7 @@ use bytes::Bytes;
 use gds_targets::AppGuid;
 
 use crate::record::RECORD_KEY;
-use crate::{ETag, StoreError, StoredTarget, TargetState, TargetStore, layout};
+use crate::{ETag, StoreError, StoredCredentials, StoredTarget, TargetState, TargetStore, layout};
 
 /// An in-memory [`TargetStore`] keyed by the same relative keys as the bucket
 /// (`active/<guid>.json`), with hooks for tests: [`MemoryStore::fail_next`] and
@@ -52,6 +52,11 @@ impl MemoryStore {
     /// Whether a raw relative key exists.
     pub fn contains_raw(&self, key: &str) -> bool {
         self.lock().objects.contains_key(key)
+    }
+
+    /// The body at a raw relative key, if any.
+    pub fn read_raw(&self, key: &str) -> Option<Bytes> {
+        self.lock().objects.get(key).cloned()
     }
 
     /// Every raw relative key, sorted: for asserting on the exact content of the store.
@@ -137,6 +142,44 @@ impl TargetStore for MemoryStore {
             .collect();
         listed.sort_by(|a, b| a.app_guid.cmp(&b.app_guid));
         Ok(listed)
+    }
+
+    async fn write_credentials(&self, app: &AppGuid, body: Bytes) -> Result<ETag, StoreError> {
+        let mut inner = self.call("write_credentials")?;
+        let etag = ETag::of(&body);
+        inner.objects.insert(layout::credentials_key(app), body);
+        Ok(etag)
+    }
+
+    async fn read_credentials(&self, app: &AppGuid) -> Result<Option<(Bytes, ETag)>, StoreError> {
+        let inner = self.call("read_credentials")?;
+        Ok(inner
+            .objects
+            .get(&layout::credentials_key(app))
+            .map(|body| (body.clone(), ETag::of(body))))
+    }
+
+    async fn remove_credentials(&self, app: &AppGuid) -> Result<(), StoreError> {
+        let mut inner = self.call("remove_credentials")?;
+        inner.objects.remove(&layout::credentials_key(app));
+        Ok(())
+    }
+
+    async fn list_credentials(&self) -> Result<Vec<StoredCredentials>, StoreError> {
+        let inner = self.call("list_credentials")?;
+        let dir = layout::CREDENTIALS_DIR;
+        Ok(inner
+            .objects
+            .range(dir.to_owned()..)
+            .take_while(|(key, _)| key.starts_with(dir))
+            .filter_map(|(key, body)| {
+                let app = layout::app_of_listed_credentials_name(&key[dir.len()..], key)?;
+                Some(StoredCredentials {
+                    app_guid: app,
+                    etag: ETag::of(body),
+                })
+            })
+            .collect())
     }
 
     async fn check(&self) -> Result<(), StoreError> {

@@ -26,8 +26,8 @@ use gds_targets::AppGuid;
 use crate::ranges::{ListedKey, Page, PageRequest, boundaries_of, list_in_ranges};
 use crate::record::RECORD_KEY;
 use crate::{
-    ConfigError, ETag, ListHint, StoreError, StoredTarget, TargetState, TargetStore, credentials,
-    layout,
+    ConfigError, ETag, ListHint, StoreError, StoredCredentials, StoredTarget, TargetState,
+    TargetStore, credentials, layout,
 };
 
 /// The most keys S3 returns per `ListObjectsV2` page, and what [`list_page`] asks for.
@@ -317,6 +317,65 @@ impl S3Store {
         format!("{}{}", self.prefix, layout::relative_key(state, app))
     }
 
+    fn credentials_key(&self, app: &AppGuid) -> String {
+        format!("{}{}", self.prefix, layout::credentials_key(app))
+    }
+
+    /// Every key under `dir`, complete or an error: the ranges between `boundaries`
+    /// (strictly increasing keys under `dir`) are listed concurrently.
+    async fn list_keys(
+        &self,
+        dir: &str,
+        boundaries: &[String],
+    ) -> Result<Vec<ListedKey>, StoreError> {
+        let fetch = |request: PageRequest| async move {
+            list_page(&self.client, &self.bucket, dir, None, request)
+                .await
+                .map_err(|e| match e {
+                    ListPageError::Request(e) => self.error("ListObjectsV2", dir, *e),
+                    ListPageError::NoContinuationToken => StoreError::Rejected {
+                        context: format!(
+                            "S3 ListObjectsV2 s3://{}/{dir}: {}",
+                            self.bucket,
+                            ListPageError::NoContinuationToken
+                        ),
+                        source: None,
+                    },
+                })
+        };
+        // Any failing page fails the whole listing: see the trait on why a partial
+        // listing must never be returned.
+        list_in_ranges(boundaries, LIST_RANGE_CONCURRENCY, fetch).await
+    }
+
+    /// `PutObject` of a JSON body; returns its ETag.
+    async fn put(&self, key: &str, body: Bytes) -> Result<ETag, StoreError> {
+        // A single PutObject is atomic: readers get the old or the new object.
+        let output = self
+            .client
+            .put_object()
+            .bucket(&self.bucket)
+            .key(key)
+            .content_type("application/json")
+            .body(ByteStream::from(body.clone()))
+            .send()
+            .await
+            .map_err(|e| self.error("PutObject", key, e))?;
+        Ok(self.etag_or_md5(key, output.e_tag(), &body))
+    }
+
+    /// `DeleteObject`; S3 answers 204 for a missing key too, which makes it idempotent.
+    async fn delete(&self, key: &str) -> Result<(), StoreError> {
+        self.client
+            .delete_object()
+            .bucket(&self.bucket)
+            .key(key)
+            .send()
+            .await
+            .map_err(|e| self.error("DeleteObject", key, e))?;
+        Ok(())
+    }
+
     /// `GetObject`: `Ok(None)` when there is no such key.
     async fn get_optional(&self, key: &str) -> Result<Option<(Bytes, ETag)>, StoreError> {
         let output = match self
@@ -430,19 +489,7 @@ impl TargetStore for S3Store {
         app: &AppGuid,
         body: Bytes,
     ) -> Result<ETag, StoreError> {
-        let key = self.key(state, app);
-        // A single PutObject is atomic: readers get the old or the new object.
-        let output = self
-            .client
-            .put_object()
-            .bucket(&self.bucket)
-            .key(&key)
-            .content_type("application/json")
-            .body(ByteStream::from(body.clone()))
-            .send()
-            .await
-            .map_err(|e| self.error("PutObject", &key, e))?;
-        Ok(self.etag_or_md5(&key, output.e_tag(), &body))
+        self.put(&self.key(state, app), body).await
     }
 
     async fn read_app(
@@ -454,16 +501,37 @@ impl TargetStore for S3Store {
     }
 
     async fn remove_app(&self, state: TargetState, app: &AppGuid) -> Result<(), StoreError> {
-        let key = self.key(state, app);
-        // S3 answers 204 for a missing key too, which makes this idempotent.
-        self.client
-            .delete_object()
-            .bucket(&self.bucket)
-            .key(&key)
-            .send()
-            .await
-            .map_err(|e| self.error("DeleteObject", &key, e))?;
-        Ok(())
+        self.delete(&self.key(state, app)).await
+    }
+
+    async fn write_credentials(&self, app: &AppGuid, body: Bytes) -> Result<ETag, StoreError> {
+        self.put(&self.credentials_key(app), body).await
+    }
+
+    async fn read_credentials(&self, app: &AppGuid) -> Result<Option<(Bytes, ETag)>, StoreError> {
+        self.get_optional(&self.credentials_key(app)).await
+    }
+
+    async fn remove_credentials(&self, app: &AppGuid) -> Result<(), StoreError> {
+        self.delete(&self.credentials_key(app)).await
+    }
+
+    async fn list_credentials(&self) -> Result<Vec<StoredCredentials>, StoreError> {
+        let dir = format!("{}{}", self.prefix, layout::CREDENTIALS_DIR);
+        let mut listed: Vec<StoredCredentials> = self
+            .list_keys(&dir, &[])
+            .await?
+            .into_iter()
+            .filter_map(|ListedKey { key, etag, .. }| {
+                let app = layout::app_of_listed_credentials_name(key.strip_prefix(&dir)?, &key)?;
+                Some(StoredCredentials {
+                    app_guid: app,
+                    etag: ETag::from_store(&etag),
+                })
+            })
+            .collect();
+        listed.sort_by(|a, b| a.app_guid.cmp(&b.app_guid));
+        Ok(listed)
     }
 
     async fn list_apps(&self, state: TargetState) -> Result<Vec<StoredTarget>, StoreError> {
@@ -488,27 +556,7 @@ impl TargetStore for S3Store {
             }
             None => &[],
         };
-        let fetch = |request: PageRequest| {
-            let dir = &dir;
-            async move {
-                list_page(&self.client, &self.bucket, dir, None, request)
-                    .await
-                    .map_err(|e| match e {
-                        ListPageError::Request(e) => self.error("ListObjectsV2", dir, *e),
-                        ListPageError::NoContinuationToken => StoreError::Rejected {
-                            context: format!(
-                                "S3 ListObjectsV2 s3://{}/{dir}: {}",
-                                self.bucket,
-                                ListPageError::NoContinuationToken
-                            ),
-                            source: None,
-                        },
-                    })
-            }
-        };
-        // Any failing page fails the whole listing: see the trait on why a partial
-        // listing must never be returned.
-        let keys = list_in_ranges(boundaries, LIST_RANGE_CONCURRENCY, fetch).await?;
+        let keys = self.list_keys(&dir, boundaries).await?;
         let next_hint = ListHint {
             boundaries: boundaries_of(&keys, LIST_PAGE_SIZE as usize),
             dir: dir.clone(),

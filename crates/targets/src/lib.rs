@@ -14,5 +14,6 @@ pub use model::{
     build_target_file, choose_endpoint,
 };
 pub use params::{
-    BindingParams, LabelName, MetricsPath, ParamError, PromDuration, is_valid_label_name,
+    BindingParams, LabelName, MetricsPath, ParamError, PromDuration, ScrapeAuth,
+    is_valid_label_name,
 };

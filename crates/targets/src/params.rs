@@ -21,7 +21,7 @@ pub enum ParamError {
     #[error("binding parameters must be a JSON object, got {0}")]
     NotAnObject(&'static str),
     #[error(
-        "unknown binding parameter(s): {0}; valid parameters are: path, labels, scrape_interval"
+        "unknown binding parameter(s): {0}; valid parameters are: path, labels, scrape_interval, auth"
     )]
     UnknownKeys(String),
     #[error("invalid binding parameter `{field}`: {reason}")]
@@ -46,6 +46,48 @@ pub struct BindingParams {
     pub labels: BTreeMap<LabelName, String>,
     /// Emitted as `__scrape_interval__`.
     pub scrape_interval: Option<PromDuration>,
+    /// How the scrape authenticates to the app; not part of the target file.
+    pub auth: ScrapeAuth,
+}
+
+/// How a scrape of a binding's app authenticates to the app (the `auth` binding
+/// parameter): the `Authorization: Bearer ...` header the scrape gateway sends.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
+pub enum ScrapeAuth {
+    /// `Bearer <app guid>`: the original's header, which GOV.UK's metrics libraries check.
+    /// Not a secret (every space member can read an app's GUID). The default.
+    #[default]
+    AppGuid,
+    /// `Bearer <token>`: a secret token per binding, derived from the deployment's scrape
+    /// token key and handed to the app in the binding's credentials.
+    Token,
+}
+
+impl ScrapeAuth {
+    /// Both modes, in the order the docs list them.
+    pub const ALL: [ScrapeAuth; 2] = [ScrapeAuth::AppGuid, ScrapeAuth::Token];
+
+    /// The parameter's value: `app_guid` or `token`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ScrapeAuth::AppGuid => "app_guid",
+            ScrapeAuth::Token => "token",
+        }
+    }
+
+    /// Parses the parameter's value; the error is a reason for the tenant.
+    pub fn parse(s: &str) -> Result<ScrapeAuth, String> {
+        ScrapeAuth::ALL
+            .into_iter()
+            .find(|mode| mode.as_str() == s)
+            .ok_or_else(|| format!("must be \"app_guid\" or \"token\", got {s:?}"))
+    }
+}
+
+impl fmt::Display for ScrapeAuth {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
 }
 
 impl BindingParams {
@@ -60,7 +102,7 @@ impl BindingParams {
         let mut unknown: Vec<&str> = object
             .keys()
             .map(String::as_str)
-            .filter(|k| !matches!(*k, "path" | "labels" | "scrape_interval"))
+            .filter(|k| !matches!(*k, "path" | "labels" | "scrape_interval" | "auth"))
             .collect();
         if !unknown.is_empty() {
             unknown.sort_unstable();
@@ -123,10 +165,24 @@ impl BindingParams {
                 PromDuration::parse(s).map_err(|r| ParamError::invalid("scrape_interval", r))?,
             );
         }
+        if let Some(v) = object.get("auth") {
+            let s = v.as_str().ok_or_else(|| {
+                ParamError::invalid(
+                    "auth",
+                    format!(
+                        "must be the string \"app_guid\" or \"token\", got {}",
+                        json_kind(v)
+                    ),
+                )
+            })?;
+            params.auth = ScrapeAuth::parse(s).map_err(|r| ParamError::invalid("auth", r))?;
+        }
         Ok(params)
     }
 
     /// The parameters as the JSON object they were given as (normalised), for storage.
+    /// The default `auth` (`app_guid`) is left out, so that `{}` and
+    /// `{"auth": "app_guid"}` are the same binding.
     pub fn to_json(&self) -> Value {
         let mut o = serde_json::Map::new();
         if let Some(p) = &self.path {
@@ -142,6 +198,9 @@ impl BindingParams {
         }
         if let Some(d) = &self.scrape_interval {
             o.insert("scrape_interval".into(), Value::String(d.as_str().into()));
+        }
+        if self.auth != ScrapeAuth::AppGuid {
+            o.insert("auth".into(), Value::String(self.auth.as_str().into()));
         }
         Value::Object(o)
     }
@@ -417,6 +476,31 @@ mod tests {
         ] {
             assert!(PromDuration::parse(s).is_err(), "{s:?} should be rejected");
         }
+    }
+
+    #[test]
+    fn auth_defaults_to_the_app_guid_and_accepts_token() {
+        assert_eq!(
+            BindingParams::from_json(None).unwrap().auth,
+            ScrapeAuth::AppGuid
+        );
+        let token = BindingParams::from_json(Some(&json!({"auth": "token"}))).unwrap();
+        assert_eq!(token.auth, ScrapeAuth::Token);
+        assert_eq!(token.to_json(), json!({"auth": "token"}));
+        let explicit = BindingParams::from_json(Some(&json!({"auth": "app_guid"}))).unwrap();
+        assert_eq!(explicit, BindingParams::default());
+        assert_eq!(explicit.to_json(), json!({}));
+    }
+
+    #[test]
+    fn an_unknown_or_mistyped_auth_is_rejected_with_the_field_named() {
+        let e = err(json!({"auth": "basic"}));
+        assert!(
+            e.contains("`auth`") && e.contains("\"app_guid\" or \"token\"") && e.contains("basic"),
+            "{e}"
+        );
+        assert!(err(json!({"auth": true})).contains("got a boolean"));
+        assert!(err(json!({"auth": "Token"})).contains("`auth`"));
     }
 
     #[test]

@@ -35,7 +35,9 @@ pub fn parse<'a>(method: &Method, uri: &'a Uri) -> Result<ScrapeRequest<'a>, Ref
         return Err(Refusal::NotAbsolute);
     }
     let authority = uri.authority().ok_or(Refusal::NotAbsolute)?;
-    if authority.port().is_some() || authority.as_str().contains('@') {
+    // Prometheus 2.42 (Debian 12's) spells the scheme's default port out in its scrape
+    // URLs (`http://host:80/...`): the same target. Any other port is refused.
+    if authority.port().is_some_and(|p| p.as_str() != "80") || authority.as_str().contains('@') {
         return Err(Refusal::Port);
     }
     let host = authority.host();
@@ -217,6 +219,10 @@ mod tests {
             assert_eq!(scrape.app_guid, G);
             assert_eq!(scrape.index, 1);
         }
+        // The default port, as Prometheus 2.42 writes it, names the same target.
+        let q = query(G, &format!("{G}%3A0"), "0");
+        let scrape = get(&format!("http://Web-Shop.apps.example.com:80/metrics?{q}")).unwrap();
+        assert_eq!(scrape.host, "web-shop.apps.example.com");
         // A trailing dot names the same host.
         let q = query(G, &format!("{G}:0"), "0");
         assert_eq!(
@@ -233,6 +239,7 @@ mod tests {
             (format!("https://a.example.com/metrics?{q}"), "not_absolute"),
             (format!("http://a.example.com:8443/metrics?{q}"), "port"),
             (format!("http://a.example.com:443/metrics?{q}"), "port"),
+            (format!("http://a.example.com:080/metrics?{q}"), "port"),
             (format!("http://user@a.example.com/metrics?{q}"), "port"),
             (format!("http://10.0.0.1/metrics?{q}"), "ip_literal"),
             (format!("http://169.254.169.254/metrics?{q}"), "ip_literal"),

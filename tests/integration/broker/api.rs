@@ -28,6 +28,17 @@ on_both_databases!(
     the_passes_of_update_targets_show_on_the_brokers_metrics,
 );
 
+/// The credentials of a binding of `web-shop` without parameters: the original's
+/// authorization (`Bearer <app guid>`), and what the app is scraped as.
+fn web_shop_credentials() -> Value {
+    json!({
+        "auth": "app_guid",
+        "job": "web-shop",
+        "metrics_path": "/metrics",
+        "authorization_header": format!("Bearer {WEB_SHOP}"),
+    })
+}
+
 /// The file the broker must write for the demo app `web-shop` (2 instances, one route),
 /// byte for byte: the original's content, pretty-printed with sorted labels.
 fn web_shop_file() -> String {
@@ -250,7 +261,10 @@ async fn a_bound_app_gets_its_target_file_and_loses_it_on_unbind(db: Database) {
     let (status, body) = f.bind("si-1", "b-1", WEB_SHOP, Value::Null).await;
     assert_eq!(
         (status, body),
-        (StatusCode::CREATED, json!({"credentials": {}}))
+        (
+            StatusCode::CREATED,
+            json!({"credentials": web_shop_credentials()})
+        )
     );
     let file = f
         .file(TargetState::Active, WEB_SHOP)
@@ -266,7 +280,10 @@ async fn a_bound_app_gets_its_target_file_and_loses_it_on_unbind(db: Database) {
     let (status, body) = send(f.osb(Method::GET, &binding_path("si-1", "b-1"))).await;
     assert_eq!(
         (status, body),
-        (StatusCode::OK, json!({"credentials": {}, "parameters": {}}))
+        (
+            StatusCode::OK,
+            json!({"credentials": web_shop_credentials(), "parameters": {}})
+        )
     );
     let (status, body) = send(f.osb(
         Method::GET,
@@ -313,7 +330,15 @@ async fn rebinding_is_identical_or_conflicting_and_never_rewrites(db: Database) 
 
     assert_eq!(
         f.bind("si-1", "b-1", WEB_SHOP, params.clone()).await,
-        (StatusCode::OK, json!({"credentials": {}})),
+        (
+            StatusCode::OK,
+            json!({"credentials": {
+                "auth": "app_guid",
+                "job": "web-shop",
+                "metrics_path": "/custom/metrics",
+                "authorization_header": format!("Bearer {WEB_SHOP}"),
+            }})
+        ),
         "identical"
     );
     let (status, body) = f

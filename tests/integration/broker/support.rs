@@ -148,6 +148,11 @@ impl Fixture {
         self.osb_at(&self.broker, method, path)
     }
 
+    /// The environment the broker was started with (for starting another one differently).
+    pub fn broker_env(&self) -> &[(String, String)] {
+        &self.base_env
+    }
+
     /// The same, to another broker.
     pub fn osb_at(&self, broker: &Running, method: Method, path: &str) -> RequestBuilder {
         self.http

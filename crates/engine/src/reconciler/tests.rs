@@ -160,6 +160,22 @@ impl TargetStore for LeaseLapsesDuringFirstWrite<'_> {
     ) -> Result<Option<ETag>, StoreError> {
         self.inner.replace_record(body, expected).await
     }
+
+    async fn write_credentials(&self, app: &AppGuid, body: Bytes) -> Result<ETag, StoreError> {
+        self.inner.write_credentials(app, body).await
+    }
+
+    async fn read_credentials(&self, app: &AppGuid) -> Result<Option<(Bytes, ETag)>, StoreError> {
+        self.inner.read_credentials(app).await
+    }
+
+    async fn remove_credentials(&self, app: &AppGuid) -> Result<(), StoreError> {
+        self.inner.remove_credentials(app).await
+    }
+
+    async fn list_credentials(&self) -> Result<Vec<gds_store::StoredCredentials>, StoreError> {
+        self.inner.list_credentials().await
+    }
 }
 
 fn write(n: u32, body: &str) -> Action {
