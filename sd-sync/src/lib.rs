@@ -229,7 +229,12 @@ impl SdSync {
                 mapping: i,
                 builder: RoutesBuilder::default(),
             });
-            tokio::spawn(sync_loop(mirror, credentials, self.config.interval, gateway));
+            tokio::spawn(sync_loop(
+                mirror,
+                credentials,
+                self.config.interval,
+                gateway,
+            ));
         }
         Ok(Running { local_url, server })
     }
