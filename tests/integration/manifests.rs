@@ -726,8 +726,8 @@ fn prometheus_scrapes_through_the_units_gateway_pinned_to_the_router_with_the_to
     for (file, text) in yaml_files("manifests/prometheus") {
         let yaml = parse_yaml(&file, &text);
         for job in yaml["scrape_configs"].as_vec().unwrap() {
-            let discovers_apps = !job["file_sd_configs"].is_badvalue()
-                || !job["http_sd_configs"].is_badvalue();
+            let discovers_apps =
+                !job["file_sd_configs"].is_badvalue() || !job["http_sd_configs"].is_badvalue();
             if discovers_apps {
                 assert_eq!(
                     job["proxy_url"].as_str(),
