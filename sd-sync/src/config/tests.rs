@@ -506,3 +506,32 @@ fn bad_scrape_gateway_settings_stop_sd_sync_with_one_line_naming_the_flag() {
         assert!(!err.contains('\n'), "{err}");
     }
 }
+
+#[test]
+fn the_scrape_token_key_comes_from_the_environment_or_a_file_and_is_checked() {
+    let args = ["--mapping", "s3://b/active=/t/eu", "--region", "eu-west-1"];
+    assert!(run(&args, &[]).unwrap().scrape_token_key.is_none());
+    let key = "0123456789abcdef0123456789abcdef";
+    let from_env = run(&args, &[("SCRAPE_TOKEN_KEY", key)])
+        .unwrap()
+        .scrape_token_key
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("key");
+    std::fs::write(&path, format!("{key}\n")).unwrap();
+    let path = path.to_str().unwrap();
+    let with_file = [&args[..], &["--scrape-token-key-file", path]].concat();
+    let from_file = run(&with_file, &[]).unwrap().scrape_token_key.unwrap();
+    assert_eq!(from_env.token_for("b"), from_file.token_for("b"));
+    let config = run(&with_file, &[]).unwrap();
+    assert!(!format!("{config:?}").contains(key), "the key is redacted");
+
+    let short = run(&args, &[("SCRAPE_TOKEN_KEY", "short-key")]).unwrap_err();
+    assert!(
+        short.starts_with("SCRAPE_TOKEN_KEY") && short.contains("at least 32"),
+        "{short}"
+    );
+    assert!(!short.contains("short-key"), "{short}");
+    let both = run(&with_file, &[("SCRAPE_TOKEN_KEY", key)]).unwrap_err();
+    assert!(both.contains("not both"), "{both}");
+}
