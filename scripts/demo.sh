@@ -10,9 +10,12 @@
 #
 # The stack: the CF simulator (`cf-sim --demo`: CC API v3, UAA and a simulated gorouter
 # with app instances), the broker and the updater on one SQLite file, a target store, and,
-# when Debian's `prometheus` and `nginx` are installed (or installable: as root or with
-# password-less sudo), a Prometheus scraping through the shipped forward proxy
-# (manifests/nginx/forward-proxy.conf, pointed at the simulated gorouter).
+# when Debian's `prometheus` is installed (or installable: as root or with password-less
+# sudo), a Prometheus scraping through sd-sync's scrape gateway, pinned to the simulated
+# gorouter, which serves HTTPS with a certificate from a throwaway CA made here (openssl,
+# installed the same way). With the local directory store there is no sd-sync: Prometheus
+# then scrapes through nginx running the shipped forward proxy
+# (manifests/nginx/forward-proxy.conf, pointed at the gorouter), the compatible alternative.
 #
 # The store: sd-sync mirrors S3 only (`--mapping s3://BUCKET/PREFIX=DIR`). So:
 # - `s3` (chosen when moto is installed in .venv by scripts/install-test-deps.sh, or with
@@ -38,7 +41,7 @@ Settings (environment):
   DEMO_S3_ENDPOINT        an S3-compatible server to use instead of starting moto
                           (credentials: AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY, default test/test)
   DEMO_PROMETHEUS         auto (default) | 1 (required) | 0 (off)
-  DEMO_INSTALL            1 (default; 0 with --check): install missing prometheus/nginx
+  DEMO_INSTALL            1 (default; 0 with --check): install missing prometheus/openssl/nginx
                           with apt-get as root or with `sudo -n`
   DEMO_PORTS              fixed (default; free with --check) | free
   DEMO_SIM_PORT (or CF_SIM_PORT) 9292, DEMO_ROUTER_PORT 9293, DEMO_BROKER_PORT 9294,
@@ -283,13 +286,21 @@ local) ;;
 *) die "DEMO_STORE must be auto, s3 or local, not $STORE_MODE" ;;
 esac
 
-# Prometheus needs both Debian packages: prometheus, and nginx for the forward proxy.
+# Prometheus needs Debian's prometheus and what it scrapes through: with S3, sd-sync's
+# gateway and openssl for the router's certificate; with the local store, nginx.
 USE_PROMETHEUS=0
 NO_PROMETHEUS_REASON=""
+proxy_packages() {
+    if [[ "$STORE_MODE" == s3 ]]; then
+        command -v openssl >/dev/null || packages+=(openssl)
+    else
+        nginx_binary >/dev/null || packages+=(nginx-light)
+    fi
+}
 if [[ "$PROMETHEUS_MODE" != 0 ]]; then
     packages=()
     prometheus_binary >/dev/null || packages+=(prometheus)
-    nginx_binary >/dev/null || packages+=(nginx-light)
+    proxy_packages
     if ((${#packages[@]})) && [[ "$INSTALL" == 1 ]] && command -v apt-get >/dev/null && can_be_root; then
         say "Installing ${packages[*]} (Debian packages) for the Prometheus part"
         note "on a machine with systemd the packages also start their own services (:9090, :80); the demo does not use them"
@@ -297,7 +308,7 @@ if [[ "$PROMETHEUS_MODE" != 0 ]]; then
             && as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${packages[@]}" >/dev/null; then
             packages=()
             prometheus_binary >/dev/null || packages+=(prometheus)
-            nginx_binary >/dev/null || packages+=(nginx-light)
+            proxy_packages
         fi
     fi
     if ((${#packages[@]})); then
@@ -326,10 +337,34 @@ done
 T_START="$(now_ms)"
 say "Starting the stack (state in $STATE)"
 
+# Prometheus scrapes through sd-sync's gateway when there is an sd-sync (S3), which talks
+# HTTPS to the gorouter: a throwaway CA and the router's certificate, for this run only.
+GATEWAY=0
+ROUTER_TLS=()
+if ((USE_PROMETHEUS)) && [[ "$STORE_MODE" == s3 ]]; then
+    GATEWAY=1
+    PKI="$STATE/pki"
+    mkdir -p "$PKI"
+    (
+        cd "$PKI"
+        openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 2 \
+            -keyout ca-key.pem -out ca.pem -subj "/CN=gds-prometheus demo CA"
+        openssl req -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes \
+            -keyout router-key.pem -out router.csr -subj "/CN=*.apps.example.com"
+        printf '%s\n' 'subjectAltName=DNS:*.apps.example.com,DNS:apps.example.com,IP:127.0.0.1' \
+            'basicConstraints=critical,CA:FALSE' 'extendedKeyUsage=serverAuth' >router.ext
+        openssl x509 -req -in router.csr -CA ca.pem -CAkey ca-key.pem -CAcreateserial -days 2 \
+            -extfile router.ext -out router.pem
+    ) >"$LOGS/openssl.log" 2>&1 || fail "openssl could not make the demo's certificates: $(tail -3 "$LOGS/openssl.log")"
+    ROUTER_TLS=(--router-tls-cert "$PKI/router.pem" --router-tls-key "$PKI/router-key.pem")
+    # The deployment's scrape token key, shared by the broker and sd-sync.
+    SCRAPE_TOKEN_KEY="demo-$(od -An -N24 -tx1 /dev/urandom | tr -d ' \n')"
+fi
+
 # The Cloud Foundry simulator and its gorouter.
 SIM_PORT="$(listen_port DEMO_SIM_PORT "${DEMO_SIM_PORT:-${CF_SIM_PORT:-9292}}")"
 ROUTER_PORT="$(listen_port DEMO_ROUTER_PORT "${DEMO_ROUTER_PORT:-9293}")"
-spawn cf-sim env NO_COLOR=1 "$BIN_DIR/cf-sim" --demo --listen "127.0.0.1:$SIM_PORT" --router-listen "127.0.0.1:$ROUTER_PORT"
+spawn cf-sim env NO_COLOR=1 "$BIN_DIR/cf-sim" --demo --listen "127.0.0.1:$SIM_PORT" --router-listen "127.0.0.1:$ROUTER_PORT" "${ROUTER_TLS[@]}"
 SIM_PID="$(last_pid)"
 SIM_URL="$(ready_url cf-sim "$SIM_PID" 1)"
 ROUTER_URL="$(ready_url cf-sim "$SIM_PID" 2)"
@@ -389,8 +424,11 @@ COMMON_ENV=(API_ENDPOINT="$SIM_URL" UAA_USERNAME=admin UAA_PASSWORD=admin
     PAAS_DOMAIN=apps.example.com DATABASE_URL="sqlite://$STATE/broker.db?mode=rwc"
     LISTEN_HOST=127.0.0.1 RUST_LOG="${RUST_LOG:-info}" "${STORE_ENV[@]}")
 
+TOKEN_ENV=()
+((GATEWAY)) && TOKEN_ENV=(SCRAPE_TOKEN_KEY="$SCRAPE_TOKEN_KEY")
+
 BROKER_PORT="$(listen_port DEMO_BROKER_PORT "${DEMO_BROKER_PORT:-9294}")"
-spawn broker env "${COMMON_ENV[@]}" PORT="$BROKER_PORT" SERVICE_ID="$SERVICE_ID" PLAN_ID="$PLAN_ID" \
+spawn broker env "${COMMON_ENV[@]}" "${TOKEN_ENV[@]}" PORT="$BROKER_PORT" SERVICE_ID="$SERVICE_ID" PLAN_ID="$PLAN_ID" \
     BROKER_USERNAME="$BROKER_USER" BROKER_PASSWORD="$BROKER_PASS" "$BIN_DIR/broker"
 BROKER_URL="$(ready_url broker "$(last_pid)")"
 info "$(printf '%-32s %s' 'broker (OSB API, SQLite)' "$BROKER_URL  (basic auth $BROKER_USER:$BROKER_PASS)")"
@@ -401,23 +439,37 @@ UPDATER_URL="$(ready_url updater "$(last_pid)")"
 info "$(printf '%-32s %s' 'updater (fast path on)' "$UPDATER_URL  (full pass every minute, audit events every 2 s)")"
 
 SD_SYNC_URL=""
+PROXY_URL=""
 if [[ "$STORE_MODE" == s3 ]]; then
     mkdir -p "$TARGETS_DIR"
     SD_SYNC_PORT="$(listen_port DEMO_SD_SYNC_PORT "${DEMO_SD_SYNC_PORT:-9296}")"
+    GATEWAY_ARGS=()
+    if ((GATEWAY)); then
+        # As manifests/sd-sync.service: the gateway on loopback, pinned to the router.
+        GATEWAY_ARGS=(--scrape-listen "127.0.0.1:$(listen_port DEMO_PROXY_PORT "${DEMO_PROXY_PORT:-9297}")"
+            --scrape-router "${ROUTER_URL#https://}" --scrape-ca-file "$PKI/ca.pem")
+    fi
     spawn sd-sync env RUST_LOG="${RUST_LOG:-info}" AWS_ACCESS_KEY_ID="$AWS_ACCESS_KEY_ID" \
-        AWS_SECRET_ACCESS_KEY="$AWS_SECRET_ACCESS_KEY" "$BIN_DIR/sd-sync" \
+        AWS_SECRET_ACCESS_KEY="$AWS_SECRET_ACCESS_KEY" "${TOKEN_ENV[@]}" "$BIN_DIR/sd-sync" \
         --mapping "s3://$BUCKET/active/=$TARGETS_DIR" --s3-endpoint "$S3_URL" --region "$S3_REGION" \
-        --listen "127.0.0.1:$SD_SYNC_PORT"
+        --listen "127.0.0.1:$SD_SYNC_PORT" "${GATEWAY_ARGS[@]}"
     SD_SYNC_URL="$(ready_url sd-sync "$(last_pid)")"
     info "$(printf '%-32s %s' 'sd-sync' "$SD_SYNC_URL  s3://$BUCKET/active/ -> $TARGETS_DIR")"
+    if ((GATEWAY)); then
+        address="$(curl -s --max-time 3 "$SD_SYNC_URL/health" | sed -n 's/.*"gateway":{[^}]*"address":"\([^"]*\)".*/\1/p')"
+        [[ -n "$address" ]] || fail "sd-sync's /health shows no scrape gateway"
+        PROXY_URL="http://$address"
+        info "$(printf '%-32s %s' 'sd-sync scrape gateway' "$PROXY_URL  (pinned to $ROUTER_URL, trusting $PKI/ca.pem)")"
+    fi
 else
     note "sd-sync is not started: it mirrors S3 only, and with a local directory store Prometheus"
     note "reads the store's active/ itself (install moto with scripts/install-test-deps.sh for the S3 chain)"
 fi
 
 PROM_URL=""
-PROXY_URL=""
-if ((USE_PROMETHEUS)); then
+SCRAPED_THROUGH="the gateway"
+if ((USE_PROMETHEUS)) && ((!GATEWAY)); then
+    SCRAPED_THROUGH="nginx"
     # nginx with the shipped forward proxy: only its listen line and upstream change.
     SHIPPED="$REPO/manifests/nginx/forward-proxy.conf"
     # shellcheck disable=SC2016 # nginx variables, literally
@@ -468,6 +520,8 @@ CONF
     ((started)) || fail "nginx did not start"
     PROXY_URL="http://127.0.0.1:$PROXY_PORT"
     info "$(printf '%-32s %s' 'nginx forward proxy' "$PROXY_URL  (manifests/nginx/forward-proxy.conf -> $ROUTER_URL)")"
+fi
+if ((USE_PROMETHEUS)); then
 
     # Prometheus: the scrape settings of manifests/prometheus/, with short intervals.
     PROM_CONFIG="$STATE/prometheus/prometheus.yml"
@@ -475,7 +529,7 @@ CONF
     {
         cat <<YAML
 # Written by scripts/demo.sh: manifests/prometheus/file_sd.yml and http_sd.yml, pointed at
-# this demo's directory, sd-sync and forward proxy, with short intervals.
+# this demo's directory, sd-sync and its scrape gateway (or nginx), with short intervals.
 global:
   scrape_interval: 2s
   scrape_timeout: 2s
@@ -512,7 +566,7 @@ YAML
     done
     ((started)) || fail "Prometheus did not start"
     PROM_URL="http://127.0.0.1:$PROM_PORT"
-    info "$(printf '%-32s %s' "$("$(prometheus_binary)" --version 2>&1 | sed -n '1s/, version \([^ ]*\).*/ \1/p')" "$PROM_URL  (file_sd${SD_SYNC_URL:+ and http_sd}, through the proxy)")"
+    info "$(printf '%-32s %s' "$("$(prometheus_binary)" --version 2>&1 | sed -n '1s/, version \([^ ]*\).*/ \1/p')" "$PROM_URL  (file_sd${SD_SYNC_URL:+ and http_sd}, through $SCRAPED_THROUGH)")"
 else
     warn "Prometheus is not started: ${NO_PROMETHEUS_REASON:-DEMO_PROMETHEUS=0}"
 fi
@@ -617,7 +671,7 @@ expect_app() { # T0 GUID NAME N
     if [[ -n "$PROM_URL" ]]; then
         if ((n > 0)); then
             expect "$t0" "Prometheus file_sd: $(targets "$n") of $name listed" "$n" prom_count cf-apps "$guid"
-            expect "$t0" "Prometheus file_sd: all up (scraped through nginx)" "$n" prom_up cf-apps "$guid"
+            expect "$t0" "Prometheus file_sd: all up (scraped through $SCRAPED_THROUGH)" "$n" prom_up cf-apps "$guid"
             [[ -n "$SD_SYNC_URL" ]] \
                 && expect "$t0" "Prometheus http_sd: $(targets "$n") of $name, all up" "$n" prom_up cf-apps-http-sd "$guid"
             prom_targets cf-apps "$guid" | sort -k3 | awk '{ printf "      %-5s %-22s %-40s %s\n", $1, $2, $3, $4 }'
@@ -640,8 +694,11 @@ osb() { # METHOD PATH EXPECTED-STATUS [BODY]
         -H "X-Broker-API-Request-Identity: $(cat /proc/sys/kernel/random/uuid)")
     [[ -n "$body" ]] && args+=(-H 'Content-Type: application/json' -d "$body")
     code="$(curl "${args[@]}" "$BROKER_URL$path")" || code=000
-    local answer
+    local answer token
     answer="$(tr -d '\n' <"$STATE/osb.body")"
+    # A bind's secret token is the app's: not printed.
+    token="$(sed -n 's/.*"token":"\([^"]*\)".*/\1/p' <<<"$answer")"
+    [[ -n "$token" ]] && answer="${answer//"$token"/<token>}"
     ((${#answer} > 160)) && answer="${answer:0:160}..."
     printf '  %s< %s %s%s\n' "$D" "$code" "$answer" "$N"
     [[ "$code" == "$want" ]] || fail "the broker answered $code to $method $path, expected $want"
@@ -722,7 +779,7 @@ bind web-shop "$WEB_SHOP"
 expect_app "$T0" "$WEB_SHOP" web-shop 2
 note "$TARGETS_DIR/$WEB_SHOP.json, its first target group:"
 awk 'NR > 1 { print "      " $0 } NR > 1 && /^  }/ { exit }' "$TARGETS_DIR/$WEB_SHOP.json"
-[[ -n "$PROM_URL" ]] && note "Prometheus scrapes http://web-shop.apps.example.com/metrics?cf_app_guid=...&cf_app_instance=$WEB_SHOP:0 through nginx, which sends X-CF-APP-INSTANCE and Authorization: Bearer to the gorouter"
+[[ -n "$PROM_URL" ]] && note "Prometheus scrapes http://web-shop.apps.example.com/metrics?cf_app_guid=...&cf_app_instance=$WEB_SHOP:0 through $SCRAPED_THROUGH, which sends X-CF-APP-INSTANCE and Authorization: Bearer to the gorouter"
 
 step "Scale web-shop to 3 instances (the updater follows the Cloud Controller's audit events)"
 cf scale web-shop -i 3
@@ -760,6 +817,26 @@ if [[ -n "$PROM_URL" ]]; then
         || fail "Prometheus does not scrape api at /internal/metrics"
 fi
 
+if ((GATEWAY)); then
+    ORDERS="$(app_guid orders-venerable)"
+    step "Bind orders-venerable with a secret scrape token; the app accepts it after a restart"
+    cf bind-service orders-venerable my-prom -c "'{\"auth\": \"token\"}'"
+    T0="$(now_ms)"
+    bind orders "$ORDERS" '{"auth":"token"}'
+    SCRAPE_TOKEN="$(sed -n 's/.*"token":"\([^"]*\)".*/\1/p' "$STATE/osb.body")"
+    [[ -n "$SCRAPE_TOKEN" ]] || fail "the token bind answered no token"
+    info "the bind's credentials (VCAP_SERVICES): auth, job, metrics_path, token, authorization_header"
+    cf restart orders-venerable
+    note "> POST $SIM_URL/sim/apps/$ORDERS/metrics-auth {\"tokens\":[\"<token>\"]}   (the app reads its credentials)"
+    sim_post "/sim/apps/$ORDERS/metrics-auth" "{\"tokens\":[\"$SCRAPE_TOKEN\"]}"
+    expect_app "$T0" "$ORDERS" orders 2
+    if grep -rqF "$SCRAPE_TOKEN" "$STATE/prometheus" \
+        || curl -s --max-time 3 "$SD_SYNC_URL/targets" | grep -qF "$SCRAPE_TOKEN"; then
+        fail "the secret token is in Prometheus' directory or sd-sync's /targets"
+    fi
+    info "the token is in no file of Prometheus' directory and not in sd-sync's /targets: only the gateway sends it"
+fi
+
 step "Unbind web-shop: its targets are gone for good"
 cf unbind-service web-shop my-prom
 T0="$(now_ms)"
@@ -789,13 +866,13 @@ say "The stack is up (api and paas-metric-exporter stay bound). Look at:"
     fi
     if [[ -n "$PROM_URL" ]]; then
         printf '  %-32s %s\n' "Prometheus" "$PROM_URL/targets  $PROM_URL/graph?g0.expr=up"
-        printf '  %-32s %s\n' "Forward proxy (nginx)" "$PROXY_URL"
+        printf '  %-32s %s\n' "Forward proxy ($SCRAPED_THROUGH)" "$PROXY_URL"
     fi
     printf '  %-32s %s\n' "Targets directory" "$TARGETS_DIR"
     printf '  %-32s %s\n' "Logs" "$LOGS"
     if [[ -n "$PROXY_URL" ]]; then
         printf '\n  A scrape as Prometheus sends it:\n'
-        printf "    curl -s -x %s 'http://api.apps.example.com/internal/metrics?cf_app_guid=%s&cf_app_instance=%s%%3A1'\n" \
+        printf "    curl -s -x %s 'http://api.apps.example.com/internal/metrics?cf_app_guid=%s&cf_app_instance=%s%%3A1&cf_app_instance_index=1'\n" \
             "$PROXY_URL" "$API" "$API"
     fi
     printf '\n  Try:\n'

@@ -1,9 +1,11 @@
 //! `make demo` works: `scripts/demo.sh --check` starts the whole stack on free ports (the
-//! CF simulator and its gorouter, broker and updater on SQLite, the store, sd-sync, nginx
-//! with the shipped forward proxy, a real Prometheus), walks the tenant story against the
-//! broker as the Cloud Controller calls it, verifies every effect and exits non-zero on the
-//! first that does not show. Once with the S3 chain (the test run's S3-compatible server,
-//! sd-sync, file_sd and http_sd) and once on the embedded local directory store.
+//! CF simulator and its gorouter, broker and updater on SQLite, the store, sd-sync, a real
+//! Prometheus), walks the tenant story against the broker as the Cloud Controller calls
+//! it, verifies every effect and exits non-zero on the first that does not show. Once with
+//! the S3 chain (the test run's S3-compatible server, sd-sync, file_sd and http_sd,
+//! scrapes through sd-sync's gateway to the gorouter over HTTPS, an app bound with a
+//! secret token) and once on the embedded local directory store (no sd-sync: scrapes
+//! through nginx with the shipped forward proxy).
 
 use std::fs::OpenOptions;
 use std::path::{Path, PathBuf};
@@ -122,9 +124,7 @@ const STORY: &[&str] = &[
     "Prometheus file_sd: 3 targets of web-shop listed",
     "Prometheus file_sd: no web-shop targets",
     "Prometheus file_sd: 3 targets of api listed",
-    "Prometheus file_sd: all up (scraped through nginx)",
     "http://api.apps.example.com:80/internal/metrics",
-    "Story done: 9 steps",
     "demo check: OK",
 ];
 
@@ -144,6 +144,14 @@ fn the_demo_walks_the_tenant_story_through_s3_sd_sync_and_prometheus() {
             "sd-sync /targets (http_sd): 3 targets of api",
             "Prometheus http_sd: 3 targets of api, all up",
             "Prometheus http_sd: no web-shop targets",
+            "sd-sync scrape gateway",
+            "Prometheus file_sd: all up (scraped through the gateway)",
+            "$ cf bind-service orders-venerable my-prom -c '{\"auth\": \"token\"}'",
+            "\"token\":\"<token>\"",
+            "Prometheus file_sd: 2 targets of orders listed",
+            "Prometheus http_sd: 2 targets of orders, all up",
+            "the token is in no file of Prometheus' directory",
+            "Story done: 10 steps",
         ],
     );
 }
@@ -159,6 +167,9 @@ fn the_demo_walks_the_tenant_story_on_the_local_directory_store() {
             "local directory store",
             "store: active/0e9c9b69...json, 3 targets",
             "store: no active/0e9c9b69...json",
+            "nginx forward proxy",
+            "Prometheus file_sd: all up (scraped through nginx)",
+            "Story done: 9 steps",
         ],
     );
 }

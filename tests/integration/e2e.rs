@@ -112,6 +112,7 @@ pub struct Stack {
     /// sd-sync's stderr, when [`StackOptions::sd_sync_log`] asked for it.
     pub sd_sync_log: Option<PathBuf>,
     _dir: tempfile::TempDir,
+    _logs: tempfile::TempDir,
 }
 
 /// How [`Stack::start_with`] differs from [`Stack::start`].
@@ -119,10 +120,10 @@ pub struct Stack {
 pub struct StackOptions<'a> {
     /// Alert rules for Prometheus, which also scrapes the services (the operator kit).
     pub rules: Option<&'a Path>,
-    /// sd-sync's `RUST_LOG`, its stderr then going to [`Stack::sd_sync_log`].
-    pub sd_sync_log: Option<&'a str>,
-    /// More arguments of sd-sync.
-    pub sd_sync_args: Vec<String>,
+    /// sd-sync's stderr goes to [`Stack::sd_sync_log`] instead of the test's.
+    pub sd_sync_log: bool,
+    /// More environment of sd-sync (`RUST_LOG`, `SCRAPE_TOKEN_KEY`, ...).
+    pub sd_sync_env: Vec<(&'a str, &'a str)>,
     /// More environment of the broker.
     pub broker_env: Vec<(String, String)>,
 }
@@ -207,7 +208,7 @@ impl Stack {
         std::fs::create_dir_all(&targets_dir).unwrap();
         // sd-sync as on a node (manifests/sd-sync.service): the gateway on loopback,
         // pinned to the platform's router, trusting the platform's CA.
-        let mut args = vec![
+        let args = vec![
             "--mapping".into(),
             format!(
                 "s3://{}/{}active/={}",
@@ -226,12 +227,10 @@ impl Stack {
             "--scrape-ca-file".into(),
             pki.ca_file.display().to_string(),
         ];
-        args.extend(options.sd_sync_args);
-        let sd_sync_log = options.sd_sync_log.map(|_| dir.path().join("sd-sync.log"));
-        let env: Vec<(&str, &str)> = options
-            .sd_sync_log
-            .map(|level| vec![("RUST_LOG", level)])
-            .unwrap_or_default();
+        // Not in Prometheus' directory: the tests look for secrets in each separately.
+        let logs = tempfile::tempdir().expect("a temporary directory");
+        let sd_sync_log = options.sd_sync_log.then(|| logs.path().join("sd-sync.log"));
+        let env = options.sd_sync_env;
         let stderr = match &sd_sync_log {
             Some(path) => std::process::Stdio::from(std::fs::File::create(path).unwrap()),
             None => std::process::Stdio::inherit(),
@@ -286,6 +285,7 @@ impl Stack {
             targets_dir,
             sd_sync_log,
             _dir: dir,
+            _logs: logs,
         };
         stack
             .wait("Prometheus, sd-sync and the updater are ready", async |s| {
@@ -841,4 +841,198 @@ async fn the_unbind_of_a_nodes_last_app_is_applied_on_the_next_poll() {
         0.0,
         "the valve held the corroborated deletion back"
     );
+}
+
+/// The deployment's scrape token key in the token-mode test (the broker's and sd-sync's).
+const TOKEN_KEY: &str = "e2e-scrape-token-key-0123456789abcdef";
+
+/// Every file under `dir` (recursively) whose bytes contain `needle`.
+fn files_containing(dir: &Path, needle: &str) -> Vec<PathBuf> {
+    let mut found = Vec::new();
+    let mut pending = vec![dir.to_owned()];
+    while let Some(dir) = pending.pop() {
+        for entry in std::fs::read_dir(&dir).into_iter().flatten().flatten() {
+            let path = entry.path();
+            if path.is_dir() {
+                pending.push(path);
+            } else if std::fs::read(&path)
+                .is_ok_and(|bytes| bytes.windows(needle.len()).any(|w| w == needle.as_bytes()))
+            {
+                found.push(path);
+            }
+        }
+    }
+    found
+}
+
+/// Answers of the simulated web-shop with `status`, through the router, so far.
+async fn web_shop_answers(stack: &Stack, status: u16) -> u64 {
+    let seen = stack
+        .sim(Method::GET, "/sim/router/requests", Value::Null)
+        .await;
+    seen["requests"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|r| r["app_guid"] == WEB_SHOP && r["status"] == status)
+        .map(|r| r["count"].as_u64().unwrap())
+        .sum()
+}
+
+/// The token of a bind's answer (`credentials.token`), checked against its header.
+fn bind_token((status, body): (StatusCode, Value), what: &str) -> String {
+    assert_eq!(status, StatusCode::CREATED, "{what}: {body}");
+    let credentials = &body["credentials"];
+    assert_eq!(credentials["auth"], "token", "{what}: {body}");
+    let token = credentials["token"].as_str().unwrap().to_owned();
+    assert_eq!(
+        credentials["authorization_header"],
+        format!("Bearer {token}")
+    );
+    token
+}
+
+/// Tells the simulated web-shop which tokens it accepts, as a restart with its bindings'
+/// credentials in `VCAP_SERVICES` would.
+async fn web_shop_accepts(stack: &Stack, tokens: &[&str]) {
+    stack
+        .sim(
+            Method::POST,
+            &format!("/sim/apps/{WEB_SHOP}/metrics-auth"),
+            json!({"tokens": tokens}),
+        )
+        .await;
+}
+
+/// Issue 14's secret scrape token end to end: a binding with `"auth": "token"` is scraped
+/// `up` by the real Prometheus through the gateway over HTTPS once the app accepts the
+/// token of its bind answer; the token is nowhere Prometheus or a tenant can read; and a
+/// second token binding rotates it without a failed scrape (README: Scrape credentials).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_token_binding_is_scraped_up_through_the_gateway_and_rotates_without_a_gap() {
+    let stack = Stack::start_with(StackOptions {
+        sd_sync_log: true,
+        sd_sync_env: vec![("RUST_LOG", "debug"), ("SCRAPE_TOKEN_KEY", TOKEN_KEY)],
+        broker_env: vec![("SCRAPE_TOKEN_KEY".into(), TOKEN_KEY.into())],
+        ..StackOptions::default()
+    })
+    .await;
+    let f = &stack.fixture;
+    expect_status(
+        f.provision("token-prom").await,
+        StatusCode::CREATED,
+        "provision",
+    );
+
+    // cf bind-service web-shop token-prom -c '{"auth": "token"}': until the app knows the
+    // token (a restart), the gateway's scrapes carry it and the app refuses them.
+    let first = bind_token(
+        f.bind(
+            "token-prom",
+            "first-binding",
+            WEB_SHOP,
+            json!({"auth": "token"}),
+        )
+        .await,
+        "bind web-shop with a token",
+    );
+    stack
+        .wait(
+            "the app refuses the gateway's token it does not know",
+            async |s| web_shop_answers(s, 401).await >= 2,
+        )
+        .await;
+    assert_eq!(
+        web_shop_answers(&stack, 200).await,
+        0,
+        "a scrape went out with the app guid"
+    );
+
+    // cf restart web-shop: it accepts its binding's token; both instances are up.
+    web_shop_accepts(&stack, &[&first]).await;
+    stack.assert_up_series("web-shop", 2).await;
+    let refused = web_shop_answers(&stack, 401).await;
+
+    // The token is nowhere Prometheus, a tenant or an operator's log can read.
+    let mut leaks = files_containing(&stack.prometheus_dir, &first);
+    leaks.extend(files_containing(&stack.prometheus_dir, TOKEN_KEY));
+    assert_eq!(
+        leaks,
+        Vec::<PathBuf>::new(),
+        "files holding the token or key"
+    );
+    let api = reqwest::get(format!("{}/api/v1/targets", stack.prometheus.url))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(api.contains(WEB_SHOP) && !api.contains(&first), "{api}");
+    for path in ["/targets", &format!("/targets/{TARGETS_DIR}"), "/metrics"] {
+        let text = stack.sd_sync.get(path).await.text().await.unwrap();
+        assert!(
+            text.contains(WEB_SHOP) || path == "/metrics",
+            "{path}: {text}"
+        );
+        assert!(!text.contains(&first), "sd-sync's {path} holds the token");
+    }
+
+    // Rotation: a second token binding (cf bind-service --strategy multiple); scrapes
+    // keep the oldest binding's token, the app is restarted and accepts both, the old
+    // binding goes, and scrapes switch to the new token: not one refused.
+    let second = bind_token(
+        f.bind(
+            "token-prom",
+            "second-binding",
+            WEB_SHOP,
+            json!({"auth": "token"}),
+        )
+        .await,
+        "bind web-shop a second time",
+    );
+    assert_ne!(first, second);
+    web_shop_accepts(&stack, &[&first, &second]).await;
+    let polls = |text: &str| -> f64 {
+        text.lines()
+            .filter(|l| l.starts_with("sd_sync_polls_total{"))
+            .filter_map(|l| l.rsplit_once(' ')?.1.parse::<f64>().ok())
+            .sum()
+    };
+    expect_status(
+        f.unbind("token-prom", "first-binding").await,
+        StatusCode::OK,
+        "unbind the first binding",
+    );
+    // Two polls later the gateway has read the rewritten credentials document.
+    let before = polls(&stack.sd_sync.get("/metrics").await.text().await.unwrap());
+    stack
+        .wait("sd-sync polled twice after the unbind", async |s| {
+            polls(&s.sd_sync.get("/metrics").await.text().await.unwrap()) >= before + 2.0
+        })
+        .await;
+    // The next restart drops the first binding's token: only the second one works.
+    web_shop_accepts(&stack, &[&second]).await;
+    let answered = web_shop_answers(&stack, 200).await;
+    stack
+        .wait(
+            "the app answered more scrapes with the second token",
+            async |s| web_shop_answers(s, 200).await >= answered + 4,
+        )
+        .await;
+    stack.assert_up_series("web-shop", 2).await;
+    assert_eq!(
+        web_shop_answers(&stack, 401).await,
+        refused,
+        "a scrape was refused during the rotation"
+    );
+
+    // At debug level, sd-sync logged the gateway's work and neither token nor the key.
+    let log = std::fs::read_to_string(stack.sd_sync_log.as_ref().unwrap()).unwrap();
+    assert!(log.contains("gateway: forwarded a scrape"), "{log}");
+    for secret in [&first, &second, TOKEN_KEY] {
+        assert!(!log.contains(secret), "sd-sync's log holds a secret");
+    }
+    let mut leaks = files_containing(&stack.prometheus_dir, &second);
+    leaks.extend(files_containing(&stack.prometheus_dir, &first));
+    assert_eq!(leaks, Vec::<PathBuf>::new(), "files holding a token");
 }

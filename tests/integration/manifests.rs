@@ -649,7 +649,22 @@ fn sd_sync_unit() -> (BTreeMap<String, Vec<String>>, sd_sync::config::Config) {
     }
     let exec = &directives["ExecStart"];
     assert_eq!(exec.len(), 1);
-    let mut words = exec[0].split_whitespace().map(str::to_owned);
+    // sd-sync reads its key file while parsing: systemd's credential (`%d/NAME`, from
+    // LoadCredential=NAME:PATH) is played by a file of this test with a valid key.
+    let credentials = tempfile::tempdir().unwrap();
+    for loaded in directives.get("LoadCredential").into_iter().flatten() {
+        let (name, path) = loaded.split_once(':').expect("LoadCredential=NAME:PATH");
+        assert!(path.starts_with("/etc/"), "LoadCredential={loaded}");
+        std::fs::write(
+            credentials.path().join(name),
+            "a-test-key-of-the-right-length-0123456789",
+        )
+        .unwrap();
+    }
+    let credentials_dir = credentials.path().display().to_string();
+    let mut words = exec[0]
+        .split_whitespace()
+        .map(|word| word.replace("%d", &credentials_dir));
     assert_eq!(words.next().as_deref(), Some("/usr/local/bin/sd-sync"));
     let settings = Settings::from_pairs(env).unwrap();
     let config = match sd_sync::config::parse(words, &settings) {
@@ -682,6 +697,54 @@ fn the_sd_sync_unit_passes_only_flags_and_settings_sd_sync_accepts() {
     assert_eq!(
         created, dirs,
         "ExecStartPre creates the mappings' directories"
+    );
+}
+
+#[test]
+fn prometheus_scrapes_through_the_units_gateway_pinned_to_the_router_with_the_token_key() {
+    let (directives, config) = sd_sync_unit();
+    let gateway = config
+        .gateway
+        .as_ref()
+        .expect("the unit runs the scrape gateway (--scrape-listen)");
+    assert!(
+        gateway.router.is_some(),
+        "the unit's settings pin the gateway to the router (SD_SYNC_SCRAPE_ROUTER)"
+    );
+    assert!(
+        config.scrape_token_key.is_some(),
+        "the unit gives sd-sync the token key"
+    );
+    assert!(
+        directives["LoadCredential"]
+            .iter()
+            .any(|c| c.starts_with("scrape-token-key:")),
+        "the key comes as a systemd credential"
+    );
+    // Every scrape job of the Prometheus examples goes through it.
+    let proxy = format!("http://{}", gateway.listen);
+    for (file, text) in yaml_files("manifests/prometheus") {
+        let yaml = parse_yaml(&file, &text);
+        for job in yaml["scrape_configs"].as_vec().unwrap() {
+            let discovers_apps =
+                !job["file_sd_configs"].is_badvalue() || !job["http_sd_configs"].is_badvalue();
+            if discovers_apps {
+                assert_eq!(
+                    job["proxy_url"].as_str(),
+                    Some(proxy.as_str()),
+                    "{file}: {:?}",
+                    job["job_name"]
+                );
+                assert_eq!(job["scheme"].as_str(), Some("http"), "{file}");
+            }
+        }
+    }
+    // nginx, the compatible alternative, listens where the gateway does.
+    let nginx = read("manifests/nginx/forward-proxy.conf");
+    assert!(
+        nginx.contains(&format!("listen {};", gateway.listen)),
+        "manifests/nginx/forward-proxy.conf listens on {}",
+        gateway.listen
     );
 }
 

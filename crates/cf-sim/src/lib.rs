@@ -94,7 +94,8 @@
 //!
 //! The instance plays an app using the GOV.UK metrics library: every GET (any path)
 //! needs `Authorization: Bearer <its app guid>` (else 401; per app,
-//! `POST /sim/apps/:guid/metrics-auth {"required": false}` turns it off) and answers
+//! `POST /sim/apps/:guid/metrics-auth {"required": false}` turns it off, and
+//! `{"tokens": [...]}` makes it accept `Bearer <token>` for those instead) and answers
 //! `text/plain; version=0.0.4` with
 //! `cf_sim_instance_info{app_guid="..",app_name="..",instance_index="i",process_guid=".."} 1`
 //! and `cf_sim_instance_scrapes_total <n>` (successful answers of that instance).

@@ -27,8 +27,9 @@
 //!
 //! The chosen instance plays an app instrumented with the GOV.UK metrics library: any
 //! GET/HEAD (any path: every path is "the metrics path") needs `Authorization: Bearer
-//! <its app guid>` unless the app was told otherwise (`POST /sim/apps/:guid/metrics-auth
-//! {"required": false}`) and answers a Prometheus text exposition (see
+//! <its app guid>` unless the app was told otherwise (`POST /sim/apps/:guid/metrics-auth`:
+//! `{"required": false}` checks nothing, `{"tokens": [...]}` accepts `Bearer <token>` for
+//! those tokens instead, as an app bound with `"auth": "token"` does) and answers a Prometheus text exposition (see
 //! [`metrics_body`]); other methods get `405`. Every router request is counted by host,
 //! method, path (no query), app guid, instance index and status
 //! (`GET /sim/router/requests`).
@@ -94,17 +95,14 @@ fn serve_instance(router: &mut RouterState, req: &HttpRequest, e: &Endpoint) -> 
             .content_type("text/plain; charset=utf-8")
             .body("Method Not Allowed\n");
     }
-    if router.metrics_auth_required(&e.app_guid) {
-        let expected = format!("Bearer {}", e.app_guid);
-        let given = req
-            .headers()
-            .get(header::AUTHORIZATION)
-            .and_then(|v| v.to_str().ok());
-        if given != Some(expected.as_str()) {
-            return HttpResponse::Unauthorized()
-                .content_type("text/plain; charset=utf-8")
-                .body("Unauthorized\n");
-        }
+    let given = req
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok());
+    if !router.metrics_authorized(&e.app_guid, given) {
+        return HttpResponse::Unauthorized()
+            .content_type("text/plain; charset=utf-8")
+            .body("Unauthorized\n");
     }
     let n = router.record_scrape(&e.app_guid, e.index);
     HttpResponse::Ok()

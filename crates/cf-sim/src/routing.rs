@@ -48,7 +48,8 @@ pub(crate) struct RequestKey {
 }
 
 /// Router and app-instance state: request counters, scrape counters, round-robin
-/// positions and the apps that do not check the bearer token.
+/// positions, the apps that do not check the bearer token and those that check tokens
+/// of their own instead of their guid.
 #[derive(Debug, Default)]
 pub struct RouterState {
     requests: BTreeMap<RequestKey, u64>,
@@ -56,20 +57,49 @@ pub struct RouterState {
     scrapes: HashMap<(String, u32), u64>,
     round_robin: HashMap<String, usize>,
     auth_not_required: HashSet<String>,
+    /// The bearer tokens an app accepts instead of its guid (as an app reads them from
+    /// its bindings' credentials in `VCAP_SERVICES`).
+    accepted_tokens: HashMap<String, Vec<String>>,
 }
 
 impl RouterState {
-    /// `POST /sim/apps/:guid/metrics-auth`.
-    pub fn set_metrics_auth(&mut self, app_guid: &str, required: bool) {
+    /// `POST /sim/apps/:guid/metrics-auth`: `tokens` = the bearer tokens the app accepts
+    /// instead of its guid (`None`: its guid again).
+    pub fn set_metrics_auth(
+        &mut self,
+        app_guid: &str,
+        required: bool,
+        tokens: Option<Vec<String>>,
+    ) {
         if required {
             self.auth_not_required.remove(app_guid);
         } else {
             self.auth_not_required.insert(app_guid.to_string());
         }
+        match tokens {
+            Some(tokens) => self.accepted_tokens.insert(app_guid.to_string(), tokens),
+            None => self.accepted_tokens.remove(app_guid),
+        };
     }
 
     pub fn metrics_auth_required(&self, app_guid: &str) -> bool {
         !self.auth_not_required.contains(app_guid)
+    }
+
+    /// Whether an instance of `app_guid` accepts the `Authorization` value `given`:
+    /// `Bearer <one of its tokens>` when it was given some, else `Bearer <app guid>`
+    /// (the GOV.UK metrics libraries'), anything when it checks nothing.
+    pub fn metrics_authorized(&self, app_guid: &str, given: Option<&str>) -> bool {
+        if !self.metrics_auth_required(app_guid) {
+            return true;
+        }
+        let Some(token) = given.and_then(|g| g.strip_prefix("Bearer ")) else {
+            return false;
+        };
+        match self.accepted_tokens.get(app_guid) {
+            Some(tokens) => tokens.iter().any(|t| t == token),
+            None => token == app_guid,
+        }
     }
 
     /// Metrics answers (200s) an instance has given so far.

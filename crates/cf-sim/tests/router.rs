@@ -497,7 +497,7 @@ async fn instances_want_their_own_app_guid_as_bearer_token() {
         &format!("/sim/apps/{shop}/metrics-auth"),
         json!({"required": false})
     );
-    assert_eq!(r, json!({"app_guid": shop, "required": false}));
+    assert_eq!(r, json!({"app_guid": shop, "required": false, "tokens": 0}));
     assert_eq!(get!(router, host, "/metrics").status, 200);
     assert_eq!(get!(router, "api.apps.example.com", "/metrics").status, 401);
     control!(
@@ -506,6 +506,38 @@ async fn instances_want_their_own_app_guid_as_bearer_token() {
         json!({"required": true})
     );
     assert_eq!(get!(router, host, "/metrics").status, 401);
+
+    // Tokens of its own (its bindings' credentials) replace its guid; the answer counts
+    // them without echoing them.
+    let r = control!(
+        sim,
+        &format!("/sim/apps/{shop}/metrics-auth"),
+        json!({"tokens": ["old-token", "new-token"]})
+    );
+    assert_eq!(r, json!({"app_guid": shop, "required": true, "tokens": 2}));
+    assert_eq!(
+        get!(router, host, "/metrics", [bearer("new-token")]).status,
+        200
+    );
+    assert_eq!(
+        get!(router, host, "/metrics", [bearer("old-token")]).status,
+        200
+    );
+    assert_eq!(
+        get!(router, host, "/metrics", [bearer("other")]).status,
+        401
+    );
+    assert_eq!(get!(router, host, "/metrics", [bearer(&shop)]).status, 401);
+    control!(
+        sim,
+        &format!("/sim/apps/{shop}/metrics-auth"),
+        json!({"required": true})
+    );
+    assert_eq!(
+        get!(router, host, "/metrics", [bearer("new-token")]).status,
+        401
+    );
+    assert_eq!(get!(router, host, "/metrics", [bearer(&shop)]).status, 200);
     let r = call!(
         sim,
         TestRequest::post()

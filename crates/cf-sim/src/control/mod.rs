@@ -90,7 +90,7 @@ pub const ENDPOINTS: &[(&str, &str)] = &[
     ("DELETE /sim/requests", "reset the request counters"),
     (
         "POST /sim/apps/:guid/metrics-auth",
-        "{required: bool} → {app_guid, required}; whether the app's instances answer 401 (through the router) without `Authorization: Bearer <app guid>` (default true)",
+        "{required?: bool, tokens?: [string]} → {app_guid, required, tokens: n}; whether the app's instances answer 401 (through the router) without the right `Authorization` (default true), which is `Bearer <app guid>`, or `Bearer <t>` for any t in `tokens` when given (the tokens of its bindings' credentials); each call replaces the app's settings",
     ),
     (
         "GET /sim/router/requests",
@@ -485,15 +485,23 @@ pub async fn reset_requests(state: Data) -> HttpResponse {
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct MetricsAuth {
+    #[serde(default = "yes")]
     required: bool,
+    tokens: Option<Vec<String>>,
+}
+
+fn yes() -> bool {
+    true
 }
 
 /// `POST /sim/apps/:guid/metrics-auth`.
 pub async fn metrics_auth(state: Data, path: web::Path<String>, bytes: web::Bytes) -> CcResult {
     let b: MetricsAuth = body(&bytes)?;
     state.world().app(&path)?;
-    state.router().set_metrics_auth(&path, b.required);
-    ok(&json!({"app_guid": path.as_str(), "required": b.required}))
+    let tokens = b.tokens.as_ref().map_or(0, Vec::len);
+    state.router().set_metrics_auth(&path, b.required, b.tokens);
+    // The tokens are counted, not echoed: they are the app's secrets.
+    ok(&json!({"app_guid": path.as_str(), "required": b.required, "tokens": tokens}))
 }
 
 /// `GET /sim/router/requests`.
