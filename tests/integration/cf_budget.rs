@@ -53,7 +53,11 @@ async fn fixture(sim_args: &[&str], admin: bool) -> Fixture {
 }
 
 fn updater(f: &Fixture, admin: bool, extra: &[(&str, &str)]) -> Running {
-    let mut env: Vec<(&str, &str)> = if admin { Vec::new() } else { AS_CLIENT.to_vec() };
+    let mut env: Vec<(&str, &str)> = if admin {
+        Vec::new()
+    } else {
+        AS_CLIENT.to_vec()
+    };
     env.extend_from_slice(extra);
     start_updater(f, &env)
 }

@@ -172,7 +172,10 @@ async fn health(reconciler: web::Data<Reconciler>) -> HttpResponse {
 }
 
 /// `GET /metrics`: Prometheus text format.
-async fn metrics(reconciler: web::Data<Reconciler>, cf_metrics: web::Data<CfMetrics>) -> HttpResponse {
+async fn metrics(
+    reconciler: web::Data<Reconciler>,
+    cf_metrics: web::Data<CfMetrics>,
+) -> HttpResponse {
     let metrics = reconciler.metrics();
     metrics.observe_cf_requests(&reconciler.cf().request_stats());
     cf_metrics.observe(reconciler.cf());

@@ -234,9 +234,9 @@ impl Budget {
                 reset_at: reset_epoch
                     .map(|r| now + Duration::from_secs(r.saturating_sub(now_epoch).max(1))),
             };
-        } else if status != 0 && status != 429 && status < 500 {
-            // Answered by the Cloud Controller itself (not a router's or nginx's error)
-            // without rate-limit headers.
+        } else if (200..500).contains(&status) && status != 401 && status != 429 {
+            // Answered by the Cloud Controller itself without rate-limit headers (not a
+            // router's or nginx's error, nor a rejected token, which the limiter never saw).
             st.seen = Seen::Unlimited;
         }
         self.log_change(before, &st);
@@ -275,14 +275,13 @@ impl Budget {
         };
         let debt = st.debt[purpose.slot()];
         let factor = self.factor(&st, limit, now);
-        if factor <= 0.0 {
-            if let Seen::Limited {
+        if factor <= 0.0
+            && let Seen::Limited {
                 reset_at: Some(reset),
                 ..
             } = st.seen
-            {
-                return reset.max(now);
-            }
+        {
+            return reset.max(now);
         }
         if debt <= 0.0 {
             return now;

@@ -565,7 +565,11 @@ impl CfClient {
         }
         const ENDPOINT: &str = "GET /v3/info";
         let read = async {
-            let token = self.tokens.get(uaa, None).await.map_err(|e| e.to_string())?;
+            let token = self
+                .tokens
+                .get(uaa, None)
+                .await
+                .map_err(|e| e.to_string())?;
             let response = self
                 .http
                 .get(self.url("/v3/info", &[]))

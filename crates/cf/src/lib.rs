@@ -27,10 +27,10 @@ mod error;
 mod token;
 mod v3;
 
+pub use budget::{Budget, BudgetSnapshot, Purpose};
 pub use client::services::{
     CredentialBinding, LastOperation, ServiceInstance, ServiceOffering, ServicePlan,
 };
-pub use budget::{Budget, BudgetSnapshot, Purpose};
 pub use client::{AppsSnapshot, CfClient, RequestStats, Strategy, outcome_of};
 pub use config::{CfConfig, SETTINGS, UaaCredentials};
 pub use error::CfError;

@@ -111,3 +111,41 @@ impl CfMetrics {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use gds_cf::{CfConfig, UaaCredentials};
+    use gds_service::Secret;
+
+    #[test]
+    fn a_client_without_a_known_limit_shows_zero_limit_unknown_remaining_and_no_pacing() {
+        let cf = CfClient::new(CfConfig::new(
+            "https://api.example.org".parse().unwrap(),
+            UaaCredentials::ClientCredentials {
+                client_id: "c".into(),
+                client_secret: Secret::new("s"),
+            },
+        ))
+        .unwrap();
+        let registry = Registry::new();
+        let metrics = CfMetrics::registered_in(&registry, "gds_updater");
+        metrics.observe(&cf);
+        let text = gds_service::metrics::render(&registry);
+        for expected in [
+            "gds_updater_cf_rate_limit_requests 0",
+            "gds_updater_cf_rate_limit_window_seconds 0",
+            "gds_updater_cf_rate_limit_remaining_requests NaN",
+            "gds_updater_cf_background_budget_requests_per_second{purpose=\"fast_path\"} +Inf",
+            "gds_updater_cf_requests_by_purpose_total{outcome=\"ok\",purpose=\"bind\"} 0",
+        ] {
+            assert!(text.contains(expected), "{expected} missing from:\n{text}");
+        }
+        // The broker's prefix, in a registry of its own.
+        let broker = Registry::new();
+        CfMetrics::registered_in(&broker, "observe_broker");
+        assert!(
+            gds_service::metrics::render(&broker).contains("observe_broker_cf_rate_limit_requests")
+        );
+    }
+}

@@ -117,7 +117,7 @@ pub async fn v3_info(state: Data) -> HttpResponse {
     let config = &state.config;
     if config.rate_limit > 0 {
         let minutes = config.rate_limit_window as f64 / 60.0;
-        let minutes = if config.rate_limit_window % 60 == 0 {
+        let minutes = if config.rate_limit_window.is_multiple_of(60) {
             json!(config.rate_limit_window / 60)
         } else {
             json!(minutes)

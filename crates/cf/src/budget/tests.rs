@@ -117,7 +117,10 @@ async fn a_bind_never_waits_even_with_nothing_remaining() {
 #[tokio::test(start_paused = true)]
 async fn an_exempt_identity_is_not_paced_though_the_limiter_is_on() {
     let budget = limited_at_2000_an_hour();
-    assert!(budget.snapshot().limit.is_some(), "before any answer: /v3/info");
+    assert!(
+        budget.snapshot().limit.is_some(),
+        "before any answer: /v3/info"
+    );
     // Admin tokens get answers without X-RateLimit-* headers.
     budget.observe(200, None, None, None, EPOCH);
     budget.debit(Purpose::FastPath);
@@ -187,8 +190,6 @@ async fn a_larger_share_paces_less() {
 #[tokio::test(start_paused = true)]
 async fn a_scope_sets_the_purpose_of_the_requests_inside() {
     assert_eq!(Purpose::current(), Purpose::Other);
-    let inside = Purpose::FastPath
-        .scope(async { Purpose::current() })
-        .await;
+    let inside = Purpose::FastPath.scope(async { Purpose::current() }).await;
     assert_eq!(inside, Purpose::FastPath);
 }
