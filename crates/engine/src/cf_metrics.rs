@@ -21,7 +21,7 @@ pub struct CfMetrics {
     /// identity); NaN when unknown or its window has passed.
     pub remaining: Gauge,
     /// Requests per second background work of `purpose` (`fast_path`, `full_pass`) may
-    /// make now; +Inf when not paced.
+    /// make now; no series when not paced.
     pub background_rate: GaugeVec,
 }
 
@@ -57,7 +57,7 @@ impl CfMetrics {
             Opts::new(
                 format!("{prefix}_cf_background_budget_requests_per_second"),
                 "Cloud Controller requests per second background work may make now, by \
-                 purpose (+Inf: not paced).",
+                 purpose (no series: not paced).",
             ),
             &["purpose"],
         )
@@ -105,9 +105,16 @@ impl CfMetrics {
             (Purpose::FastPath, budget.fast_path_rate),
             (Purpose::FullPass, budget.full_pass_rate),
         ] {
-            self.background_rate
-                .with_label_values(&[purpose.label()])
-                .set(rate.unwrap_or(f64::INFINITY));
+            match rate {
+                Some(rate) => self
+                    .background_rate
+                    .with_label_values(&[purpose.label()])
+                    .set(rate),
+                None => {
+                    // Not there yet, or already gone: either way no series.
+                    let _ = self.background_rate.remove_label_values(&[purpose.label()]);
+                }
+            }
         }
     }
 }
@@ -132,11 +139,14 @@ mod tests {
         let metrics = CfMetrics::registered_in(&registry, "gds_updater");
         metrics.observe(&cf);
         let text = gds_service::metrics::render(&registry);
+        assert!(
+            !text.contains("gds_updater_cf_background_budget_requests_per_second{"),
+            "not paced: no series\n{text}"
+        );
         for expected in [
             "gds_updater_cf_rate_limit_requests 0",
             "gds_updater_cf_rate_limit_window_seconds 0",
             "gds_updater_cf_rate_limit_remaining_requests NaN",
-            "gds_updater_cf_background_budget_requests_per_second{purpose=\"fast_path\"} +Inf",
             "gds_updater_cf_requests_by_purpose_total{outcome=\"ok\",purpose=\"bind\"} 0",
         ] {
             assert!(text.contains(expected), "{expected} missing from:\n{text}");
