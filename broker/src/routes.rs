@@ -334,11 +334,13 @@ pub async fn health(broker: web::Data<Broker>) -> HttpResponse {
 pub async fn metrics(
     metrics: web::Data<BrokerMetrics>,
     reconciler: web::Data<gds_engine::Reconciler>,
+    cf_metrics: web::Data<gds_engine::CfMetrics>,
 ) -> HttpResponse {
     // The Cloud Controller client is shared: bring its request counters up to date.
     reconciler
         .metrics()
         .observe_cf_requests(&reconciler.cf().request_stats());
+    cf_metrics.observe(reconciler.cf());
     HttpResponse::Ok()
         .content_type(gds_service::metrics::CONTENT_TYPE)
         .body(gds_service::metrics::render(&metrics.registry))

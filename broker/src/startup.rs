@@ -6,7 +6,7 @@ use actix_web::dev::Server;
 use actix_web::middleware::from_fn;
 use actix_web::{App, HttpServer, web};
 use anyhow::Context;
-use gds_engine::{Connections, ReconcileMetrics, Reconciler};
+use gds_engine::{CfMetrics, Connections, ReconcileMetrics, Reconciler};
 use gds_service::error_chain;
 
 use crate::config::{BrokerConfig, BrokerCredentials};
@@ -36,6 +36,9 @@ impl Application {
             tracing::warn!(error = %error_chain(&e), "the target store does not answer yet");
         }
         let metrics = BrokerMetrics::new();
+        // Cloud Controller requests by purpose (binds, and the passes of
+        // `POST /update-targets`) and the rate-limit budget as seen.
+        let cf_metrics = CfMetrics::registered_in(&metrics.registry, "observe_broker");
         // `POST /update-targets` runs the engine's pass, under the updater's lease; its
         // metrics (`gds_updater_*`) are served on the broker's `/metrics`.
         let reconciler = engine.reconciler(
@@ -65,7 +68,7 @@ impl Application {
             listener,
             broker,
             reconciler,
-            metrics,
+            (metrics, cf_metrics),
             config.credentials.clone(),
         )
         .context("starting the HTTP server")?;
@@ -100,12 +103,13 @@ pub fn run(
     listener: TcpListener,
     broker: Broker,
     reconciler: Reconciler,
-    metrics: BrokerMetrics,
+    (metrics, cf_metrics): (BrokerMetrics, CfMetrics),
     credentials: BrokerCredentials,
 ) -> std::io::Result<Server> {
     let broker = web::Data::new(broker);
     let reconciler = web::Data::new(reconciler);
     let metrics = web::Data::new(metrics);
+    let cf_metrics = web::Data::new(cf_metrics);
     let credentials = web::Data::new(credentials);
     let server = HttpServer::new(move || {
         App::new()
@@ -115,6 +119,7 @@ pub fn run(
             .app_data(broker.clone())
             .app_data(reconciler.clone())
             .app_data(metrics.clone())
+            .app_data(cf_metrics.clone())
             .app_data(credentials.clone())
             // `wrap` adds outside what is there: the last one runs first.
             .wrap(from_fn(record_metrics))

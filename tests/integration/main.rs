@@ -7,6 +7,7 @@ mod alerts;
 mod bench;
 mod broker;
 mod broker_db;
+mod cf_budget;
 mod cf_client;
 mod demo;
 mod e2e;

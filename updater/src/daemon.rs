@@ -4,6 +4,11 @@
 //! Passes of one process run one after another from a single loop (the scheduler only
 //! sends ticks), so the schedule and the fast path never overlap here; across processes
 //! the database lease keeps one pass at a time.
+//!
+//! When the Cloud Controller limits our requests, each round waits for the client's
+//! budget too ([`gds_cf::Budget::ready_at`]): a poll no sooner than its interval and
+//! the fast path's budget allow, a scheduled full pass (ticks in between merge into it)
+//! no sooner than the full passes' budget allows. Without a limit both are as scheduled.
 
 use std::net::{SocketAddr, TcpListener};
 use std::sync::Arc;
@@ -17,7 +22,8 @@ use tokio::sync::mpsc;
 use tokio_cron_scheduler::{Job, JobScheduler};
 
 use crate::config::{Schedule, UpdaterConfig};
-use gds_engine::{PassError, ReconcileMetrics, Reconciler};
+use gds_cf::Purpose;
+use gds_engine::{CfMetrics, PassError, ReconcileMetrics, Reconciler};
 use gds_service::error_chain;
 
 /// Connects to the database (running migrations), opens the store and builds the Cloud
@@ -41,6 +47,7 @@ pub struct Daemon {
 impl Daemon {
     pub async fn build(config: UpdaterConfig) -> anyhow::Result<Daemon> {
         let reconciler = Arc::new(build_reconciler(&config).await?);
+        let cf_metrics = CfMetrics::registered_in(&reconciler.metrics().registry, "gds_updater");
         let listener =
             TcpListener::bind((config.listen_host.as_str(), config.port)).with_context(|| {
                 format!(
@@ -50,9 +57,11 @@ impl Daemon {
             })?;
         let local_addr = listener.local_addr().context("reading the bound address")?;
         let data = web::Data::from(reconciler.clone());
+        let cf_data = web::Data::new(cf_metrics);
         let server = HttpServer::new(move || {
             App::new()
                 .app_data(data.clone())
+                .app_data(cf_data.clone())
                 .route("/health", web::get().to(health))
                 .route("/metrics", web::get().to(metrics))
         })
@@ -107,24 +116,29 @@ impl Daemon {
         let _ = ticks.try_send(());
         tracing::info!(schedule = ?self.schedule, events_poll = ?self.events_poll, "updater started");
 
-        let mut poll = self.events_poll.map(|every| {
-            let mut interval = tokio::time::interval(every);
-            interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-            interval
-        });
+        let budget = self.reconciler.cf().budget();
+        // The next poll by the clock (the first at once); the budget may move it later.
+        let mut next_poll = tokio::time::Instant::now();
+        let mut full_due = false;
         let shutdown = gds_service::shutdown_signal();
         tokio::pin!(shutdown);
         loop {
+            let poll_at = next_poll.max(budget.ready_at(Purpose::FastPath));
+            let full_at = budget.ready_at(Purpose::FullPass);
             tokio::select! {
                 () = &mut shutdown => break,
-                Some(()) = full.recv() => {
+                Some(()) = full.recv(), if !full_due => full_due = true,
+                () = tokio::time::sleep_until(full_at), if full_due => {
+                    full_due = false;
                     match self.reconciler.run_pass(Scope::All).await {
                         Ok(_) => {}
                         Err(PassError::Busy) => tracing::info!("full pass skipped: another updater is reconciling"),
                         Err(e) => tracing::error!(error = %error_chain(&e), "full pass failed"),
                     }
                 }
-                _ = async { poll.as_mut().expect("guarded").tick().await }, if poll.is_some() => {
+                () = tokio::time::sleep_until(poll_at), if self.events_poll.is_some() => {
+                    next_poll = tokio::time::Instant::now()
+                        + self.events_poll.expect("guarded");
                     match self.reconciler.follow_events().await {
                         Ok(_) => {}
                         Err(PassError::Busy) => tracing::debug!("fast path skipped: another updater is reconciling"),
@@ -158,9 +172,13 @@ async fn health(reconciler: web::Data<Reconciler>) -> HttpResponse {
 }
 
 /// `GET /metrics`: Prometheus text format.
-async fn metrics(reconciler: web::Data<Reconciler>) -> HttpResponse {
+async fn metrics(
+    reconciler: web::Data<Reconciler>,
+    cf_metrics: web::Data<CfMetrics>,
+) -> HttpResponse {
     let metrics = reconciler.metrics();
     metrics.observe_cf_requests(&reconciler.cf().request_stats());
+    cf_metrics.observe(reconciler.cf());
     HttpResponse::Ok()
         .content_type(gds_service::metrics::CONTENT_TYPE)
         .body(metrics.render())

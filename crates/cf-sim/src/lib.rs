@@ -20,7 +20,8 @@
 //!
 //! `GET /` (links `self`, `cloud_controller_v3` + `meta.version`, `uaa` and `login`
 //! pointing at this same server; no `cloud_controller_v2`: v2 is disabled, so `/v2/*`
-//! is a plain-text 404 except `/v2/info`), `GET /v3`, and with a bearer token:
+//! is a plain-text 404 except `/v2/info`), `GET /v3`, `GET /v3/info` (token optional;
+//! `rate_limits` when the rate limiter is on), and with a bearer token:
 //!
 //! | endpoint | notes |
 //! | --- | --- |
@@ -60,8 +61,12 @@
 //! `X-RateLimit-Limit`, `X-RateLimit-Remaining` (10 % steps) and `X-RateLimit-Reset`;
 //! over the limit → 429, `Retry-After`, `Content-Type: text/plain; charset=utf-8`, body
 //! `{"errors":[{"detail":"Rate Limit Exceeded","title":"CF-RateLimitExceeded","code":10013}]}`.
-//! Unlike a default CC, admin tokens are limited too (otherwise the default admin user
-//! could never see a 429).
+//! As in a default CC, admin and admin_read_only tokens are exempt (no count, no
+//! headers): use the client (`global_auditor`) to see the limiter. `GET /v3/info` (no
+//! token needed; counted when one is sent) has `rate_limits: {enabled, general_limit,
+//! reset_interval_in_minutes}` when the limiter is on (a fraction of a minute for a
+//! window that is not whole minutes). `GET /sim/requests` counts the limiter's 429s
+//! (`rate_limited`).
 //!
 //! # UAA
 //!

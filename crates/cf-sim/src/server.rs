@@ -59,6 +59,7 @@ fn routes(cfg: &mut web::ServiceConfig) {
         .service(resource("/").route(get().to(cc::root)))
         .service(resource("/v3").route(get().to(cc::v3_root)))
         .service(resource("/v2/info").route(get().to(cc::v2_info)))
+        .service(resource("/v3/info").route(get().to(cc::v3_info)))
         .service(resource("/v2/{tail:.*}").to(cc::v2_disabled))
         // Apps.
         .service(resource("/v3/apps").route(get().to(apps::list_apps)))
@@ -366,8 +367,10 @@ async fn cc_auth(
     req: ServiceRequest,
     next: Next<impl MessageBody + 'static>,
 ) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
-    let authenticated =
-        req.path().starts_with("/v3/") && req.match_pattern().is_some_and(|p| p != V3_CATCH_ALL);
+    // `GET /v3/info` answers without a token too; with one, it is counted like any call.
+    let authenticated = req.path().starts_with("/v3/")
+        && req.match_pattern().is_some_and(|p| p != V3_CATCH_ALL)
+        && (req.path() != "/v3/info" || req.headers().contains_key(header::AUTHORIZATION));
     if !authenticated {
         return Ok(next.call(req).await?.map_into_boxed_body());
     }
@@ -386,8 +389,9 @@ async fn cc_auth(
     };
 
     // Like CCNG: the rate limiter (Rack middleware) runs after the token is decoded and
-    // before the controller's scope checks. Admin tokens are limited too (see crate docs).
-    let decision = (state.config.rate_limit > 0).then(|| {
+    // before the controller's scope checks. Admin and admin_read_only tokens are exempt
+    // (CCNG's default `per_process_admin_limit: -1`): no count, no headers.
+    let decision = (state.config.rate_limit > 0 && !identity.is_admin()).then(|| {
         state.rate().hit(
             &identity.subject,
             state.config.rate_limit,
@@ -398,6 +402,7 @@ async fn cc_auth(
     if let Some(d) = decision
         && d.exceeded
     {
+        state.counters().rate_limited += 1;
         return Ok(req
             .into_response(rate_limited(d, d.reset - now()))
             .map_into_boxed_body());

@@ -327,6 +327,8 @@ impl Surface {
 pub struct Counters {
     pub total_cc: u64,
     pub total_uaa: u64,
+    /// Requests the rate limiter refused (429), also counted in the totals.
+    pub rate_limited: u64,
     pub by_endpoint: BTreeMap<String, u64>,
 }
 
@@ -344,6 +346,7 @@ impl Counters {
         json!({
             "total_cc": self.total_cc,
             "total_uaa": self.total_uaa,
+            "rate_limited": self.rate_limited,
             "by_endpoint": self.by_endpoint,
         })
     }

@@ -96,6 +96,14 @@ impl Identity {
             .any(|s| READ_SCOPES.contains(&s.as_str()))
     }
 
+    /// `cloud_controller.admin` or `admin_read_only`: exempt from the CC's rate limiter
+    /// by default.
+    pub fn is_admin(&self) -> bool {
+        self.scopes
+            .iter()
+            .any(|s| s == "cloud_controller.admin" || s == "cloud_controller.admin_read_only")
+    }
+
     pub fn can_write(&self) -> bool {
         self.scopes
             .iter()

@@ -667,7 +667,7 @@ async fn rate_limiting_counts_per_subject_with_headers_on_every_response() {
         ..SimConfig::default()
     })))
     .await;
-    let token = admin_token!(app);
+    let token = client_token!(app);
     let r = get!(app, token, "/v3/apps");
     assert_eq!(r.header("x-ratelimit-limit"), Some("10"));
     assert_eq!(r.header("x-ratelimit-remaining"), Some("9"));
@@ -679,10 +679,51 @@ async fn rate_limiting_counts_per_subject_with_headers_on_every_response() {
     let r = get!(app, token, "/v3/apps");
     assert_eq!(error_of(&r), (429, "CF-RateLimitExceeded", 10013));
     assert!(r.header("retry-after").unwrap().parse::<i64>().unwrap() > 0);
-    // Unauthenticated roots and UAA are not limited; another subject has its own window.
+    // Unauthenticated roots and UAA are not limited; admin tokens are exempt (CCNG's
+    // default), without rate-limit headers.
     assert_eq!(call!(app, TestRequest::get().uri("/")).status, 200);
-    let other = client_token!(app);
-    assert_eq!(get!(app, other, "/v3/apps").status, 200);
+    let admin = admin_token!(app);
+    let r = get!(app, admin, "/v3/apps");
+    assert_eq!(r.status, 200);
+    assert_eq!(r.header("x-ratelimit-limit"), None);
+    let counted = control!(app, get, "/sim/requests", "");
+    assert_eq!(counted.body["rate_limited"], 1);
+}
+
+#[actix_web::test]
+async fn v3_info_reports_the_rate_limits_only_when_the_limiter_is_on() {
+    let off = test::init_service(cf_sim::app(state(SimConfig::default()))).await;
+    let r = call!(off, TestRequest::get().uri("/v3/info"));
+    assert_eq!(r.status, 200);
+    assert_eq!(r.body["rate_limits"], Value::Null, "{}", r.body);
+
+    let on = test::init_service(cf_sim::app(state(SimConfig {
+        rate_limit: 2000,
+        rate_limit_window: 3600,
+        ..SimConfig::default()
+    })))
+    .await;
+    let r = call!(on, TestRequest::get().uri("/v3/info"));
+    assert_eq!(
+        r.body["rate_limits"],
+        json!({"enabled": true, "general_limit": 2000, "reset_interval_in_minutes": 60})
+    );
+    // With a token it is counted like any other call.
+    let token = client_token!(on);
+    let r = get!(on, token, "/v3/info");
+    assert_eq!(r.header("x-ratelimit-limit"), Some("2000"));
+
+    let scaled = test::init_service(cf_sim::app(state(SimConfig {
+        rate_limit: 60,
+        rate_limit_window: 20,
+        ..SimConfig::default()
+    })))
+    .await;
+    let r = call!(scaled, TestRequest::get().uri("/v3/info"));
+    let minutes = r.body["rate_limits"]["reset_interval_in_minutes"]
+        .as_f64()
+        .unwrap();
+    assert!((minutes - 20.0 / 60.0).abs() < 1e-9, "{minutes}");
 }
 
 #[actix_web::test]

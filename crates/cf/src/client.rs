@@ -3,7 +3,6 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Mutex;
-use std::sync::atomic::{AtomicI64, Ordering};
 use std::time::Duration;
 
 use futures::stream::{self, StreamExt, TryStreamExt};
@@ -16,6 +15,7 @@ use tokio::time::Instant;
 use url::Url;
 
 use self::assemble::{Resources, assemble};
+use crate::budget::{Budget, PlatformLimits, Purpose};
 use crate::config::{CfConfig, USER_AGENT};
 use crate::error::CfError;
 use crate::token::{TokenSource, now_secs};
@@ -62,10 +62,24 @@ impl Strategy {
 }
 
 /// Requests made, by endpoint (`GET /v3/apps`, `GET /v3/apps/:guid`, ...) and HTTP status
-/// (0 for a transport failure).
+/// (0 for a transport failure), and by [`Purpose`] and outcome ([`outcome_of`]).
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct RequestStats {
     pub by_endpoint: BTreeMap<(String, u16), u64>,
+    pub by_purpose: BTreeMap<(Purpose, &'static str), u64>,
+}
+
+/// A request's outcome, by status class: `ok` (2xx), `rate_limited` (429),
+/// `client_error` (other 4xx), `server_error` (5xx), `no_answer` (0: transport failure).
+pub fn outcome_of(status: u16) -> &'static str {
+    match status {
+        0 => "no_answer",
+        429 => "rate_limited",
+        200..=299 => "ok",
+        400..=499 => "client_error",
+        500..=599 => "server_error",
+        _ => "other",
+    }
 }
 
 impl RequestStats {
@@ -82,8 +96,10 @@ pub struct CfClient {
     uaa: OnceCell<Url>,
     permits: Semaphore,
     stats: Mutex<RequestStats>,
-    /// Last `X-RateLimit-Remaining` seen, -1 when unknown.
-    remaining: AtomicI64,
+    /// The platform's rate limit as seen, and the pacing of background work.
+    budget: Budget,
+    /// One `GET /v3/info` at a time.
+    info_read: tokio::sync::Mutex<()>,
 }
 
 impl std::fmt::Debug for CfClient {
@@ -114,7 +130,8 @@ impl CfClient {
             permits: Semaphore::new(config.max_concurrency.max(1)),
             uaa: OnceCell::new(),
             stats: Mutex::new(RequestStats::default()),
-            remaining: AtomicI64::new(-1),
+            budget: Budget::new(config.background_share),
+            info_read: tokio::sync::Mutex::new(()),
             http,
             config,
         })
@@ -123,6 +140,12 @@ impl CfClient {
     /// Requests made so far.
     pub fn request_stats(&self) -> RequestStats {
         self.stats.lock().expect("stats lock").clone()
+    }
+
+    /// The request budget (shared by every caller of this client): what the platform's
+    /// rate limiter allows, and when background work may start its next round.
+    pub fn budget(&self) -> &Budget {
+        &self.budget
     }
 
     /// One app, for a bind: `None` when the Cloud Controller does not know it.
@@ -136,8 +159,20 @@ impl CfClient {
     /// the deadline fails at once with [`CfError::RateLimited`]; a wait or request that
     /// the deadline cuts short fails with the error at hand, or [`CfError::Deadline`].
     /// (The token request is not covered: callers bound the whole call too.)
+    ///
+    /// Its requests count as [`Purpose::Bind`]: they never wait on the budget.
     #[tracing::instrument(skip_all, fields(app_guid = %guid))]
     pub async fn app_info_by(
+        &self,
+        guid: &AppGuid,
+        deadline: Option<Instant>,
+    ) -> Result<Option<AppInfo>, CfError> {
+        Purpose::Bind
+            .scope(self.app_info_for_bind(guid, deadline))
+            .await
+    }
+
+    async fn app_info_for_bind(
         &self,
         guid: &AppGuid,
         deadline: Option<Instant>,
@@ -489,13 +524,105 @@ impl CfClient {
     }
 
     fn record(&self, endpoint: &str, status: u16) {
-        *self
-            .stats
-            .lock()
-            .expect("stats lock")
+        self.record_for(endpoint, Purpose::current(), status);
+    }
+
+    fn record_for(&self, endpoint: &str, purpose: Purpose, status: u16) {
+        let mut stats = self.stats.lock().expect("stats lock");
+        *stats
             .by_endpoint
             .entry((endpoint.to_owned(), status))
             .or_default() += 1;
+        *stats
+            .by_purpose
+            .entry((purpose, outcome_of(status)))
+            .or_default() += 1;
+    }
+
+    /// What an answer says about the rate limiter, for the budget.
+    fn observe_limits(&self, status: u16, headers: &HeaderMap) {
+        self.budget.observe(
+            status,
+            header_u64(headers, "x-ratelimit-limit"),
+            header_u64(headers, "x-ratelimit-remaining"),
+            header_u64(headers, "x-ratelimit-reset"),
+            now_secs(),
+        );
+    }
+
+    /// Reads `GET /v3/info` `rate_limits` when due ([`crate::budget::INFO_REFRESH`]); one
+    /// caller at a time, the others go on. A failure is logged and tried again later:
+    /// the headers of every answer tell the budget the rest.
+    async fn refresh_limits(&self, uaa: &Url) {
+        if !self.budget.info_due() {
+            return;
+        }
+        let Ok(_reading) = self.info_read.try_lock() else {
+            return;
+        };
+        if !self.budget.info_due() {
+            return;
+        }
+        const ENDPOINT: &str = "GET /v3/info";
+        let read = async {
+            let token = self
+                .tokens
+                .get(uaa, None)
+                .await
+                .map_err(|e| e.to_string())?;
+            let response = self
+                .http
+                .get(self.url("/v3/info", &[]))
+                .header(
+                    reqwest::header::AUTHORIZATION,
+                    format!("bearer {}", token.value),
+                )
+                .header(reqwest::header::ACCEPT, "application/json")
+                .send()
+                .await;
+            let response = match response {
+                Ok(r) => r,
+                Err(e) => {
+                    self.record_for(ENDPOINT, Purpose::Info, 0);
+                    return Err(e.to_string());
+                }
+            };
+            let status = response.status().as_u16();
+            self.record_for(ENDPOINT, Purpose::Info, status);
+            self.observe_limits(status, response.headers());
+            if !response.status().is_success() {
+                return Err(format!("status {status}"));
+            }
+            let info: v3::Info = response.json().await.map_err(|e| e.to_string())?;
+            Ok(match info.rate_limits {
+                Some(r) => PlatformLimits {
+                    enabled: r.enabled,
+                    general_limit: r.general_limit,
+                    window: r
+                        .reset_interval_in_minutes
+                        .filter(|m| m.is_finite() && *m > 0.0)
+                        .map(|m| Duration::from_secs_f64(m * 60.0)),
+                },
+                None => PlatformLimits {
+                    enabled: false,
+                    general_limit: None,
+                    window: None,
+                },
+            })
+        };
+        match read.await {
+            Ok(limits) => {
+                tracing::debug!(?limits, "read the Cloud Controller's rate limits");
+                self.budget.observe_info(Some(limits));
+            }
+            Err(error) => {
+                tracing::warn!(
+                    error,
+                    "cannot read GET /v3/info rate_limits; going by the X-RateLimit headers"
+                );
+                self.budget.observe_info(None);
+            }
+        }
     }
 
     /// One authenticated GET with the retry rules of the crate docs.
@@ -513,14 +640,21 @@ impl CfClient {
         // Whether a wait of `wait` from now would end after the deadline.
         let too_late = |wait: Duration| deadline.is_some_and(|d| Instant::now() + wait > d);
         let uaa = self.uaa_endpoint().await?.clone();
+        let purpose = Purpose::current();
+        if purpose.is_background() {
+            self.refresh_limits(&uaa).await;
+        }
         let mut rejected: Option<String> = None;
         let mut reauthenticated = false;
         let mut attempt: u32 = 0;
         loop {
             let token = self.tokens.get(&uaa, rejected.as_deref()).await?;
-            if self.remaining.load(Ordering::Relaxed) == 0 {
+            // A bind never waits on the budget; background work slows when the platform
+            // reports under 10 % left.
+            if purpose.is_background() && self.budget.remaining() == Some(0) {
                 tokio::time::sleep(LOW_HEADROOM_PAUSE).await;
             }
+            self.budget.debit(purpose);
             let sent = std::time::Instant::now();
             let outcome = {
                 let _permit = self
@@ -572,9 +706,7 @@ impl CfClient {
                 }
             };
             self.record(endpoint, status.as_u16());
-            if let Some(remaining) = header_u64(&headers, "x-ratelimit-remaining") {
-                self.remaining.store(remaining as i64, Ordering::Relaxed);
-            }
+            self.observe_limits(status.as_u16(), &headers);
             if status.is_success() {
                 let waited = sent.elapsed();
                 let parsed = serde_json::from_slice(&body).map_err(|e| CfError::InvalidResponse {

@@ -50,6 +50,10 @@ pub struct CfConfig {
     /// Longest single wait on a rate limit; a longer `Retry-After` fails the request so that
     /// a pass reports failure instead of hanging for up to an hour.
     pub max_rate_limit_wait: Duration,
+    /// `CF_BACKGROUND_SHARE`: the part of the platform's rate limit (when one applies)
+    /// that background work (full passes, the fast path) may use; binds never wait on it
+    /// (see [`crate::budget`]).
+    pub background_share: f64,
 }
 
 impl CfConfig {
@@ -67,6 +71,7 @@ impl CfConfig {
             request_timeout: Duration::from_secs(30),
             max_retries: 4,
             max_rate_limit_wait: Duration::from_secs(120),
+            background_share: crate::budget::DEFAULT_BACKGROUND_SHARE,
         }
     }
 }
@@ -85,6 +90,7 @@ pub const SETTINGS: &[&str] = &[
     "CF_PAGE_SIZE",
     "CF_MAX_CONCURRENCY",
     "CF_REQUEST_TIMEOUT_SECONDS",
+    "CF_BACKGROUND_SHARE",
 ];
 
 impl CfConfig {
@@ -102,6 +108,7 @@ impl CfConfig {
     /// | `CF_PAGE_SIZE` | `5000` |
     /// | `CF_MAX_CONCURRENCY` | `4` |
     /// | `CF_REQUEST_TIMEOUT_SECONDS` | `30` |
+    /// | `CF_BACKGROUND_SHARE` | `0.5` (of the platform's rate limit, when one applies; 0.05..=1) |
     pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, SettingsError> {
         let get = |name: &str| lookup(name).filter(|v| !v.trim().is_empty());
         let url = |name: &'static str, value: String| {
@@ -188,6 +195,19 @@ impl CfConfig {
         config.max_concurrency = number("CF_MAX_CONCURRENCY", 4, 1..=64)? as usize;
         config.request_timeout =
             Duration::from_secs(number("CF_REQUEST_TIMEOUT_SECONDS", 30, 1..=600)?);
+        if let Some(v) = get("CF_BACKGROUND_SHARE") {
+            config.background_share = v
+                .trim()
+                .parse::<f64>()
+                .ok()
+                .filter(|share| (0.05..=1.0).contains(share))
+                .ok_or_else(|| SettingsError {
+                    name: "CF_BACKGROUND_SHARE".into(),
+                    reason: format!(
+                        "{v:?} is not a share of the rate limit between 0.05 and 1 (e.g. 0.5)"
+                    ),
+                })?;
+        }
         Ok(config)
     }
 }
@@ -274,6 +294,25 @@ mod tests {
         ]))
         .unwrap_err();
         assert_eq!(e.name, "CF_PAGE_SIZE");
+        for bad in ["0", "1.5", "half"] {
+            let e = CfConfig::from_lookup(lookup(&[
+                ("API_ENDPOINT", "https://a"),
+                ("UAA_CLIENT_ID", "x"),
+                ("CF_BACKGROUND_SHARE", bad),
+            ]))
+            .unwrap_err();
+            assert_eq!(e.name, "CF_BACKGROUND_SHARE", "{bad}");
+        }
+    }
+
+    #[test]
+    fn the_background_share_defaults_to_half_the_rate_limit() {
+        let base = [("API_ENDPOINT", "https://a"), ("UAA_CLIENT_ID", "x")];
+        let c = CfConfig::from_lookup(lookup(&base)).unwrap();
+        assert_eq!(c.background_share, 0.5);
+        let c = CfConfig::from_lookup(lookup(&[base[0], base[1], ("CF_BACKGROUND_SHARE", "0.3")]))
+            .unwrap();
+        assert_eq!(c.background_share, 0.3);
     }
 
     #[test]

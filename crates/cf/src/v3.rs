@@ -197,3 +197,26 @@ pub struct EventTarget {
     #[serde(rename = "type")]
     pub target_type: String,
 }
+
+/// `GET /v3/info`: only its rate limits are read.
+#[derive(Debug, Deserialize)]
+pub struct Info {
+    #[serde(default)]
+    pub rate_limits: Option<InfoRateLimits>,
+}
+
+/// `rate_limits` of `GET /v3/info`, present when the rate limiter is on.
+#[derive(Debug, Deserialize)]
+pub struct InfoRateLimits {
+    #[serde(default = "enabled_by_presence")]
+    pub enabled: bool,
+    #[serde(default)]
+    pub general_limit: Option<u64>,
+    /// Whole minutes on a real Cloud Controller.
+    #[serde(default)]
+    pub reset_interval_in_minutes: Option<f64>,
+}
+
+fn enabled_by_presence() -> bool {
+    true
+}

@@ -6,7 +6,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, SystemTime};
 
-use gds_cf::AuditEvent;
+use gds_cf::{AuditEvent, Purpose};
 use gds_db::EventCursor;
 use gds_reconcile::Scope;
 use gds_targets::AppGuid;
@@ -110,11 +110,17 @@ impl Reconciler {
     /// since, reconciles the bound apps they touch, and moves the cursor on when the
     /// pass read everything it needed (otherwise the same events are tried again).
     /// `Ok(None)` when no new event touched an app.
+    ///
+    /// Its Cloud Controller requests count as [`Purpose::FastPath`].
     pub async fn follow_events(&self) -> Result<Option<PassReport>, PassError> {
-        let lease = self.lease().await?;
-        let result = self.follow_events_locked(lease.tenure()).await;
-        lease.release().await;
-        result
+        Purpose::FastPath
+            .scope(async {
+                let lease = self.lease().await?;
+                let result = self.follow_events_locked(lease.tenure()).await;
+                lease.release().await;
+                result
+            })
+            .await
     }
 
     async fn follow_events_locked(&self, tenure: &Tenure) -> Result<Option<PassReport>, PassError> {

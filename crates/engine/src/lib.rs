@@ -11,9 +11,12 @@
 //! - [`settings`]: what a pass reads from the environment ([`ReconcileSettings`]).
 //! - [`connect`]: what both services read and connect to at start: the database, the
 //!   store, the Cloud Controller ([`EngineConfig`]); [`catalog`]: the catalog ids.
-//! - [`metrics`]: the passes' metrics (`gds_updater_*`, [`ReconcileMetrics`]).
+//! - [`metrics`]: the passes' metrics (`gds_updater_*`, [`ReconcileMetrics`]);
+//!   [`cf_metrics`]: Cloud Controller requests by purpose and the rate-limit budget
+//!   ([`CfMetrics`], under each service's prefix).
 
 pub mod catalog;
+pub mod cf_metrics;
 pub mod connect;
 pub mod events;
 pub mod lease;
@@ -22,6 +25,7 @@ pub mod reconciler;
 pub mod settings;
 
 pub use catalog::CatalogIds;
+pub use cf_metrics::CfMetrics;
 pub use connect::{Connections, DEFAULT_DATABASE_URL, DatabaseConfig, EngineConfig};
 pub use metrics::ReconcileMetrics;
 pub use reconciler::{PassError, PassReport, Reconciler};

@@ -47,7 +47,7 @@ use crate::updater::UpdaterEnv;
 const APPS: usize = 10_000;
 const SPACES: usize = 1_000;
 const CC_DELAY_MS: u64 = 10;
-const INSTANCE: &str = "bench-si";
+pub(crate) const INSTANCE: &str = "bench-si";
 const SCALES: usize = 5;
 /// No-change passes per store (the median is reported).
 const NO_CHANGE_RUNS: usize = 3;
@@ -248,14 +248,14 @@ async fn bucket_contents(f: &Fixture) -> BTreeMap<String, String> {
 }
 
 /// Every app GUID the simulator holds (before any fault is set).
-async fn app_guids(f: &Fixture) -> Vec<String> {
+pub(crate) async fn app_guids(f: &Fixture) -> Vec<String> {
     crate::harness::sim_app_guids(&f.sim.base_url).await
 }
 
 /// Binds the first app through the broker (to learn the parameters it records), then the
 /// others directly in the database; removes the broker's file so the first pass writes
 /// every file.
-async fn bind_all(f: &Fixture, apps: &[String]) {
+pub(crate) async fn bind_all(f: &Fixture, apps: &[String]) {
     let (status, body) = f.bind(INSTANCE, "b-0", &apps[0], Value::Null).await;
     assert_eq!(status, StatusCode::CREATED, "{body}");
     let db = Db::connect(

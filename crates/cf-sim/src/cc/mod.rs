@@ -96,6 +96,41 @@ pub async fn v2_info(state: Data) -> HttpResponse {
     )
 }
 
+/// `GET /v3/info`: the platform's description; `rate_limits` only when the rate limiter
+/// is on, as in CCNG (`general_limit` per `reset_interval_in_minutes`; a window that is
+/// not a whole number of minutes, for scaled-down tests, gives a fraction).
+pub async fn v3_info(state: Data) -> HttpResponse {
+    let base = &state.base_url;
+    let mut info = json!({
+        "build": "",
+        "cli_version": {"minimum": null, "recommended": null},
+        "custom": {},
+        "description": "Cloud Foundry simulator",
+        "name": "cf-sim",
+        "version": 0,
+        "osbapi_version": "2.15",
+        "links": {
+            "self": {"href": format!("{base}/v3/info")},
+            "support": {"href": ""},
+        },
+    });
+    let config = &state.config;
+    if config.rate_limit > 0 {
+        let minutes = config.rate_limit_window as f64 / 60.0;
+        let minutes = if config.rate_limit_window.is_multiple_of(60) {
+            json!(config.rate_limit_window / 60)
+        } else {
+            json!(minutes)
+        };
+        info["rate_limits"] = json!({
+            "enabled": true,
+            "general_limit": config.rate_limit,
+            "reset_interval_in_minutes": minutes,
+        });
+    }
+    json_response(200, &info)
+}
+
 /// Any other `/v2/*`: capi-release's nginx answers 404 when v2 is disabled.
 pub async fn v2_disabled() -> HttpResponse {
     HttpResponse::NotFound()

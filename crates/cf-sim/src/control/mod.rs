@@ -85,7 +85,7 @@ pub const ENDPOINTS: &[(&str, &str)] = &[
     ),
     (
         "GET /sim/requests",
-        "{total_cc, total_uaa, by_endpoint: {\"GET /v3/apps\": n, ...}} (control calls only in by_endpoint)",
+        "{total_cc, total_uaa, rate_limited, by_endpoint: {\"GET /v3/apps\": n, ...}} (control calls only in by_endpoint; rate_limited: 429s of the rate limiter)",
     ),
     ("DELETE /sim/requests", "reset the request counters"),
     (

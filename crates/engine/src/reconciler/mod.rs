@@ -18,7 +18,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
-use gds_cf::CfClient;
+use gds_cf::{CfClient, Purpose};
 use gds_db::Db;
 use gds_reconcile::{Scope, plan};
 use gds_store::{ListHint, RecordPublisher, TargetState, TargetStore};
@@ -137,11 +137,23 @@ impl Reconciler {
     /// One pass over `scope` under the reconcile lease; [`PassError::Busy`] at once when
     /// another process holds it. Its applied actions count in
     /// `gds_updater_change_latency_seconds{source="full_pass"}`, from the pass' start.
+    ///
+    /// Its Cloud Controller requests count as [`Purpose::FullPass`] (a scope of apps:
+    /// [`Purpose::FastPath`]); callers that pace passes wait for
+    /// [`gds_cf::Budget::ready_at`] first.
     pub async fn run_pass(&self, scope: Scope) -> Result<PassReport, PassError> {
-        let lease = self.lease().await?;
-        let result = self.pass_locked(&scope, None, lease.tenure()).await;
-        lease.release().await;
-        result
+        let purpose = match scope {
+            Scope::All => Purpose::FullPass,
+            Scope::Apps(_) => Purpose::FastPath,
+        };
+        purpose
+            .scope(async {
+                let lease = self.lease().await?;
+                let result = self.pass_locked(&scope, None, lease.tenure()).await;
+                lease.release().await;
+                result
+            })
+            .await
     }
 
     /// Takes the reconcile lease, renewed in the background until released.
