@@ -28,6 +28,7 @@ pub mod plan;
 pub mod schedule;
 pub mod source;
 pub mod valve;
+pub mod watch;
 
 use std::net::TcpListener;
 use std::time::Duration;
@@ -91,6 +92,7 @@ impl SdSync {
                 dir: mapping.dir.clone(),
                 valve: config.valve,
                 fetch_concurrency: config.fetch_concurrency,
+                safety_listing_interval: config.safety_listing_interval,
             };
             let mirror = Mirror::open(mirror_config, source, mapping_metrics)
                 .with_context(|| format!("mapping {mapping}"))?;
