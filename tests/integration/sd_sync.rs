@@ -7,6 +7,7 @@
 mod imds;
 mod mirroring;
 mod prometheus;
+mod record_watch;
 pub(crate) mod s3_stub;
 
 use std::collections::BTreeMap;
@@ -192,6 +193,11 @@ impl Bucket {
 
     pub fn client(&self) -> &aws_sdk_s3::Client {
         self.0.client()
+    }
+
+    /// The bucket as the writers' store.
+    pub fn store(&self) -> &S3Store {
+        &self.0
     }
 
     pub async fn put(&self, key: &str, body: &str) {
