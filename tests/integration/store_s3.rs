@@ -246,3 +246,59 @@ async fn creating_a_bucket_outside_us_east_1_is_idempotent() {
             .is_empty()
     );
 }
+
+/// Every request the store's client sends is counted by operation, at the HTTP level:
+/// what S3 bills (`get_not_modified` is a conditional read answered 304).
+#[tokio::test]
+async fn the_store_counts_its_s3_requests_by_operation() {
+    use gds_store::{RecordChange, S3Operation};
+    let store = fresh_s3_store("").await;
+    let requests = store.s3_requests().expect("an S3 store counts");
+    let before = requests.snapshot();
+    let app = new_app();
+    let body = gds_store::Bytes::from_static(b"[]");
+    store
+        .write_app(TargetState::Active, &app, body)
+        .await
+        .unwrap();
+    store
+        .move_app(TargetState::Active, TargetState::Inactive, &app)
+        .await
+        .unwrap();
+    store.list_apps(TargetState::Inactive).await.unwrap();
+    gds_store::record::publish(&store, "test").await.unwrap();
+    let etag = match store.read_record_if_changed(None).await.unwrap() {
+        RecordChange::Changed(_, etag) => etag,
+        other => panic!("{other:?}"),
+    };
+    for _ in 0..3 {
+        assert_eq!(
+            store.read_record_if_changed(Some(&etag)).await.unwrap(),
+            RecordChange::Unchanged
+        );
+    }
+    store.check().await.unwrap();
+    let counted: Vec<(S3Operation, u64)> = requests
+        .snapshot()
+        .into_iter()
+        .zip(before)
+        .map(|((operation, after), (_, before))| (operation, after - before))
+        .collect();
+    use S3Operation::*;
+    assert_eq!(
+        counted,
+        vec![
+            // The listing of inactive/, and publish's listing of active/.
+            (List, 2),
+            // publish's read of the (absent) record, then the unconditional poll.
+            (Get, 2),
+            (GetNotModified, 3),
+            // The file, and the record.
+            (Put, 2),
+            (Copy, 1),
+            (Delete, 1),
+            (Head, 1),
+            (Other, 0),
+        ]
+    );
+}
