@@ -45,6 +45,10 @@ pub struct ReconcileMetrics {
     /// `audit_event` from the newest audit event naming the app (the Cloud Controller's
     /// clock, to the second), `full_pass` from the start of the full pass.
     pub change_latency: HistogramVec,
+    /// `gds_updater_full_listings_total{outcome}`: how a full pass got the bucket's
+    /// listing: `listed`, or `reused` (the writers' record unchanged since the previous
+    /// listing, within `UPDATER_SAFETY_LISTING_SECONDS`).
+    pub full_listings: IntCounterVec,
 }
 
 /// The buckets of `gds_updater_change_latency_seconds`: a fast path that follows within
@@ -161,8 +165,21 @@ impl ReconcileMetrics {
             &["source"],
         )
         .expect("valid metric");
+        let full_listings = IntCounterVec::new(
+            Opts::new(
+                "gds_updater_full_listings_total",
+                "How full passes got the bucket's listing: listed, or reused (the writers' \
+                 record unchanged since the previous listing).",
+            ),
+            &["outcome"],
+        )
+        .expect("valid metric");
+        for outcome in ["listed", "reused"] {
+            full_listings.with_label_values(&[outcome]);
+        }
         for m in [
             Box::new(last_success.clone()) as Box<dyn prometheus::core::Collector>,
+            Box::new(full_listings.clone()),
             Box::new(change_latency.clone()),
             Box::new(record_publications.clone()),
             Box::new(pass_duration.clone()),
@@ -191,6 +208,7 @@ impl ReconcileMetrics {
             audit_events,
             record_publications,
             change_latency,
+            full_listings,
         }
     }
 
