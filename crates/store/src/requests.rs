@@ -1,15 +1,17 @@
 //! The S3 requests a store's client sends, counted by operation: what the bucket costs.
 //!
-//! Counted by an interceptor on the AWS SDK client after each request's response arrives,
-//! so every attempt is counted (retries included) and nothing that never reached S3 is:
-//! the figure the bill is made of. S3 bills `ListObjectsV2`, `PutObject` and `CopyObject`
+//! Counted by an interceptor on the AWS SDK client as each request is sent, so every
+//! attempt is counted, retries included (an attempt that never reached S3 is counted too;
+//! S3 would not bill it, so the figure errs high): what the bill is made of. S3 bills `ListObjectsV2`, `PutObject` and `CopyObject`
 //! at the LIST/PUT price and `GetObject` and `HeadBucket` at the GET price, a conditional
 //! `GetObject` answered `304 Not Modified` included.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use aws_sdk_s3::config::interceptors::BeforeDeserializationInterceptorContextRef;
+use aws_sdk_s3::config::interceptors::{
+    BeforeDeserializationInterceptorContextRef, BeforeTransmitInterceptorContextRef,
+};
 use aws_sdk_s3::config::{ConfigBag, Intercept, RuntimeComponents};
 use aws_sdk_s3::error::BoxError;
 
@@ -101,6 +103,12 @@ impl S3Requests {
     fn count(&self, operation: S3Operation) {
         self.counts[operation as usize].fetch_add(1, Ordering::Relaxed);
     }
+
+    /// A `GetObject` counted as sent was answered `304`.
+    fn not_modified(&self) {
+        self.count(S3Operation::GetNotModified);
+        self.counts[S3Operation::Get as usize].fetch_sub(1, Ordering::Relaxed);
+    }
 }
 
 /// The interceptor that counts into [`S3Requests`].
@@ -112,23 +120,34 @@ impl Intercept for RequestCounter {
         "gds_store::RequestCounter"
     }
 
+    /// The request is only visible before it is sent (the SDK hands it to the HTTP
+    /// client), so it is counted then, as sent.
+    fn read_before_transmit(
+        &self,
+        context: &BeforeTransmitInterceptorContextRef<'_>,
+        _runtime_components: &RuntimeComponents,
+        _cfg: &mut ConfigBag,
+    ) -> Result<(), BoxError> {
+        let request = context.request();
+        self.0.count(S3Operation::of(
+            request.method(),
+            request.uri(),
+            request.headers().contains_key("x-amz-copy-source"),
+            0,
+        ));
+        Ok(())
+    }
+
+    /// Only a `GetObject` is ever answered `304`.
     fn read_after_transmit(
         &self,
         context: &BeforeDeserializationInterceptorContextRef<'_>,
         _runtime_components: &RuntimeComponents,
         _cfg: &mut ConfigBag,
     ) -> Result<(), BoxError> {
-        let status = context.response().status().as_u16();
-        let operation = match context.inner().request() {
-            Some(request) => S3Operation::of(
-                request.method(),
-                request.uri(),
-                request.headers().contains_key("x-amz-copy-source"),
-                status,
-            ),
-            None => S3Operation::Other,
-        };
-        self.0.count(operation);
+        if context.response().status().as_u16() == 304 {
+            self.0.not_modified();
+        }
         Ok(())
     }
 }
