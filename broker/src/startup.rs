@@ -45,6 +45,11 @@ impl Application {
             &connections,
             ReconcileMetrics::registered_in(metrics.registry.clone()),
         );
+        gds_engine::S3RequestsCollector::register(
+            &metrics.registry,
+            "observe_broker_s3_requests_total",
+            connections.store.as_ref(),
+        );
         let Connections { db, store, cf } = connections;
         let broker = Broker::new(
             db.clone(),

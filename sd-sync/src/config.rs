@@ -19,6 +19,13 @@ use crate::valve::ValveConfig;
 /// loopback, next to Prometheus (8080 is the forward proxy's, 9090 Prometheus').
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:9280";
 
+/// The safety listing's default period: 10 minutes. A listing costs one LIST per 1,000
+/// objects, so at 10,000 targets the idle cost is 10 pages x 6 = 60 LISTs an hour, under
+/// the budget of 100 with room for a few listings prompted by changes; writes that bypass
+/// the writers' record (an old writer, a hand `aws s3 cp`) show within 10 minutes, as the
+/// original's cron `aws s3 sync` showed them within minutes.
+pub const DEFAULT_SAFETY_LISTING_INTERVAL: Duration = Duration::from_secs(600);
+
 const AFTER_HELP: &str = "\
 Credentials: static keys AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY (and AWS_SESSION_TOKEN),
 from the environment or a user-provided service in VCAP_SERVICES; without them, the AWS
@@ -83,6 +90,10 @@ struct Flags {
     /// Object reads in flight (64).
     #[arg(long, value_name = "n", env = "SD_SYNC_FETCH_CONCURRENCY")]
     fetch_concurrency: Option<String>,
+    /// The longest time without listing a prefix while the writers' record is unchanged
+    /// (10m): catches writes that bypass the record. 0s lists on every poll.
+    #[arg(long, value_name = "duration", env = "SD_SYNC_SAFETY_LISTING_INTERVAL")]
+    safety_listing_interval: Option<String>,
     /// Sync every mapping once and exit (non-zero when a sync failed or deletions were
     /// held back).
     #[arg(long, env = "SD_SYNC_ONCE")]
@@ -168,6 +179,8 @@ pub struct Config {
     pub stale_after: Duration,
     pub valve: ValveConfig,
     pub fetch_concurrency: usize,
+    /// See [`crate::watch`].
+    pub safety_listing_interval: Duration,
     pub once: bool,
     /// Credentials every endpoint but `/health` requires (none: open).
     pub auth: HttpAuth,
@@ -374,6 +387,19 @@ pub fn parse(
             format_duration(interval)
         ));
     }
+    let safety_listing_interval = duration(
+        flags.safety_listing_interval.as_deref(),
+        "safety-listing-interval",
+        DEFAULT_SAFETY_LISTING_INTERVAL,
+    )?;
+    if !safety_listing_interval.is_zero() && safety_listing_interval < interval {
+        return Err(format!(
+            "{}: {} is shorter than the poll interval {} (0s lists on every poll)",
+            names("safety-listing-interval"),
+            format_duration(safety_listing_interval),
+            format_duration(interval)
+        ));
+    }
     let listen_text = match (flags.listen.clone(), settings.get("PORT")) {
         (Some(listen), _) => listen,
         (None, Some(_)) => {
@@ -443,6 +469,7 @@ pub fn parse(
             1,
             1024,
         )? as usize,
+        safety_listing_interval,
         once,
         auth,
         gateway,

@@ -30,6 +30,7 @@ pub mod schedule;
 pub mod scrape_auth;
 pub mod source;
 pub mod valve;
+pub mod watch;
 
 use std::net::TcpListener;
 use std::sync::Arc;
@@ -114,6 +115,7 @@ impl SdSync {
                 dir: mapping.dir.clone(),
                 valve: config.valve,
                 fetch_concurrency: config.fetch_concurrency,
+                safety_listing_interval: config.safety_listing_interval,
             };
             let mirror = Mirror::open(mirror_config, source, mapping_metrics)
                 .with_context(|| format!("mapping {mapping}"))?;
@@ -265,14 +267,19 @@ async fn sync_loop(
     loop {
         let started = Instant::now();
         // Failures are logged and counted by the mirror; the next poll retries.
-        // The scrape credentials documents beside the mapping's prefix first (failures
-        // logged and counted by the index, which then stays as it was): a bind writes an
-        // app's document before its target file, so the gateway knows a new target's
-        // authorization by the time the target becomes scrapeable below.
-        if let Some(index) = &mut credentials {
+        let synced = mirror.sync_once().await;
+        // The scrape credentials documents beside the mapping's prefix are listed when the
+        // mirror listed (the writers' record changed, a safety listing, a retry) or
+        // failed, and cost nothing otherwise. Failures are logged and counted by the
+        // index, which then stays as it was. A bind writes an app's document before its
+        // target file and publishes the record after both, so the index knows a new
+        // target's authorization before the routes rebuilt below make it scrapeable.
+        let listed = synced
+            .as_ref()
+            .map_or(true, |report| report.listing.is_some());
+        if let (true, Some(index)) = (listed, &mut credentials) {
             index.refresh().await;
         }
-        let synced = mirror.sync_once().await;
         // A failed listing may have installed what it listed before failing.
         let changed = synced.map_or(true, |report| report.installed + report.deleted > 0);
         if let (true, Some(gateway)) = (changed, &mut gateway) {

@@ -31,6 +31,8 @@ pub struct Metrics {
     propagation: HistogramVec,
     poll_period: GaugeVec,
     requests: IntCounterVec,
+    listings: IntCounterVec,
+    unchanged_polls: IntCounterVec,
 }
 
 /// The metrics of one mapping.
@@ -61,6 +63,10 @@ pub struct MappingMetrics {
     /// Set by the sync loop; see [`crate::schedule`].
     pub poll_period: Gauge,
     pub requests: RequestCounters,
+    /// Polls that listed the prefix, by reason (see [`crate::watch::ListReason`]).
+    pub listings: BTreeMap<&'static str, IntCounter>,
+    /// Polls that listed nothing: the writers' record was unchanged.
+    pub unchanged_polls: IntCounter,
 }
 
 fn counter(registry: &Registry, name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
@@ -192,7 +198,8 @@ impl Metrics {
             last_listing: gauge(
                 r,
                 "sd_sync_last_listing_timestamp_seconds",
-                "Unix time of the last complete listing.",
+                "Unix time the directory was last known current: a complete listing, or a \
+                 poll whose writers' record was unchanged since one.",
             ),
             last_success: gauge(
                 r,
@@ -210,9 +217,27 @@ impl Metrics {
             requests: counter(
                 r,
                 "sd_sync_s3_requests_total",
-                "Requests to the store, by operation (list = one ListObjectsV2 page; get_record = \
-                 a read of the writers' record, made only when the valve would hold deletions).",
+                "Requests to the store, by operation (list = one ListObjectsV2 page; get = a \
+                 read of a target object; poll_record = the conditional read of the writers' \
+                 record that starts every poll; get_record = a read of the record, made only \
+                 when the valve would hold deletions).",
                 &["mapping", "operation"],
+            ),
+            listings: counter(
+                r,
+                "sd_sync_listings_total",
+                "Polls that listed the prefix, by reason: first, record_changed, no_record \
+                 (older writers: every poll lists), record_unreadable, no_record_key (the \
+                 prefix does not end in active/), retry (the last sync left work), safety \
+                 (--safety-listing-interval).",
+                &["mapping", "reason"],
+            ),
+            unchanged_polls: counter(
+                r,
+                "sd_sync_unchanged_polls_total",
+                "Polls that listed nothing because the writers' record was unchanged since the \
+                 last listing.",
+                m,
             ),
             registry,
         }
@@ -247,7 +272,16 @@ impl Metrics {
                 list: self.requests.with_label_values(&[name, "list"]),
                 get: self.requests.with_label_values(&[name, "get"]),
                 record: self.requests.with_label_values(&[name, "get_record"]),
+                record_poll: self.requests.with_label_values(&[name, "poll_record"]),
             },
+            listings: crate::watch::ListReason::ALL
+                .into_iter()
+                .map(|reason| {
+                    let reason = reason.as_str();
+                    (reason, self.listings.with_label_values(&[name, reason]))
+                })
+                .collect(),
+            unchanged_polls: self.unchanged_polls.with_label_values(l),
         }
     }
 }

@@ -28,6 +28,7 @@ use crate::metrics::MappingMetrics;
 use crate::plan::{Entry, ListedObject, Plan};
 use crate::source::{Source, SourceError};
 use crate::valve::{Hold, RecordRead, Screen, Valve, ValveConfig, Verdict};
+use crate::watch::{Decision, ListReason, Watch};
 
 /// Failed reads and writes logged one by one per sync; the rest are counted (and summed
 /// up in the "sync done" line).
@@ -53,7 +54,8 @@ pub struct MirrorShared {
 /// How the mirror's listings have been going.
 #[derive(Clone, Debug, Default)]
 pub struct Status {
-    /// When the last complete listing came back.
+    /// When the directory was last known to be current: a complete listing came back,
+    /// or the writers' record was unchanged since one (see [`crate::watch`]).
     pub last_listing: Option<Instant>,
     /// What went wrong in the last poll: its listing failed, or objects could not be
     /// fetched, installed or removed. `None` after a clean poll.
@@ -124,6 +126,11 @@ impl MirrorShared {
 /// What one sync did.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct SyncReport {
+    /// Why this sync listed the prefix; `None` when the writers' record said nothing
+    /// changed since the last listing (and the rest of the report is zero but `listed`).
+    /// Other per-sync listings can follow it (see [`crate::watch`]).
+    pub listing: Option<ListReason>,
+    /// Objects in the last complete listing (this sync's, when it listed).
     pub listed: usize,
     pub fetched: usize,
     pub installed: usize,
@@ -170,6 +177,9 @@ pub struct MirrorConfig {
     pub valve: ValveConfig,
     /// Object reads (and installs) in flight.
     pub fetch_concurrency: usize,
+    /// The longest time without a listing while the writers' record is unchanged
+    /// (`Duration::ZERO`: list on every poll). See [`crate::watch`].
+    pub safety_listing_interval: Duration,
 }
 
 /// One mapping's mirror; owned by its sync task.
@@ -185,6 +195,12 @@ pub struct Mirror<S> {
     /// showed their object gone). Entries leave when the file is removed or its object
     /// is listed again.
     gone_since: HashMap<String, Instant>,
+    /// Whether a poll lists the prefix.
+    watch: Watch,
+    /// The last sync left work that only a listing retries.
+    retry: bool,
+    /// Failed reads of the writers' record in a row (logged once, then every 30th).
+    record_failures: u32,
 }
 
 /// How fetching and staging one object ended.
@@ -237,6 +253,9 @@ impl<S: Source> Mirror<S> {
             fetch_concurrency: config.fetch_concurrency.max(1),
             metrics,
             gone_since: HashMap::new(),
+            watch: Watch::new(config.safety_listing_interval),
+            retry: false,
+            record_failures: 0,
         })
     }
 
@@ -264,6 +283,37 @@ impl<S: Source> Mirror<S> {
     }
 
     async fn sync_inner(&mut self) -> Result<SyncReport, SourceError> {
+        let started = Instant::now();
+        let poll = match self.source.record_key() {
+            None => None,
+            Some(_) => Some(self.source.poll_record(self.watch.known()).await),
+        };
+        match &poll {
+            Some(Err(e)) => {
+                self.record_failures += 1;
+                let failures = self.record_failures;
+                if failures == 1 || failures.is_multiple_of(30) {
+                    tracing::warn!(
+                        error = %e,
+                        failures,
+                        "cannot read the writers' record: listing on every poll meanwhile"
+                    );
+                }
+            }
+            Some(Ok(_)) if self.record_failures > 0 => {
+                tracing::info!(
+                    failures = self.record_failures,
+                    "the writers' record is readable again"
+                );
+                self.record_failures = 0;
+            }
+            _ => {}
+        }
+        let (reason, seen) = match self.watch.decide(started, poll.as_ref(), self.retry) {
+            Decision::Unchanged => return Ok(self.unchanged()),
+            Decision::List { reason, seen } => (reason, seen),
+        };
+        self.metrics.listings[reason.as_str()].inc();
         let installed_before = self.shared.files();
         // The first sync after start installs objects that may have changed long ago:
         // their propagation time says nothing about this node's latency.
@@ -309,6 +359,7 @@ impl<S: Source> Mirror<S> {
             // is deleted.
             self.metrics.listing_errors.inc();
             self.valve.interrupted();
+            self.retry = true;
             let failures = {
                 let mut status = self.shared.status.lock().expect("status lock");
                 status.last_error = Some(e.to_string());
@@ -323,6 +374,8 @@ impl<S: Source> Mirror<S> {
             return Err(e);
         }
         let listed_at = Instant::now();
+        self.watch.listed(started, seen);
+        report.listing = Some(reason);
         {
             let mut status = self.shared.status.lock().expect("status lock");
             if status.consecutive_failures > 0 {
@@ -414,6 +467,8 @@ impl<S: Source> Mirror<S> {
             status.failing_objects = report.errors;
             status.last_error = report.error_summary();
         }
+        // A listing retries these; an unchanged record would not.
+        self.retry = report.errors > 0 || report.hold.is_some() || !self.gone_since.is_empty();
         self.metrics.failing_objects.set(report.errors as i64);
         self.metrics.held_back.set(report.held_back as i64);
         self.metrics.files.set(self.shared.files() as i64);
@@ -431,6 +486,24 @@ impl<S: Source> Mirror<S> {
             );
         }
         Ok(report)
+    }
+
+    /// A poll whose record says nothing changed since the last complete (and clean)
+    /// listing: the directory is current as of now.
+    fn unchanged(&mut self) -> SyncReport {
+        self.metrics.unchanged_polls.inc();
+        let listed = {
+            let mut status = self.shared.status.lock().expect("status lock");
+            status.last_listing = Some(Instant::now());
+            status.listed
+        };
+        let now = unix_now();
+        self.metrics.last_listing.set(now);
+        self.metrics.last_success.set(now);
+        SyncReport {
+            listed,
+            ..SyncReport::default()
+        }
     }
 
     /// Reads and parses the writers' record beside the mapping's prefix.

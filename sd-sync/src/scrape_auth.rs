@@ -4,10 +4,11 @@
 //!
 //! Per mapping, [`CredentialsIndex::refresh`] lists `credentials/` beside the mapping's
 //! `active/` prefix, reads only documents whose ETag changed, checks them, and swaps the
-//! whole map in one step. It lists only when the writers' record changed (the broker
-//! publishes it after every change to `credentials/`), or when there is no record, or
-//! every [`FULL_REFRESH_EVERY`] refreshes whatever the record says: an idle refresh
-//! costs one small `GetObject`, not a listing. The swap is atomic, so [`ScrapeCredentials::authorization`] is one read lock and a
+//! whole map in one step. sd-sync refreshes it whenever the mirror lists the mapping's
+//! prefix: when the writers' record changed (the broker publishes it after every change to
+//! `credentials/`), when there is none, and at every safety listing, so an idle poll costs
+//! nothing more than the mirror's one conditional `GetObject` of the record. The swap is
+//! atomic, so [`ScrapeCredentials::authorization`] is one read lock and a
 //! hash look-up. As for target files: a malformed document installs nothing and the last
 //! good one stays (counted, shown in `/health`); a failed listing changes nothing; only a
 //! complete listing drops the document of an app (it then goes back to `Bearer <app
@@ -55,11 +56,6 @@ impl ScrapeAuthorization {
         }
     }
 }
-
-/// Without a change of the writers' record, `credentials/` is still listed every this
-/// many refreshes (a minute at the default 2 s interval): a writer that changed a
-/// document without publishing (a crash in between) is caught up with.
-pub const FULL_REFRESH_EVERY: u32 = 30;
 
 /// What the gateway needs of one app: its oldest binding.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -189,10 +185,6 @@ pub struct CredentialsIndex {
     published: Arc<RwLock<Snapshot>>,
     health: Arc<Mutex<CredentialsHealth>>,
     metrics: CredentialsMetrics,
-    /// The writers' record's ETag at the last complete refresh.
-    record: Option<ETag>,
-    /// Refreshes skipped since the last listing.
-    skipped: u32,
 }
 
 #[derive(Debug)]
@@ -218,8 +210,6 @@ impl CredentialsIndex {
             published: Arc::default(),
             health: Arc::default(),
             metrics,
-            record: None,
-            skipped: 0,
         }
     }
 
@@ -246,16 +236,6 @@ impl CredentialsIndex {
     /// Lists `credentials/`, reads what changed, and publishes the new map. Failures are
     /// logged, counted and shown in `/health`; the index then stays as it was.
     pub async fn refresh(&mut self) {
-        // The record's ETag before the listing: a change published after it is seen by
-        // the next refresh.
-        let record = match self.store.read_record().await {
-            Ok(record) => record.map(|(_, etag)| etag),
-            Err(_) => None,
-        };
-        if record.is_some() && record == self.record && self.skipped + 1 < FULL_REFRESH_EVERY {
-            self.skipped += 1;
-            return;
-        }
         let listed = match self.store.list_credentials().await {
             Ok(listed) => listed,
             Err(e) => {
@@ -326,9 +306,6 @@ impl CredentialsIndex {
             }
         }
         self.known = next;
-        self.skipped = 0;
-        // A failed read leaves the record unknown, so that the next refresh lists again.
-        self.record = if last_error.is_none() { record } else { None };
         let snapshot: HashMap<AppGuid, Oldest> = self
             .known
             .iter()
@@ -521,38 +498,6 @@ mod tests {
             ScrapeAuthorization::Token(key().token_for("b-9"))
         );
         assert!(index.health().lock().unwrap().invalid_documents.is_empty());
-    }
-
-    #[tokio::test]
-    async fn an_unchanged_record_skips_the_listing_until_the_periodic_full_refresh() {
-        let store = Arc::new(MemoryStore::new());
-        let (mut index, _registry) = index(&store);
-        let view = scrape_credentials(&[&index], Some(key()));
-        gds_store::record::publish(store.as_ref(), "test")
-            .await
-            .unwrap();
-        index.refresh().await;
-        // A document written without a publication: not seen until the full refresh.
-        store
-            .write_credentials(&app(1), doc(&app(1), &[("b-1", ScrapeAuth::Token)]))
-            .await
-            .unwrap();
-        for _ in 0..FULL_REFRESH_EVERY - 1 {
-            index.refresh().await;
-        }
-        assert_eq!(view.authorization(&app(1)), ScrapeAuthorization::AppGuid);
-        index.refresh().await;
-        assert_eq!(
-            view.authorization(&app(1)),
-            ScrapeAuthorization::Token(key().token_for("b-1"))
-        );
-        // A publication is seen at the next refresh.
-        store.remove_credentials(&app(1)).await.unwrap();
-        gds_store::record::publish(store.as_ref(), "test")
-            .await
-            .unwrap();
-        index.refresh().await;
-        assert_eq!(view.authorization(&app(1)), ScrapeAuthorization::AppGuid);
     }
 
     #[tokio::test]

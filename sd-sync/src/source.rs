@@ -50,6 +50,25 @@ pub trait Source: Send + Sync + 'static {
     /// The writers' record object; `Ok(None)` when there is none. Called only when
     /// [`Source::record_key`] is some.
     fn get_record(&self) -> impl Future<Output = Result<Option<Bytes>, SourceError>> + Send;
+
+    /// Asks whether the writers' record differs from the version `known` (its ETag), with
+    /// one conditional read (`If-None-Match`): [`RecordPoll::Unchanged`] costs no body.
+    /// Without `known`, an ordinary read. Called only when [`Source::record_key`] is some.
+    fn poll_record(
+        &self,
+        known: Option<&ETag>,
+    ) -> impl Future<Output = Result<RecordPoll, SourceError>> + Send;
+}
+
+/// What a conditional read of the writers' record said.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum RecordPoll {
+    /// The record is still the version asked about (S3: `304 Not Modified`).
+    Unchanged,
+    /// There is no record.
+    Absent,
+    /// The record is another version than the one asked about (or none was asked about).
+    Changed { etag: ETag, body: Bytes },
 }
 
 /// Counts the requests a source makes, by kind: what an idle poll costs.
@@ -59,6 +78,8 @@ pub struct RequestCounters {
     pub get: IntCounter,
     /// Reads of the writers' record (only when the valve would hold deletions back).
     pub record: IntCounter,
+    /// Conditional reads of the writers' record (one per poll), whatever they answered.
+    pub record_poll: IntCounter,
 }
 
 /// A bucket prefix on S3 or an S3-compatible store.
@@ -186,6 +207,43 @@ impl Source for S3Source {
         self.requests.record.inc();
         self.get_key(key).await
     }
+
+    async fn poll_record(&self, known: Option<&ETag>) -> Result<RecordPoll, SourceError> {
+        let Some(key) = &self.record_key else {
+            return Ok(RecordPoll::Absent);
+        };
+        self.requests.record_poll.inc();
+        let mut request = self.client.get_object().bucket(&self.bucket).key(key);
+        if let Some(etag) = known {
+            request = request.if_none_match(format!("\"{etag}\""));
+        }
+        let output = match request.send().await {
+            Ok(output) => output,
+            Err(SdkError::ServiceError(e)) if e.raw().status().as_u16() == 304 => {
+                return Ok(RecordPoll::Unchanged);
+            }
+            Err(e) if e.as_service_error().is_some_and(|e| e.is_no_such_key()) => {
+                return Ok(RecordPoll::Absent);
+            }
+            Err(e) => return Err(self.describe("GetObject", key, &e)),
+        };
+        let etag = output.e_tag().map(ETag::from_store);
+        let body = output.body.collect().await.map_err(|e| {
+            SourceError(format!(
+                "S3 GetObject s3://{}/{key}: reading the body failed: {}",
+                self.bucket,
+                error_chain(&e)
+            ))
+        })?;
+        let body = body.into_bytes();
+        // A store that reports no ETag: the content's MD5 stands in (and changes with it).
+        let etag = etag.unwrap_or_else(|| ETag::of(&body));
+        // A store that ignores If-None-Match answers 200 with the same version.
+        if known == Some(&etag) {
+            return Ok(RecordPoll::Unchanged);
+        }
+        Ok(RecordPoll::Changed { etag, body })
+    }
 }
 
 impl S3Source {
@@ -237,6 +295,8 @@ pub(crate) mod memory {
         pub record: Mutex<Option<Bytes>>,
         pub record_failing: AtomicBool,
         pub record_gets: AtomicUsize,
+        /// Conditional reads of the record ([`Source::poll_record`]).
+        pub record_polls: AtomicUsize,
         /// Each object's `LastModified`: when it was put, unless set otherwise.
         pub modified: Mutex<BTreeMap<String, SystemTime>>,
     }
@@ -318,6 +378,24 @@ pub(crate) mod memory {
                 return Err(SourceError("injected record read failure".into()));
             }
             Ok(self.record.lock().unwrap().clone())
+        }
+
+        async fn poll_record(&self, known: Option<&ETag>) -> Result<RecordPoll, SourceError> {
+            self.record_polls.fetch_add(1, Ordering::SeqCst);
+            if self.record_failing.load(Ordering::SeqCst) {
+                return Err(SourceError("injected record read failure".into()));
+            }
+            Ok(match self.record.lock().unwrap().clone() {
+                None => RecordPoll::Absent,
+                Some(body) => {
+                    let etag = ETag::of(&body);
+                    if known == Some(&etag) {
+                        RecordPoll::Unchanged
+                    } else {
+                        RecordPoll::Changed { etag, body }
+                    }
+                }
+            })
         }
     }
 }

@@ -8,6 +8,7 @@ mod credentials;
 mod imds;
 mod mirroring;
 mod prometheus;
+mod record_watch;
 pub(crate) mod s3_stub;
 
 use std::collections::BTreeMap;
@@ -193,6 +194,11 @@ impl Bucket {
 
     pub fn client(&self) -> &aws_sdk_s3::Client {
         self.0.client()
+    }
+
+    /// The bucket as the writers' store.
+    pub fn store(&self) -> &S3Store {
+        &self.0
     }
 
     pub async fn put(&self, key: &str, body: &str) {

@@ -246,3 +246,171 @@ async fn creating_a_bucket_outside_us_east_1_is_idempotent() {
             .is_empty()
     );
 }
+
+/// Every request the store's client sends is counted by operation, at the HTTP level:
+/// what S3 bills (`get_not_modified` is a conditional read answered 304).
+#[tokio::test]
+async fn the_store_counts_its_s3_requests_by_operation() {
+    use gds_store::{RecordChange, S3Operation};
+    let store = fresh_s3_store("").await;
+    let requests = store.s3_requests().expect("an S3 store counts");
+    let before = requests.snapshot();
+    let app = new_app();
+    let body = gds_store::Bytes::from_static(b"[]");
+    store
+        .write_app(TargetState::Active, &app, body)
+        .await
+        .unwrap();
+    store
+        .move_app(TargetState::Active, TargetState::Inactive, &app)
+        .await
+        .unwrap();
+    store.list_apps(TargetState::Inactive).await.unwrap();
+    gds_store::record::publish(&store, "test").await.unwrap();
+    let etag = match store.read_record_if_changed(None).await.unwrap() {
+        RecordChange::Changed(_, etag) => etag,
+        other => panic!("{other:?}"),
+    };
+    for _ in 0..3 {
+        assert_eq!(
+            store.read_record_if_changed(Some(&etag)).await.unwrap(),
+            RecordChange::Unchanged
+        );
+    }
+    store.check().await.unwrap();
+    let counted: Vec<(S3Operation, u64)> = requests
+        .snapshot()
+        .into_iter()
+        .zip(before)
+        .map(|((operation, after), (_, before))| (operation, after - before))
+        .collect();
+    use S3Operation::*;
+    assert_eq!(
+        counted,
+        vec![
+            // The listing of inactive/, and publish's listing of active/.
+            (List, 2),
+            // publish's read of the (absent) record, then the unconditional poll.
+            (Get, 2),
+            (GetNotModified, 3),
+            // The file, and the record.
+            (Put, 2),
+            (Copy, 1),
+            (Delete, 1),
+            (Head, 1),
+            (Other, 0),
+        ]
+    );
+}
+
+/// Two brokers and an updater (three clients, each with its own coalescing publisher)
+/// change `active/` and publish at the same time, and one of them loses the store half
+/// way (its publications fail, its background retries take over). Once they are done,
+/// the record counts exactly what `active/` holds: racing writers never leave it behind,
+/// so sd-sync, which lists only when the record changes, sees every change.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn racing_writers_and_a_failed_publication_never_leave_the_record_behind_the_bucket() {
+    use std::sync::Arc;
+    use std::time::Duration;
+
+    use gds_store::{RecordPublisher, WritersRecord};
+
+    const TASKS: usize = 8;
+    const CHANGES: usize = 6;
+    let reference = fresh_s3_store("").await;
+    let bucket = reference.bucket().to_owned();
+    let proxy = crate::sd_sync::FlakyProxy::start(true).await;
+    let writer = |endpoint: String, name: &'static str| {
+        let config = test_s3_config(&bucket).with_endpoint(endpoint);
+        let store: Arc<dyn TargetStore> = Arc::new(S3Store::new(config, |_| None).unwrap());
+        (store.clone(), RecordPublisher::new(store, name))
+    };
+    let writers = [
+        writer(s3_endpoint(), "broker"),
+        writer(s3_endpoint(), "broker"),
+        writer(proxy.url.clone(), "updater"),
+    ];
+    let mut race = tokio::task::JoinSet::new();
+    for (w, (store, publisher)) in writers.iter().enumerate() {
+        for t in 0..TASKS {
+            let (store, publisher) = (store.clone(), publisher.clone());
+            race.spawn(async move {
+                let mut mine = Vec::new();
+                for change in 0..CHANGES {
+                    // Mostly writes; every third change removes one of this task's files.
+                    if change % 3 == 2 {
+                        if let Some(app) = mine.pop() {
+                            let _ = store.remove_app(TargetState::Active, &app).await;
+                        }
+                    } else {
+                        let app = new_app();
+                        let body = gds_store::Bytes::from(format!("[{w},{t},{change}]"));
+                        if store
+                            .write_app(TargetState::Active, &app, body)
+                            .await
+                            .is_ok()
+                        {
+                            mine.push(app);
+                        }
+                    }
+                    let _ = publisher.publish_after_change().await;
+                }
+            });
+        }
+    }
+    let outage = async {
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        proxy.set_up(false);
+        tokio::time::sleep(Duration::from_millis(1500)).await;
+        proxy.set_up(true);
+    };
+    let ((), results) = tokio::join!(outage, race.join_all());
+    assert_eq!(results.len(), 3 * TASKS);
+    // Whatever failed is retried in the background; wait for the publishers to be done.
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while writers.iter().any(|(_, publisher)| publisher.pending()) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "publications still pending"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let listed = reference
+        .list_apps(TargetState::Active)
+        .await
+        .unwrap()
+        .len();
+    let (body, _) = reference.read_record().await.unwrap().expect("a record");
+    let record = WritersRecord::parse(&body).unwrap();
+    assert_eq!(
+        record.active_count, listed as u64,
+        "the record is behind the bucket: {record:?}"
+    );
+    assert!(listed > 0);
+
+    // The failure case alone: the updater's change is stored, its publication fails, and
+    // nobody else publishes. Its background retry brings the record up to date.
+    let (store, publisher) = &writers[2];
+    let app = new_app();
+    store
+        .write_app(
+            TargetState::Active,
+            &app,
+            gds_store::Bytes::from_static(b"[]"),
+        )
+        .await
+        .unwrap();
+    proxy.set_up(false);
+    assert!(publisher.publish_after_change().await.is_err());
+    assert!(publisher.pending());
+    proxy.set_up(true);
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while publisher.pending() {
+        assert!(std::time::Instant::now() < deadline, "never retried");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let (body, _) = reference.read_record().await.unwrap().expect("a record");
+    let retried = WritersRecord::parse(&body).unwrap();
+    assert_eq!(retried.active_count, listed as u64 + 1, "{retried:?}");
+    assert_eq!(retried.writer, "updater");
+}

@@ -701,3 +701,89 @@ async fn an_app_deleted_between_two_pages_costs_no_other_app_its_target() {
     assert!(groups(&f, TargetState::Active, shifted).await.is_some());
     db.close().await;
 }
+
+/// The `gds_updater_*` samples a skipped or made listing moves, read from one scrape
+/// that no pass changed while it was taken (two equal scrapes in a row).
+async fn listing_counts(http: &reqwest::Client, updater: &Running) -> (f64, f64, f64) {
+    let read = |text: &str| {
+        let get = |series: &str| sample(text, series).unwrap_or(0.0);
+        (
+            get(r#"gds_updater_full_listings_total{outcome="listed"}"#),
+            get(r#"gds_updater_full_listings_total{outcome="reused"}"#),
+            get(r#"gds_updater_s3_requests_total{operation="list"}"#),
+        )
+    };
+    let mut last = read(&metrics(http, updater).await);
+    loop {
+        let now = read(&metrics(http, updater).await);
+        if now == last {
+            return now;
+        }
+        last = now;
+    }
+}
+
+/// Full passes every second: while the writers' record is unchanged they reuse the last
+/// listing (no LIST at all), a bind's publication makes the next one list, and the safety
+/// cadence lists anyway.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn full_passes_list_the_bucket_only_when_the_record_changed_or_the_safety_listing_is_due() {
+    let f = bound_fixture(Database::Sqlite, &[WEB_SHOP]).await;
+    let http = reqwest::Client::new();
+    let every_second = [
+        ("UPDATE_TARGETS_SCHEDULE", "* * * * * *"),
+        ("AUDIT_EVENTS_POLL_SECONDS", "0"),
+    ];
+    let updater = start_updater(
+        &f,
+        &[
+            every_second[0],
+            every_second[1],
+            ("UPDATER_SAFETY_LISTING_SECONDS", "3600"),
+        ],
+    );
+    wait_for("a reused listing", Duration::from_secs(30), async || {
+        listing_counts(&http, &updater).await.1 >= 1.0
+    })
+    .await;
+    let (listed, reused, lists) = listing_counts(&http, &updater).await;
+    wait_for("three more passes", Duration::from_secs(30), async || {
+        listing_counts(&http, &updater).await.1 >= reused + 3.0
+    })
+    .await;
+    let (listed_idle, _, lists_idle) = listing_counts(&http, &updater).await;
+    assert_eq!(listed_idle, listed, "no full listing while nothing changed");
+    assert_eq!(lists_idle, lists, "no LIST request while nothing changed");
+    // Every listing is one page of active/ and one of inactive/.
+    assert_eq!(lists, 2.0 * listed);
+
+    // A bind writes a file and publishes: the next full pass lists.
+    let (status, body) = f.bind(INSTANCE, "binding-late", API_APP, Value::Null).await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    wait_for(
+        "a listing after the bind",
+        Duration::from_secs(30),
+        async || listing_counts(&http, &updater).await.0 > listed,
+    )
+    .await;
+    drop(updater);
+
+    // A short safety cadence lists although nothing changes.
+    let updater = start_updater(
+        &f,
+        &[
+            every_second[0],
+            every_second[1],
+            ("UPDATER_SAFETY_LISTING_SECONDS", "2"),
+        ],
+    );
+    wait_for(
+        "safety listings between reused ones",
+        Duration::from_secs(40),
+        async || {
+            let (listed, reused, _) = listing_counts(&http, &updater).await;
+            listed >= 3.0 && reused >= 2.0
+        },
+    )
+    .await;
+}

@@ -30,9 +30,13 @@ use gds_service::error_chain;
 /// Controller client. Makes no Cloud Controller request.
 pub async fn build_reconciler(config: &UpdaterConfig) -> anyhow::Result<Reconciler> {
     let connections = config.engine.connect().await?;
-    Ok(config
-        .engine
-        .reconciler(&connections, ReconcileMetrics::new()))
+    let metrics = ReconcileMetrics::new();
+    gds_engine::S3RequestsCollector::register(
+        &metrics.registry,
+        "gds_updater_s3_requests_total",
+        connections.store.as_ref(),
+    );
+    Ok(config.engine.reconciler(&connections, metrics))
 }
 
 /// The long-running updater, bound to its port.

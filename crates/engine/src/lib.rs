@@ -27,6 +27,6 @@ pub mod settings;
 pub use catalog::CatalogIds;
 pub use cf_metrics::CfMetrics;
 pub use connect::{Connections, DEFAULT_DATABASE_URL, DatabaseConfig, EngineConfig};
-pub use metrics::ReconcileMetrics;
+pub use metrics::{ReconcileMetrics, S3RequestsCollector};
 pub use reconciler::{PassError, PassReport, Reconciler};
 pub use settings::ReconcileSettings;

@@ -45,6 +45,10 @@ pub struct ReconcileMetrics {
     /// `audit_event` from the newest audit event naming the app (the Cloud Controller's
     /// clock, to the second), `full_pass` from the start of the full pass.
     pub change_latency: HistogramVec,
+    /// `gds_updater_full_listings_total{outcome}`: how a full pass got the bucket's
+    /// listing: `listed`, or `reused` (the writers' record unchanged since the previous
+    /// listing, within `UPDATER_SAFETY_LISTING_SECONDS`).
+    pub full_listings: IntCounterVec,
 }
 
 impl Default for ReconcileMetrics {
@@ -155,8 +159,21 @@ impl ReconcileMetrics {
             &["source"],
         )
         .expect("valid metric");
+        let full_listings = IntCounterVec::new(
+            Opts::new(
+                "gds_updater_full_listings_total",
+                "How full passes got the bucket's listing: listed, or reused (the writers' \
+                 record unchanged since the previous listing).",
+            ),
+            &["outcome"],
+        )
+        .expect("valid metric");
+        for outcome in ["listed", "reused"] {
+            full_listings.with_label_values(&[outcome]);
+        }
         for m in [
             Box::new(last_success.clone()) as Box<dyn prometheus::core::Collector>,
+            Box::new(full_listings.clone()),
             Box::new(change_latency.clone()),
             Box::new(record_publications.clone()),
             Box::new(pass_duration.clone()),
@@ -185,6 +202,7 @@ impl ReconcileMetrics {
             audit_events,
             record_publications,
             change_latency,
+            full_listings,
         }
     }
 
@@ -204,6 +222,59 @@ impl ReconcileMetrics {
     /// The text exposition of the whole registry (with whatever else it holds).
     pub fn render(&self) -> String {
         gds_service::metrics::render(&self.registry)
+    }
+}
+
+/// Exports a store's S3 request counts ([`gds_store::S3Requests`]) as the counter family
+/// `name{operation}` (e.g. `gds_updater_s3_requests_total`), read at each scrape.
+pub struct S3RequestsCollector {
+    requests: std::sync::Arc<gds_store::S3Requests>,
+    family: IntCounterVec,
+    /// One scrape at a time sets the family from the counts.
+    collecting: std::sync::Mutex<()>,
+}
+
+impl S3RequestsCollector {
+    pub fn new(name: &str, requests: std::sync::Arc<gds_store::S3Requests>) -> Self {
+        let family = IntCounterVec::new(
+            Opts::new(
+                name,
+                "S3 requests sent to the target store, by operation (every attempt that got \
+                 an answer): list (ListObjectsV2 page), get, get_not_modified (a conditional \
+                 read of the writers' record answered 304), put, copy, delete, head, other.",
+            ),
+            &["operation"],
+        )
+        .expect("a valid metric");
+        S3RequestsCollector {
+            requests,
+            family,
+            collecting: std::sync::Mutex::new(()),
+        }
+    }
+
+    /// Registers the counts of `store`, when it is an S3 store, as `name` in `registry`.
+    pub fn register(registry: &Registry, name: &str, store: &dyn gds_store::TargetStore) {
+        if let Some(requests) = store.s3_requests() {
+            registry
+                .register(Box::new(S3RequestsCollector::new(name, requests)))
+                .expect("registered once");
+        }
+    }
+}
+
+impl prometheus::core::Collector for S3RequestsCollector {
+    fn desc(&self) -> Vec<&prometheus::core::Desc> {
+        self.family.desc()
+    }
+
+    fn collect(&self) -> Vec<prometheus::proto::MetricFamily> {
+        let _one = self.collecting.lock().expect("collector lock");
+        for (operation, count) in self.requests.snapshot() {
+            let counter = self.family.with_label_values(&[operation.as_str()]);
+            counter.inc_by(count.saturating_sub(counter.get()));
+        }
+        self.family.collect()
     }
 }
 

@@ -26,7 +26,15 @@ pub struct ReconcileSettings {
     /// next poll takes over. The holder renews it every third of that and stops writing
     /// when a fifth of it is left unconfirmed ([`crate::lease::LeaseTiming`]).
     pub lease_ttl: Duration,
+    /// `UPDATER_SAFETY_LISTING_SECONDS` (default 600): a full pass reuses its previous
+    /// listing of the bucket when the writers' record is unchanged since it, at most this
+    /// long (0: every full pass lists).
+    pub safety_listing: Duration,
 }
+
+/// A full pass lists the bucket at least this often even when the writers' record says
+/// nothing changed: 10 minutes, catching writes that bypassed the record.
+pub const DEFAULT_SAFETY_LISTING_SECONDS: u64 = 600;
 
 impl Default for ReconcileSettings {
     fn default() -> Self {
@@ -34,6 +42,7 @@ impl Default for ReconcileSettings {
             limits: Limits::default(),
             concurrency: 8,
             lease_ttl: Duration::from_secs(DEFAULT_LEASE_SECONDS),
+            safety_listing: Duration::from_secs(DEFAULT_SAFETY_LISTING_SECONDS),
         }
     }
 }
@@ -46,6 +55,7 @@ impl ReconcileSettings {
         "ALLOW_MASS_DELETION",
         "UPDATER_CONCURRENCY",
         "UPDATER_LEASE_SECONDS",
+        "UPDATER_SAFETY_LISTING_SECONDS",
     ];
 
     pub fn from_settings(settings: &Settings) -> Result<Self, SettingsError> {
@@ -65,6 +75,11 @@ impl ReconcileSettings {
                 "UPDATER_LEASE_SECONDS",
                 DEFAULT_LEASE_SECONDS,
                 5..=86_400,
+            )?),
+            safety_listing: Duration::from_secs(settings.number(
+                "UPDATER_SAFETY_LISTING_SECONDS",
+                DEFAULT_SAFETY_LISTING_SECONDS,
+                0..=86_400,
             )?),
         })
     }

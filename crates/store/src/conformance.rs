@@ -85,6 +85,7 @@ macro_rules! target_store_conformance_tests {
             the_record_is_replaced_only_while_it_is_unchanged,
             racing_publications_leave_a_record_that_counts_every_file,
             credentials_documents_are_written_read_listed_and_removed,
+            the_record_is_read_only_when_it_changed,
         );
         $crate::target_store_conformance_tests!(@backend $backend;
             foreign_entries_are_neither_listed_nor_removed,
@@ -670,6 +671,36 @@ pub async fn racing_publications_leave_a_record_that_counts_every_file(store: &d
         record.generation, WRITERS as u64,
         "every publication must advance the generation by exactly one: {record:?}"
     );
+}
+
+/// [`TargetStore::read_record_if_changed`] answers `Unchanged` for the version asked
+/// about, the new body and ETag after any publication, and `Absent` without a record.
+pub async fn the_record_is_read_only_when_it_changed(store: &dyn TargetStore) {
+    use crate::RecordChange;
+    assert_eq!(
+        must("poll", store.read_record_if_changed(None).await),
+        RecordChange::Absent
+    );
+    let first = must("publish", record::publish(store, "conformance").await);
+    let (body, etag) = match must("poll", store.read_record_if_changed(None).await) {
+        RecordChange::Changed(body, etag) => (body, etag),
+        other => panic!("a new record reads as {other:?}"),
+    };
+    assert_eq!(WritersRecord::parse(&body).unwrap(), first);
+    for _ in 0..2 {
+        assert_eq!(
+            must("poll", store.read_record_if_changed(Some(&etag)).await),
+            RecordChange::Unchanged
+        );
+    }
+    let second = must("publish", record::publish(store, "conformance").await);
+    match must("poll", store.read_record_if_changed(Some(&etag)).await) {
+        RecordChange::Changed(body, new) => {
+            assert_ne!(new, etag);
+            assert_eq!(WritersRecord::parse(&body).unwrap(), second);
+        }
+        other => panic!("a republished record reads as {other:?}"),
+    }
 }
 
 /// The record is `record/active.json`, beside (never inside) `active/` and `inactive/`:

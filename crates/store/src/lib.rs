@@ -28,6 +28,7 @@ mod layout;
 mod memory;
 pub mod ranges;
 pub mod record;
+pub mod requests;
 mod s3;
 pub mod scrape_credentials;
 
@@ -35,6 +36,7 @@ pub mod scrape_credentials;
 pub mod conformance;
 
 use std::fmt;
+use std::sync::Arc;
 
 use async_trait::async_trait;
 use gds_targets::AppGuid;
@@ -49,6 +51,7 @@ pub use error::{ConfigError, StoreError};
 pub use layout::{staged_file_name, unique_of_staged_file_name};
 pub use memory::MemoryStore;
 pub use record::{RECORD_KEY, RecordPublisher, WritersRecord, record_key_for_active_prefix};
+pub use requests::{S3Operation, S3Requests};
 pub use s3::{LIST_PAGE_SIZE, ListPageError, S3Config, S3Store, list_page};
 pub use scrape_credentials::{BindingAuth, CredentialsDocument, ScrapeTokenKey};
 
@@ -187,6 +190,28 @@ impl ListHint {
     }
 }
 
+/// What [`TargetStore::read_record_if_changed`] found.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum RecordChange {
+    /// The record is still the version asked about.
+    Unchanged,
+    /// There is no record.
+    Absent,
+    /// Another version than the one asked about (or none was asked about).
+    Changed(Bytes, ETag),
+}
+
+impl RecordChange {
+    /// `body` with its `etag`, read when `known` was the version asked about.
+    pub fn of(known: Option<&ETag>, body: Bytes, etag: ETag) -> RecordChange {
+        if known == Some(&etag) {
+            RecordChange::Unchanged
+        } else {
+            RecordChange::Changed(body, etag)
+        }
+    }
+}
+
 /// The bucket of target files, spoken to in domain verbs.
 ///
 /// Implementations are cheap to share (`Arc<dyn TargetStore>`) and safe to call
@@ -291,6 +316,25 @@ pub trait TargetStore: Send + Sync + fmt::Debug {
 
     /// Reads the writers' record ([`record`]) and its ETag: `Ok(None)` when there is none.
     async fn read_record(&self) -> Result<Option<(Bytes, ETag)>, StoreError>;
+
+    /// Reads the writers' record unless it is still the version `known` (its ETag): the
+    /// cheap "did any writer publish?" question. The provided implementation reads it and
+    /// compares ETags (a local file or memory costs nothing more); S3 asks with a
+    /// conditional GET, whose `304` carries no body.
+    async fn read_record_if_changed(
+        &self,
+        known: Option<&ETag>,
+    ) -> Result<RecordChange, StoreError> {
+        Ok(match self.read_record().await? {
+            None => RecordChange::Absent,
+            Some((body, etag)) => RecordChange::of(known, body, etag),
+        })
+    }
+
+    /// The S3 requests this store has sent, by operation (`None`: not an S3 store).
+    fn s3_requests(&self) -> Option<Arc<S3Requests>> {
+        None
+    }
 
     /// Writes the writers' record only if it is still the one whose ETag is `expected`
     /// (`None`: only if there is none yet), the check and the write being one atomic step:

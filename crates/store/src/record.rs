@@ -22,7 +22,7 @@
 //! than the bucket holds (see [`crate::TargetStore::publish_record`]).
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
@@ -177,8 +177,19 @@ fn now_rfc3339() -> String {
 /// after the call* has succeeded, whether it ran it itself or another caller did: that
 /// publication's listing includes the caller's change. Publications of one process run
 /// one at a time; callers waiting meanwhile are served by the next one.
-#[derive(Debug)]
+///
+/// A failed publication is not left to chance: the record would stay behind the bucket,
+/// and sd-sync, which lists only when the record changes, would not see the change until
+/// its safety listing. So the publisher retries on its own, in the background, after
+/// [`RETRY_FIRST`] and then twice as long each time up to [`RETRY_MAX`], until one
+/// publication (its own or a later caller's) succeeds.
+#[derive(Debug, Clone)]
 pub struct RecordPublisher {
+    inner: Arc<Inner>,
+}
+
+#[derive(Debug)]
+struct Inner {
     store: Arc<dyn TargetStore>,
     writer: &'static str,
     /// One publication at a time.
@@ -187,17 +198,27 @@ pub struct RecordPublisher {
     requested: AtomicU64,
     /// Every ticket up to this one has been served by a successful publication.
     served: AtomicU64,
+    /// A background retry is scheduled.
+    retrying: AtomicBool,
 }
+
+/// The first background retry of a failed publication comes this long after it.
+pub const RETRY_FIRST: Duration = Duration::from_secs(1);
+/// Background retries come at most this far apart.
+pub const RETRY_MAX: Duration = Duration::from_secs(30);
 
 impl RecordPublisher {
     /// A publisher for `writer` (`broker`, `updater`: named in the record).
     pub fn new(store: Arc<dyn TargetStore>, writer: &'static str) -> RecordPublisher {
         RecordPublisher {
-            store,
-            writer,
-            running: tokio::sync::Mutex::new(()),
-            requested: AtomicU64::new(0),
-            served: AtomicU64::new(0),
+            inner: Arc::new(Inner {
+                store,
+                writer,
+                running: tokio::sync::Mutex::new(()),
+                requested: AtomicU64::new(0),
+                served: AtomicU64::new(0),
+                retrying: AtomicBool::new(false),
+            }),
         }
     }
 
@@ -206,10 +227,62 @@ impl RecordPublisher {
     /// another caller, started after this call, covered the change.
     ///
     /// Logs the outcome (a failure as a warning); callers only count it. A failure must
-    /// not fail the caller's operation, whose change is stored: the next publication by
-    /// any writer brings the record up to date, and meanwhile sd-sync only holds mass
-    /// deletions back, the safe direction.
+    /// not fail the caller's operation, whose change is stored: the publisher retries in
+    /// the background until a publication succeeds (see the type's documentation), and
+    /// meanwhile sd-sync only holds mass deletions back, the safe direction.
     pub async fn publish_after_change(&self) -> Result<Option<WritersRecord>, StoreError> {
+        let result = self.inner.publish_after_change().await;
+        if result.is_err() {
+            self.retry_in_background();
+        }
+        result
+    }
+
+    /// Whether a failed publication still waits for a successful one.
+    pub fn pending(&self) -> bool {
+        self.inner.served.load(Ordering::SeqCst) < self.inner.requested.load(Ordering::SeqCst)
+    }
+
+    /// Schedules background retries unless some are scheduled already.
+    fn retry_in_background(&self) {
+        if self.inner.retrying.swap(true, Ordering::SeqCst) {
+            return;
+        }
+        let inner = Arc::clone(&self.inner);
+        tokio::spawn(async move {
+            let mut pause = RETRY_FIRST;
+            loop {
+                tokio::time::sleep(pause).await;
+                let pending =
+                    inner.served.load(Ordering::SeqCst) < inner.requested.load(Ordering::SeqCst);
+                if !pending {
+                    break;
+                }
+                // Logged by the publication, failure or success.
+                if inner.publish_after_change().await.is_ok() {
+                    break;
+                }
+                pause = (pause * 2).min(RETRY_MAX);
+            }
+            inner.retrying.store(false, Ordering::SeqCst);
+        });
+    }
+
+    /// Whether the published record is readable and counts `listed` files in `active/`
+    /// (a full listing of the caller's), so that publishing again would change nothing
+    /// but its generation.
+    pub async fn counts(&self, listed: usize) -> Result<bool, StoreError> {
+        Ok(match self.inner.store.read_record().await? {
+            Some((body, _)) => {
+                WritersRecord::parse(&body).is_ok_and(|record| record.active_count == listed as u64)
+            }
+            None => false,
+        })
+    }
+}
+
+impl Inner {
+    async fn publish_after_change(&self) -> Result<Option<WritersRecord>, StoreError> {
         let ticket = self.requested.fetch_add(1, Ordering::SeqCst) + 1;
         let _running = self.running.lock().await;
         if self.served.load(Ordering::SeqCst) >= ticket {
@@ -223,8 +296,8 @@ impl RecordPublisher {
             Err(e) => {
                 tracing::warn!(
                     error = %gds_service::error_chain(&e),
-                    "cannot publish the writers' record: sd-sync holds mass deletions back \
-                     until a later publication"
+                    "cannot publish the writers' record: retrying in the background; \
+                     meanwhile sd-sync may see the change only at its safety listing"
                 );
                 return Err(e);
             }
@@ -236,18 +309,6 @@ impl RecordPublisher {
             "published the writers' record"
         );
         Ok(Some(record))
-    }
-
-    /// Whether the published record is readable and counts `listed` files in `active/`
-    /// (a full listing of the caller's), so that publishing again would change nothing
-    /// but its generation.
-    pub async fn counts(&self, listed: usize) -> Result<bool, StoreError> {
-        Ok(match self.store.read_record().await? {
-            Some((body, _)) => {
-                WritersRecord::parse(&body).is_ok_and(|record| record.active_count == listed as u64)
-            }
-            None => false,
-        })
     }
 }
 
@@ -303,5 +364,36 @@ mod tests {
         assert_eq!(record_key_for_active_prefix("eu-west-2/"), None);
         assert_eq!(record_key_for_active_prefix("inactive/"), None);
         assert_eq!(record_key_for_active_prefix(""), None);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_failed_publication_is_retried_in_the_background_until_it_succeeds() {
+        use crate::MemoryStore;
+        let memory = Arc::new(MemoryStore::new());
+        let store: Arc<dyn TargetStore> = memory.clone();
+        let publisher = RecordPublisher::new(store.clone(), "broker");
+        let app = gds_targets::AppGuid::parse("1cb006ee-fb05-47e1-b541-c34179ddc446").unwrap();
+        store
+            .write_app(TargetState::Active, &app, Bytes::from_static(b"[]"))
+            .await
+            .unwrap();
+        memory.set_unavailable(true);
+        assert!(publisher.publish_after_change().await.is_err());
+        assert!(publisher.pending());
+        // Still down at the first retries: they fail and back off.
+        tokio::time::sleep(RETRY_FIRST * 3 + Duration::from_millis(10)).await;
+        assert!(publisher.pending());
+        assert!(store.read_record().await.is_err());
+        memory.set_unavailable(false);
+        assert_eq!(store.read_record().await.unwrap(), None);
+        tokio::time::sleep(RETRY_FIRST * 4 + Duration::from_millis(10)).await;
+        assert!(!publisher.pending());
+        let (body, _) = store.read_record().await.unwrap().expect("published");
+        let record = WritersRecord::parse(&body).unwrap();
+        assert_eq!((record.generation, record.active_count), (1, 1));
+        // Nothing is pending: no more publications.
+        tokio::time::sleep(RETRY_MAX * 2).await;
+        let (body, _) = store.read_record().await.unwrap().unwrap();
+        assert_eq!(WritersRecord::parse(&body).unwrap().generation, 1);
     }
 }

@@ -6,6 +6,7 @@
 //! environment); without any, the AWS SDK's default chain ([`crate::credentials`]).
 
 use std::fmt;
+use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -25,9 +26,10 @@ use gds_targets::AppGuid;
 
 use crate::ranges::{ListedKey, Page, PageRequest, boundaries_of, list_in_ranges};
 use crate::record::RECORD_KEY;
+use crate::requests::{RequestCounter, S3Requests};
 use crate::{
-    ConfigError, ETag, ListHint, StoreError, StoredCredentials, StoredTarget, TargetState,
-    TargetStore, credentials, layout,
+    ConfigError, ETag, ListHint, RecordChange, StoreError, StoredCredentials, StoredTarget,
+    TargetState, TargetStore, credentials, layout,
 };
 
 /// The most keys S3 returns per `ListObjectsV2` page, and what [`list_page`] asks for.
@@ -174,6 +176,8 @@ pub struct S3Store {
     prefix: String,
     endpoint: Option<String>,
     credentials: SharedCredentialsProvider,
+    /// Every request the client sends, counted by operation.
+    requests: Arc<S3Requests>,
 }
 
 impl fmt::Debug for S3Store {
@@ -258,6 +262,8 @@ impl S3Store {
         if let Some(endpoint) = &endpoint {
             builder = builder.endpoint_url(endpoint).force_path_style(true);
         }
+        let requests = Arc::new(S3Requests::default());
+        builder = builder.interceptor(RequestCounter(requests.clone()));
         Ok(S3Store {
             client: aws_sdk_s3::Client::from_conf(builder.build()),
             bucket: config.bucket,
@@ -265,7 +271,13 @@ impl S3Store {
             prefix,
             endpoint,
             credentials,
+            requests,
         })
+    }
+
+    /// The requests this store's client has sent, by operation (clones share them).
+    pub fn requests(&self) -> Arc<S3Requests> {
+        self.requests.clone()
     }
 
     /// Resolves the credentials once (static keys at once; the default chain asks its
@@ -627,6 +639,47 @@ impl TargetStore for S3Store {
     async fn read_record(&self) -> Result<Option<(Bytes, ETag)>, StoreError> {
         self.get_optional(&format!("{}{RECORD_KEY}", self.prefix))
             .await
+    }
+
+    /// A conditional `GetObject` (`If-None-Match`): `304 Not Modified` costs no body.
+    async fn read_record_if_changed(
+        &self,
+        known: Option<&ETag>,
+    ) -> Result<RecordChange, StoreError> {
+        let key = format!("{}{RECORD_KEY}", self.prefix);
+        let mut request = self.client.get_object().bucket(&self.bucket).key(&key);
+        if let Some(etag) = known {
+            request = request.if_none_match(format!("\"{etag}\""));
+        }
+        let output = match request.send().await {
+            Ok(output) => output,
+            Err(SdkError::ServiceError(e)) if e.raw().status().as_u16() == 304 => {
+                return Ok(RecordChange::Unchanged);
+            }
+            Err(e) if e.as_service_error().is_some_and(|e| e.is_no_such_key()) => {
+                return Ok(RecordChange::Absent);
+            }
+            Err(e) => return Err(self.error("GetObject", &key, e)),
+        };
+        let reported = output.e_tag().map(str::to_owned);
+        let body = output
+            .body
+            .collect()
+            .await
+            .map_err(|e| StoreError::Unavailable {
+                context: format!(
+                    "S3 GetObject s3://{}/{key}: reading the body failed",
+                    self.bucket
+                ),
+                source: Some(Box::new(e)),
+            })?
+            .into_bytes();
+        let etag = self.etag_or_md5(&key, reported.as_deref(), &body);
+        Ok(RecordChange::of(known, body, etag))
+    }
+
+    fn s3_requests(&self) -> Option<Arc<S3Requests>> {
+        Some(self.requests())
     }
 
     /// A conditional `PutObject`: `If-Match` the expected ETag, or `If-None-Match: *`

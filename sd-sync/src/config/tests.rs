@@ -30,6 +30,7 @@ fn defaults_apply_to_a_single_mapping() {
     assert_eq!(config.listen, DEFAULT_LISTEN.parse().unwrap());
     assert_eq!(config.valve, ValveConfig::default());
     assert_eq!(config.fetch_concurrency, 64);
+    assert_eq!(config.safety_listing_interval, Duration::from_secs(600));
     assert!(!config.once);
     assert!(
         !format!("{config:?}").contains("secret\""),
@@ -50,6 +51,7 @@ fn every_flag_has_an_environment_form_and_the_flag_wins() {
         ("SD_SYNC_DELETION_CONFIRMATIONS", "4"),
         ("SD_SYNC_ALLOW_MASS_DELETION", "true"),
         ("SD_SYNC_FETCH_CONCURRENCY", "8"),
+        ("SD_SYNC_SAFETY_LISTING_INTERVAL", "90s"),
         ("SD_SYNC_ONCE", "yes"),
     ];
     let config = run(&[], &env).unwrap();
@@ -70,6 +72,7 @@ fn every_flag_has_an_environment_form_and_the_flag_wins() {
         }
     );
     assert_eq!(config.fetch_concurrency, 8);
+    assert_eq!(config.safety_listing_interval, Duration::from_secs(90));
     assert!(config.once);
 
     let config = run(
@@ -534,4 +537,26 @@ fn the_scrape_token_key_comes_from_the_environment_or_a_file_and_is_checked() {
     assert!(!short.contains("short-key"), "{short}");
     let both = run(&with_file, &[("SCRAPE_TOKEN_KEY", key)]).unwrap_err();
     assert!(both.contains("not both"), "{both}");
+}
+
+#[test]
+fn the_safety_listing_interval_is_zero_or_at_least_the_poll_interval() {
+    let mapping = ["--mapping", "s3://b/active/=/t/eu", "--region", "eu-west-1"];
+    let with = |value: &str| {
+        let mut args = mapping.to_vec();
+        args.extend(["--safety-listing-interval", value]);
+        run(&args, &[])
+    };
+    assert_eq!(with("0s").unwrap().safety_listing_interval, Duration::ZERO);
+    assert_eq!(
+        with("6m").unwrap().safety_listing_interval,
+        Duration::from_secs(360)
+    );
+    let err = with("1s").unwrap_err();
+    assert!(
+        err.starts_with(
+            "--safety-listing-interval (SD_SYNC_SAFETY_LISTING_INTERVAL): 1s is shorter"
+        ),
+        "{err}"
+    );
 }

@@ -17,6 +17,15 @@ struct World {
 }
 
 fn world_with(valve: ValveConfig, setup: impl FnOnce(&Path)) -> World {
+    world_with_safety(valve, Duration::from_secs(600), setup)
+}
+
+/// A world whose safety listing comes every `safety` (`ZERO`: every poll lists).
+fn world_with_safety(
+    valve: ValveConfig,
+    safety_listing_interval: Duration,
+    setup: impl FnOnce(&Path),
+) -> World {
     let dir = tempfile::tempdir().unwrap();
     setup(dir.path());
     let source = Arc::new(MemorySource::default());
@@ -27,6 +36,7 @@ fn world_with(valve: ValveConfig, setup: impl FnOnce(&Path)) -> World {
         dir: dir.path().to_owned(),
         valve,
         fetch_concurrency: 4,
+        safety_listing_interval,
     };
     let mirror = Mirror::open(config, source.clone(), metrics.mapping("targets")).unwrap();
     World {
@@ -85,6 +95,7 @@ async fn an_unchanged_listing_fetches_nothing() {
     assert_eq!(
         report,
         SyncReport {
+            listing: Some(ListReason::NoRecord),
             listed: 1,
             ..SyncReport::default()
         }
@@ -217,11 +228,14 @@ fn holds(w: &World, reason: &str) -> u64 {
 
 #[tokio::test]
 async fn an_emptied_bucket_whose_record_still_claims_its_objects_is_held_indefinitely() {
-    let mut w = world_with(
+    // The bucket is emptied behind the writers' back: only listings see it, so every poll
+    // lists here.
+    let mut w = world_with_safety(
         ValveConfig {
             confirmations: 3,
             ..ValveConfig::default()
         },
+        Duration::ZERO,
         |_| {},
     );
     for i in 0..3 {
@@ -265,6 +279,7 @@ async fn the_record_is_read_only_when_the_valve_would_hold() {
     w.source.put("b.json", &group("b"));
     w.sync().await;
     w.source.remove("b.json");
+    w.source.set_record(Some(&record(2, 1)));
     assert_eq!(w.sync().await.deleted, 1, "a small deletion");
     assert_eq!(
         w.source
@@ -273,7 +288,7 @@ async fn the_record_is_read_only_when_the_valve_would_hold() {
         0
     );
     // The last app goes and the record says 0: no countdown.
-    w.source.set_record(Some(&record(2, 0)));
+    w.source.set_record(Some(&record(3, 0)));
     w.source.clear();
     assert_eq!(w.sync().await.deleted, 1);
     assert_eq!(
@@ -585,4 +600,115 @@ async fn an_object_listed_again_starts_its_deletion_time_afresh() {
     assert_eq!(w.sync().await.deleted, 1);
     assert_eq!(delete.get_sample_count(), 1);
     assert!((delete.get_sample_sum() - 5.0).abs() < 1e-6);
+}
+
+fn listings(w: &World, reason: &str) -> u64 {
+    w.metrics.mapping("targets").listings[reason].get()
+}
+
+#[tokio::test]
+async fn an_unchanged_record_lists_nothing_and_a_new_version_lists_and_installs() {
+    let mut w = world();
+    w.source.put("a.json", &group("a"));
+    w.source.set_record(Some(&record(1, 1)));
+    assert_eq!(w.sync().await.listing, Some(ListReason::First));
+    let lists = w.source.lists.load(Ordering::SeqCst);
+    let confirmed = w.mirror.shared().status().last_listing.unwrap();
+    // A write not yet announced by the writers (they publish after writing).
+    w.source.put("b.json", &group("b"));
+    for _ in 0..5 {
+        let report = w.sync().await;
+        assert_eq!(
+            report,
+            SyncReport {
+                listed: 1,
+                ..SyncReport::default()
+            }
+        );
+    }
+    assert_eq!(w.source.lists.load(Ordering::SeqCst), lists, "no listing");
+    assert_eq!(
+        w.source.record_polls.load(Ordering::SeqCst),
+        6,
+        "one per poll"
+    );
+    assert_eq!(w.source.record_gets.load(Ordering::SeqCst), 0);
+    assert!(
+        w.mirror.shared().status().last_listing.unwrap() > confirmed,
+        "an unchanged record keeps the directory fresh"
+    );
+    assert_eq!(w.metrics.mapping("targets").unchanged_polls.get(), 5);
+    // The writers publish: the next poll lists and installs.
+    w.source.set_record(Some(&record(2, 2)));
+    let report = w.sync().await;
+    assert_eq!(report.listing, Some(ListReason::RecordChanged));
+    assert_eq!((report.listed, report.installed), (2, 1));
+    assert!(w.files().contains_key("b.json"));
+    assert_eq!(w.sync().await.listing, None);
+    assert_eq!(
+        (listings(&w, "first"), listings(&w, "record_changed")),
+        (1, 1)
+    );
+}
+
+#[tokio::test]
+async fn a_failed_listing_or_record_read_lists_again_on_the_next_poll() {
+    let mut w = world();
+    w.source.put("a.json", &group("a"));
+    w.source.set_record(Some(&record(1, 1)));
+    w.sync().await;
+    // The record cannot be read: the poll lists (and the listing fails too).
+    w.source.record_failing.store(true, Ordering::SeqCst);
+    w.source.fail(true);
+    assert!(w.mirror.sync_once().await.is_err());
+    assert_eq!(w.files().len(), 1, "nothing deleted");
+    // Both back, the record unchanged: the failed listing is retried.
+    w.source.record_failing.store(false, Ordering::SeqCst);
+    w.source.fail(false);
+    assert_eq!(w.sync().await.listing, Some(ListReason::Retry));
+    assert_eq!(w.sync().await.listing, None);
+    // A new version whose listing fails is listed again on the next poll.
+    w.source.put("b.json", &group("b"));
+    w.source.set_record(Some(&record(2, 2)));
+    w.source.fail(true);
+    assert!(w.mirror.sync_once().await.is_err());
+    w.source.fail(false);
+    let report = w.sync().await;
+    assert_eq!(report.listing, Some(ListReason::RecordChanged));
+    assert_eq!(report.installed, 1);
+    assert_eq!(
+        (listings(&w, "record_unreadable"), listings(&w, "retry")),
+        (1, 1)
+    );
+}
+
+#[tokio::test]
+async fn the_safety_listing_catches_a_write_that_bypassed_the_record() {
+    let safety = Duration::from_millis(200);
+    let mut w = world_with_safety(ValveConfig::default(), safety, |_| {});
+    w.source.set_record(Some(&record(1, 0)));
+    w.sync().await;
+    // A hand `aws s3 cp`: no publication.
+    w.source.put("bypass.json", &group("bypass"));
+    assert_eq!(w.sync().await.listing, None);
+    tokio::time::sleep(safety).await;
+    let report = w.sync().await;
+    assert_eq!(report.listing, Some(ListReason::Safety));
+    assert_eq!(report.installed, 1);
+    assert!(w.files().contains_key("bypass.json"));
+}
+
+#[tokio::test]
+async fn without_a_record_every_poll_lists_as_before() {
+    let mut w = world();
+    w.source.put("a.json", &group("a"));
+    for _ in 0..3 {
+        assert_eq!(w.sync().await.listing, Some(ListReason::NoRecord));
+    }
+    assert_eq!(w.source.lists.load(Ordering::SeqCst), 3);
+    // Safety listings every poll (0s): the record is read but never trusted.
+    let mut w = world_with_safety(ValveConfig::default(), Duration::ZERO, |_| {});
+    w.source.set_record(Some(&record(1, 0)));
+    w.sync().await;
+    assert_eq!(w.sync().await.listing, Some(ListReason::Safety));
 }

@@ -6,7 +6,11 @@
 //!   then the bottleneck) and against an in-memory S3 stub with S3-like latencies, into a
 //!   directory on the disk (the system temporary directory) and on tmpfs (`/dev/shm`);
 //! - store requests per idle poll of those 10,000 objects;
-//! - peak RSS of the sd-sync process.
+//! - peak RSS of the sd-sync process;
+//! - `record`: S3 requests per hour of an idle node at 10,000 objects, without the
+//!   writers' record (every poll lists) and with it (one conditional GET per poll), what
+//!   they cost at S3's list prices, and the propagation delay of writes that the writer
+//!   publishes (object, then record), on the stub.
 //!
 //! One test, so that the phases never compete for the two cores (or for moto).
 //! `GDS_BENCH_SD_SYNC=stub,propagation,stub-propagation,moto` (the default: all) picks
@@ -230,6 +234,130 @@ async fn bench_sd_sync() {
     if phase("moto") {
         bench_moto(&endpoint, &dirs).await;
     }
+    if phase("record") {
+        bench_record(&dirs).await;
+    }
+}
+
+/// S3 list prices (us-east-1, S3 Standard): per 1,000 requests.
+const GET_PRICE: f64 = 0.0004;
+const LIST_PRICE: f64 = 0.005;
+const HOURS_PER_MONTH: f64 = 730.0;
+
+fn record_body(generation: u64, active_count: u64) -> String {
+    let record = gds_store::WritersRecord {
+        format: gds_store::record::RECORD_FORMAT,
+        generation,
+        active_count,
+        writer: "broker".into(),
+        written_at: "2026-12-07T12:00:00Z".into(),
+    };
+    String::from_utf8(record.to_bytes()).unwrap()
+}
+
+/// LIST and GET requests the stub served per hour over `window` of an idle sd-sync.
+async fn requests_per_hour(stub: &S3Stub, window: Duration) -> (f64, f64) {
+    use std::sync::atomic::Ordering;
+    let lists = stub.list_requests.load(Ordering::SeqCst);
+    let gets = stub.get_requests.load(Ordering::SeqCst);
+    tokio::time::sleep(window).await;
+    let scale = 3600.0 / window.as_secs_f64();
+    (
+        (stub.list_requests.load(Ordering::SeqCst) - lists) as f64 * scale,
+        (stub.get_requests.load(Ordering::SeqCst) - gets) as f64 * scale,
+    )
+}
+
+fn print_cost(what: &str, lists: f64, gets: f64) {
+    let monthly = (lists * LIST_PRICE + gets * GET_PRICE) / 1000.0 * HOURS_PER_MONTH;
+    println!(
+        "  {what}: {lists:.0} LIST + {gets:.0} GET per hour = ${monthly:.2} a month at list \
+         prices (GET $0.0004, LIST $0.005 per 1,000)"
+    );
+}
+
+/// Idle requests per hour at 10,000 objects without and with the writers' record, and
+/// the propagation delay of published writes, on the stub (S3-like latency).
+async fn bench_record(dirs: &TargetDirs) {
+    use std::sync::atomic::Ordering;
+    let window = Duration::from_secs(
+        std::env::var("GDS_BENCH_SD_SYNC_IDLE_SECONDS")
+            .ok()
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(60),
+    );
+    let objects = (0..OBJECTS)
+        .map(|n| (format!("active/{}.json", guid(n)), app_file(n)))
+        .collect();
+    let stub = S3Stub::start("stub-bucket", objects, STUB_LATENCY).await;
+    let dir = dirs.dir("record");
+    println!(
+        "idle S3 requests of one node, {OBJECTS} objects, S3 stub ({} per list page, {} per \
+         GET), measured over {window:?} and scaled to an hour:",
+        ms(STUB_LATENCY.list_page),
+        ms(STUB_LATENCY.get),
+    );
+    let (sd_sync, _) = first_sync(&stub.url, "stub-bucket", &dir, OBJECTS).await;
+    let (lists, gets) = requests_per_hour(&stub, window).await;
+    print_cost(
+        "before (no writers' record: a listing every poll)",
+        lists,
+        gets,
+    );
+
+    // The writers publish: from the next poll on, one conditional GET per poll.
+    stub.put(gds_store::RECORD_KEY, &record_body(1, OBJECTS as u64));
+    let settled = sd_sync
+        .metric("sd_sync_unchanged_polls_total{mapping=\"record\"}")
+        .await
+        + 2.0;
+    eventually(
+        "polls that list nothing",
+        Duration::from_secs(60),
+        async || {
+            sd_sync
+                .metric("sd_sync_unchanged_polls_total{mapping=\"record\"}")
+                .await
+                >= settled
+        },
+    )
+    .await;
+    let not_modified = stub.not_modified.load(Ordering::SeqCst);
+    let (lists, gets) = requests_per_hour(&stub, window).await;
+    let answered_304 = (stub.not_modified.load(Ordering::SeqCst) - not_modified) as f64 * 3600.0
+        / window.as_secs_f64();
+    print_cost(
+        &format!("after, between safety listings ({answered_304:.0} of the GETs answered 304)"),
+        lists,
+        gets,
+    );
+    // One safety listing every 10 minutes: 10 pages, 6 times an hour.
+    let pages = OBJECTS.div_ceil(1000) as f64;
+    print_cost(
+        "after, with the default safety listing (every 10 min: + 6 x 10 LIST)",
+        lists + 6.0 * pages,
+        gets,
+    );
+
+    // Propagation of writes that the writer publishes, as the broker and updater do.
+    let generation = std::sync::atomic::AtomicU64::new(1);
+    let stub = &stub;
+    let delays = propagation_delays(&sd_sync, &dir, OBJECTS, async |key, content| {
+        stub.put(&key, &content);
+        let next = generation.fetch_add(1, Ordering::SeqCst) + 1;
+        stub.put(gds_store::RECORD_KEY, &record_body(next, OBJECTS as u64));
+    })
+    .await;
+    report_propagation(
+        &format!(
+            "published writes (object, then record), S3 stub, {} writes into {OBJECTS} objects",
+            delays.len()
+        ),
+        &delays,
+        &sd_sync,
+        "record",
+    )
+    .await;
 }
 
 /// First full syncs against the stub (S3-like latency), into a directory on the disk and

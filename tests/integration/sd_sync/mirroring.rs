@@ -578,8 +578,10 @@ async fn an_emptied_bucket_whose_record_still_claims_its_objects_keeps_every_tar
     let dirs = TargetDirs::new();
     let dir = dirs.dir("targets");
     let mut args = args(&[(&bucket, "active/", &dir)], &proxy.url);
-    // Without the record, 3 polls (0.6 s) would release it.
+    // Without the record, 3 polls (0.6 s) would release it. The bucket is emptied behind
+    // the writers' back, which only a listing sees: every poll lists.
     args.extend(["--deletion-confirmations".into(), "3".into()]);
+    args.extend(["--safety-listing-interval".into(), "0s".into()]);
     let sd_sync = start_sd_sync(&args);
     fill_and_sync(&bucket, 12, &[(&sd_sync, "targets")]).await;
     bucket.put_record(7, 12).await;

@@ -1,6 +1,7 @@
 //! A minimal in-memory S3 for benchmarks: `ListObjectsV2` (prefix, delimiter, start-after,
-//! pages of at most 1,000 keys) and `GetObject`, path-style, no authentication, with a
-//! configurable latency per request, counting the listing requests. Objects are written
+//! pages of at most 1,000 keys) and `GetObject` (with `If-None-Match`: `304`), path-style,
+//! no authentication, with a configurable latency per request, counting the requests by
+//! kind (what they cost at S3's prices). Objects are written
 //! with [`S3Stub::put`] and [`S3Stub::remove`] (there is no `PutObject`).
 //!
 //! Why: moto serves about 250 reads per second on this machine and lists 10,000 keys in
@@ -32,6 +33,12 @@ pub struct S3Stub {
     /// Those of them that started after a key (`start-after`, no continuation token): the
     /// later ranges of a listing in ranges.
     pub ranged_requests: Arc<AtomicU64>,
+    /// `GetObject` requests served so far, `304`s included.
+    pub get_requests: Arc<AtomicU64>,
+    /// Those of them that had an `If-None-Match`.
+    pub conditional_gets: Arc<AtomicU64>,
+    /// Those of them answered `304 Not Modified`.
+    pub not_modified: Arc<AtomicU64>,
     bucket: Arc<Bucket>,
     acceptor: JoinHandle<()>,
 }
@@ -49,6 +56,9 @@ struct Bucket {
     latency: Latency,
     list_requests: Arc<AtomicU64>,
     ranged_requests: Arc<AtomicU64>,
+    get_requests: Arc<AtomicU64>,
+    conditional_gets: Arc<AtomicU64>,
+    not_modified: Arc<AtomicU64>,
 }
 
 impl S3Stub {
@@ -56,6 +66,9 @@ impl S3Stub {
     pub async fn start(name: &str, objects: BTreeMap<String, String>, latency: Latency) -> S3Stub {
         let list_requests = Arc::new(AtomicU64::new(0));
         let ranged_requests = Arc::new(AtomicU64::new(0));
+        let get_requests = Arc::new(AtomicU64::new(0));
+        let conditional_gets = Arc::new(AtomicU64::new(0));
+        let not_modified = Arc::new(AtomicU64::new(0));
         let bucket = Arc::new(Bucket {
             name: name.to_owned(),
             objects: RwLock::new(
@@ -67,6 +80,9 @@ impl S3Stub {
             latency,
             list_requests: list_requests.clone(),
             ranged_requests: ranged_requests.clone(),
+            get_requests: get_requests.clone(),
+            conditional_gets: conditional_gets.clone(),
+            not_modified: not_modified.clone(),
         });
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let url = format!("http://{}", listener.local_addr().unwrap());
@@ -80,6 +96,9 @@ impl S3Stub {
             url,
             list_requests,
             ranged_requests,
+            get_requests,
+            conditional_gets,
+            not_modified,
             bucket,
             acceptor,
         }
@@ -119,7 +138,14 @@ async fn serve_connection(mut stream: TcpStream, bucket: Arc<Bucket>) {
         let head = String::from_utf8_lossy(&buffer[..head_end]).into_owned();
         buffer.drain(..head_end);
         let target = head.split_whitespace().nth(1).unwrap_or("/").to_owned();
-        let (status, content_type, etag, body, delay) = respond(&bucket, &target);
+        let if_none_match = head.lines().find_map(|line| {
+            let (name, value) = line.split_once(':')?;
+            name.trim()
+                .eq_ignore_ascii_case("if-none-match")
+                .then(|| value.trim().to_owned())
+        });
+        let (status, content_type, etag, body, delay) =
+            respond(&bucket, &target, if_none_match.as_deref());
         tokio::time::sleep(delay).await;
         let mut response = format!(
             "HTTP/1.1 {status}\r\nContent-Length: {}\r\nContent-Type: {content_type}\r\n",
@@ -140,6 +166,7 @@ async fn serve_connection(mut stream: TcpStream, bucket: Arc<Bucket>) {
 fn respond(
     bucket: &Bucket,
     target: &str,
+    if_none_match: Option<&str>,
 ) -> (
     &'static str,
     &'static str,
@@ -174,9 +201,23 @@ fn respond(
             bucket.latency.list_page,
         );
     }
+    bucket.get_requests.fetch_add(1, Ordering::Relaxed);
+    if if_none_match.is_some() {
+        bucket.conditional_gets.fetch_add(1, Ordering::Relaxed);
+    }
     if let Some(key) = path.strip_prefix(&format!("{bucket_path}/"))
         && let Some((content, etag)) = bucket.objects.read().unwrap().get(key)
     {
+        if if_none_match == Some(etag.as_str()) {
+            bucket.not_modified.fetch_add(1, Ordering::Relaxed);
+            return (
+                "304 Not Modified",
+                "application/json",
+                Some(etag.clone()),
+                Vec::new(),
+                bucket.latency.get,
+            );
+        }
         return (
             "200 OK",
             "application/json",

@@ -57,6 +57,9 @@ pub struct Reconciler {
     list_hints: std::sync::Mutex<BTreeMap<TargetState, ListHint>>,
     /// Publishes the writers' record after passes that change `active/`.
     record: RecordPublisher,
+    /// The last full pass' listing of both states, reused while the writers' record is
+    /// unchanged (see `read::ListingCache`).
+    listing_cache: std::sync::Mutex<Option<read::ListingCache>>,
 }
 
 impl std::fmt::Debug for Reconciler {
@@ -88,6 +91,7 @@ impl Reconciler {
             holder: uuid::Uuid::new_v4().to_string(),
             leases_taken: AtomicU64::new(0),
             list_hints: std::sync::Mutex::default(),
+            listing_cache: std::sync::Mutex::default(),
         }
     }
 
@@ -239,6 +243,10 @@ impl Reconciler {
             tracing::info!(plan = %plan, "applying");
         }
         let applying = Instant::now();
+        if !plan.actions.is_empty() {
+            // This pass changes the bucket: the next full pass lists it again.
+            self.forget_listing();
+        }
         let outcome = self.apply(&plan, &read.newest, &changes, tenure).await;
         // Abandoned writes, or a lease that lapsed after the last write: either way this
         // pass no longer knows it was alone, so it is not a success.

@@ -6,13 +6,39 @@ use std::sync::PoisonError;
 use std::time::{Duration, Instant};
 
 use gds_reconcile::{Actual, Desired, Scope};
-use gds_store::{ETag, ListHint, StoreError, TargetState};
+use gds_store::{ETag, ListHint, RecordChange, StoreError, TargetState};
 use gds_targets::{AppGuid, BindingParams};
 
 use super::{PassError, PassTimings, Reconciler};
 
 /// Up to this many apps, a fast-path pass reads their files instead of listing the bucket.
 const SCOPED_READ_LIMIT: usize = 50;
+
+/// The last full pass' complete listing of both states, with the version of the writers'
+/// record read just before it. A later full pass reuses it instead of listing the whole
+/// bucket (ceil(N/1000) LISTs per state) when the record is still that version: every
+/// writer publishes after changing `active/`, so no published change happened since the
+/// listing. It is forgotten whenever a pass of this process changes the bucket, and not
+/// trusted longer than `UPDATER_SAFETY_LISTING_SECONDS`, which catches writes that
+/// bypassed the record (and the broker's inactive-only writes, which it does not
+/// publish; a stale view of them costs an idempotent rewrite or removal, never a wrong
+/// deletion: deletions follow from the bindings and the Cloud Controller, read afresh).
+pub(super) struct ListingCache {
+    record: ETag,
+    listed_at: Instant,
+    active: BTreeMap<AppGuid, ETag>,
+    inactive: BTreeMap<AppGuid, ETag>,
+}
+
+/// What the writers' record says about the cached listing.
+enum RecordCheck {
+    /// Unchanged, and the listing is recent enough: reuse it.
+    Reuse(BTreeMap<AppGuid, ETag>, BTreeMap<AppGuid, ETag>),
+    /// List; remember the listing with this record version (none: do not remember).
+    List(Option<ETag>),
+}
+
+type Listed = (Result<BTreeMap<AppGuid, ETag>, StoreError>, Duration);
 
 /// What a pass read.
 pub(super) struct Read {
@@ -51,18 +77,11 @@ impl Reconciler {
             Ok::<_, PassError>((bound, newest, cc, bindings_read, cc_read))
         };
         // A database failure ends the pass at once (the listings are dropped).
-        let listed = |state| async move {
-            Ok::<_, PassError>(timed(started, self.listing(state, scope)).await)
-        };
+        let listings = async { Ok::<_, PassError>(self.listings(scope, started).await) };
         let (
             (bound, newest, cc, bindings_read, cc_read),
-            (active, active_t),
-            (inactive, inactive_t),
-        ) = tokio::try_join!(
-            desired,
-            listed(TargetState::Active),
-            listed(TargetState::Inactive)
-        )?;
+            ((active, active_t), (inactive, inactive_t)),
+        ) = tokio::try_join!(desired, listings)?;
         let timings = PassTimings {
             bindings_read,
             cloud_controller_read: cc_read,
@@ -104,6 +123,84 @@ impl Reconciler {
             failures,
             timings,
         })
+    }
+
+    /// Both states' listings: for a full pass, the previous one's when the writers' record
+    /// is unchanged since it ([`ListingCache`]), otherwise listed.
+    async fn listings(&self, scope: &Scope, started: Instant) -> (Listed, Listed) {
+        let check = match scope {
+            Scope::All => self.check_record().await,
+            Scope::Apps(_) => RecordCheck::List(None),
+        };
+        let record = match check {
+            RecordCheck::Reuse(active, inactive) => {
+                self.metrics
+                    .full_listings
+                    .with_label_values(&["reused"])
+                    .inc();
+                tracing::debug!("the writers' record is unchanged: reusing the last listing");
+                let at = started.elapsed();
+                return ((Ok(active), at), (Ok(inactive), at));
+            }
+            RecordCheck::List(record) => record,
+        };
+        let listed_at = Instant::now();
+        let (active, inactive) = tokio::join!(
+            timed(started, self.listing(TargetState::Active, scope)),
+            timed(started, self.listing(TargetState::Inactive, scope)),
+        );
+        if scope == &Scope::All {
+            self.metrics
+                .full_listings
+                .with_label_values(&["listed"])
+                .inc();
+            let cache = match (record, &active.0, &inactive.0) {
+                (Some(record), Ok(a), Ok(i)) => Some(ListingCache {
+                    record,
+                    listed_at,
+                    active: a.clone(),
+                    inactive: i.clone(),
+                }),
+                _ => None,
+            };
+            *self.cache() = cache;
+        }
+        (active, inactive)
+    }
+
+    /// Asks the writers' record (one conditional read) whether the cached listing is
+    /// still the bucket's. When in doubt (no record, an error, no cache), list.
+    async fn check_record(&self) -> RecordCheck {
+        let known = self.cache().as_ref().map(|c| c.record.clone());
+        match self.store.read_record_if_changed(known.as_ref()).await {
+            Ok(RecordChange::Unchanged) => {
+                let cache = self.cache();
+                match cache.as_ref() {
+                    Some(c) if c.listed_at.elapsed() < self.settings.safety_listing => {
+                        RecordCheck::Reuse(c.active.clone(), c.inactive.clone())
+                    }
+                    Some(c) => RecordCheck::List(Some(c.record.clone())),
+                    None => RecordCheck::List(None),
+                }
+            }
+            Ok(RecordChange::Changed(_, etag)) => RecordCheck::List(Some(etag)),
+            Ok(RecordChange::Absent) => RecordCheck::List(None),
+            Err(e) => {
+                tracing::debug!(error = %e, "cannot read the writers' record: listing");
+                RecordCheck::List(None)
+            }
+        }
+    }
+
+    fn cache(&self) -> std::sync::MutexGuard<'_, Option<ListingCache>> {
+        self.listing_cache
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// The next full pass lists the bucket.
+    pub(super) fn forget_listing(&self) {
+        *self.cache() = None;
     }
 
     /// One state's listing, with ETags, as far as `scope` needs it.
