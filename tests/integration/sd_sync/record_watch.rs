@@ -169,8 +169,9 @@ async fn a_new_record_version_makes_the_next_poll_list_and_install_the_change() 
     })
     .await;
     tokio::time::sleep(Duration::from_millis(500)).await;
-    // One listing: one page.
-    assert_eq!(stub.list_requests.load(Ordering::SeqCst) - lists, 1);
+    // One listing of active/ (one page) and, with it, one of the scrape credentials
+    // documents beside it (credentials/, empty here).
+    assert_eq!(stub.list_requests.load(Ordering::SeqCst) - lists, 2);
     assert_eq!(
         sd_sync
             .metric(&sample(
