@@ -106,7 +106,8 @@ struct Flags {
     /// Connect the scrapes of mapping MAPPING (the last component of its DIR) to its
     /// foundation's router (recommended), the route's host being only Host and SNI; without
     /// MAPPING=, of every mapping without its own. Repeatable or a comma-separated list.
-    /// An unpinned mapping's route DNS decides (loopback and link-local refused).
+    /// A mapping without one connects to what its route hosts resolve to (loopback and
+    /// link-local refused).
     #[arg(
         long,
         value_name = "[mapping=]host_or_ip:port",

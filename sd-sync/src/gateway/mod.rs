@@ -13,7 +13,8 @@
 //!   header; connections go to the router the target's mapping is pinned to
 //!   (`--scrape-router [MAPPING=]HOST_OR_IP:PORT`: one client, with its own pool, per
 //!   distinct router), or, for a mapping without one, to the host's resolved addresses
-//!   minus loopback, link-local and unspecified ones (and within `--scrape-allow-cidr`). Only `Accept`, `Accept-Encoding`, `User-Agent` and
+//!   minus loopback, link-local and unspecified ones (and within `--scrape-allow-cidr`).
+//!   Only `Accept`, `Accept-Encoding`, `User-Agent` and
 //!   `X-Prometheus-Scrape-Timeout-Seconds` of Prometheus' headers go upstream; the
 //!   response streams back with its headers less hop-by-hop ones, its body capped.
 
@@ -102,7 +103,9 @@ struct Shared {
     routes: Arc<RouteTable>,
     /// One client per distinct router (and one for the unpinned mappings, if any): a
     /// client's pool is keyed by route host only, so two routers must not share one, or a
-    /// connection to one router could carry another foundation's scrape.
+    /// connection to one router could carry another foundation's scrape. Picking one is
+    /// an index per scrape; idle connections stay bounded by the pool's per-host limit
+    /// (a route host is one foundation's, so in practice in one client's pool).
     clients: Vec<reqwest::Client>,
     /// Per mapping, in the route table's order: its name and its client in `clients`.
     upstreams: Vec<(Box<str>, usize)>,
@@ -145,7 +148,7 @@ impl Gateway {
         }
         anyhow::ensure!(
             config.routers.len() == routes.mappings(),
-            "the gateway has {} mappings' routers for {} mappings",
+            "the gateway has routers for {} mappings, its route table {}",
             config.routers.len(),
             routes.mappings()
         );
