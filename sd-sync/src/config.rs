@@ -11,7 +11,8 @@ use gds_service::{Secret, Settings};
 
 use crate::auth::HttpAuth;
 use crate::duration::{format_duration, parse_duration};
-use crate::gateway::{DEFAULT_MAX_BODY_BYTES, GatewayConfig, Pin};
+use crate::gateway::upstream::pins_per_mapping;
+use crate::gateway::{DEFAULT_MAX_BODY_BYTES, GatewayConfig, MappingRouter, RouterEntry};
 use crate::mapping::Mapping;
 use crate::valve::ValveConfig;
 
@@ -113,12 +114,19 @@ struct Flags {
     /// loopback, that forwards only scrapes of installed targets, over HTTPS.
     #[arg(long, value_name = "addr:port", env = "SD_SYNC_SCRAPE_LISTEN")]
     scrape_listen: Option<String>,
-    /// Connect every scrape to the platform's router (recommended), the route's host being
-    /// only Host and SNI; without it, a route's DNS decides (loopback and link-local refused).
-    #[arg(long, value_name = "host_or_ip:port", env = "SD_SYNC_SCRAPE_ROUTER")]
-    scrape_router: Option<String>,
-    /// Without --scrape-router: only connect to resolved addresses in these CIDRs.
-    /// Repeatable or a comma-separated list.
+    /// Connect the scrapes of mapping MAPPING (the last component of its DIR) to its
+    /// foundation's router (recommended), the route's host being only Host and SNI; without
+    /// MAPPING=, of every mapping without its own. Repeatable or a comma-separated list.
+    /// A mapping without one connects to what its route hosts resolve to (loopback and
+    /// link-local refused).
+    #[arg(
+        long,
+        value_name = "[mapping=]host_or_ip:port",
+        env = "SD_SYNC_SCRAPE_ROUTER"
+    )]
+    scrape_router: Vec<String>,
+    /// For the mappings without a --scrape-router: only connect to resolved addresses in
+    /// these CIDRs. Repeatable or a comma-separated list.
     #[arg(long, value_name = "cidr", env = "SD_SYNC_SCRAPE_ALLOW_CIDR")]
     scrape_allow_cidr: Vec<String>,
     /// PEM bundle of the CAs that sign the routes' certificates; replaces the system's roots.
@@ -130,7 +138,7 @@ struct Flags {
     /// A longer response body is cut (64 MiB).
     #[arg(long, value_name = "bytes", env = "SD_SYNC_SCRAPE_MAX_BODY_BYTES")]
     scrape_max_body_bytes: Option<String>,
-    /// The routes' HTTPS port without --scrape-router (443).
+    /// The routes' HTTPS port of the mappings without a --scrape-router (443).
     #[arg(long, value_name = "port", env = "SD_SYNC_SCRAPE_UPSTREAM_PORT")]
     scrape_upstream_port: Option<String>,
     /// Scrape timeout when Prometheus sends no X-Prometheus-Scrape-Timeout-Seconds (10s).
@@ -417,7 +425,7 @@ pub fn parse(
 
     let once = flags.once;
     let auth = http_auth(&flags, settings)?;
-    let gateway = gateway(&flags)?;
+    let gateway = gateway(&flags, &mappings)?;
     if !once && !listen.ip().is_loopback() && !auth.is_enabled() {
         return Err(format!(
             "SD_SYNC_AUTH_TOKEN (or SD_SYNC_AUTH_TOKEN_FILE, or SD_SYNC_AUTH_USERNAME with \
@@ -492,9 +500,9 @@ pub fn parse(
 }
 
 /// The scrape gateway's settings, when `--scrape-listen` is given.
-fn gateway(flags: &Flags) -> Result<Option<GatewayConfig>, String> {
+fn gateway(flags: &Flags, mappings: &[Mapping]) -> Result<Option<GatewayConfig>, String> {
     let Some(listen_text) = flags.scrape_listen.as_deref() else {
-        let given = flags.scrape_router.is_some()
+        let given = !flags.scrape_router.is_empty()
             || !flags.scrape_allow_cidr.is_empty()
             || flags.scrape_ca_file.is_some()
             || flags.scrape_insecure_skip_verify;
@@ -519,11 +527,23 @@ fn gateway(flags: &Flags) -> Result<Option<GatewayConfig>, String> {
             names("scrape-listen")
         ));
     }
-    let router = flags
+    let entries = flags
         .scrape_router
-        .as_deref()
-        .map(|text| Pin::parse(text.trim()).map_err(|e| format!("{}: {e}", names("scrape-router"))))
-        .transpose()?;
+        .iter()
+        .map(|text| {
+            RouterEntry::parse(text).map_err(|e| format!("{}: {e}", names("scrape-router")))
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    let mapping_names: Vec<&str> = mappings.iter().map(|m| m.name.as_str()).collect();
+    let routers: Vec<MappingRouter> = pins_per_mapping(&entries, &mapping_names)
+        .map_err(|e| format!("{}: {e}", names("scrape-router")))?
+        .into_iter()
+        .zip(mappings)
+        .map(|(pin, mapping)| MappingRouter {
+            mapping: mapping.name.clone(),
+            pin,
+        })
+        .collect();
     let allow_cidrs = flags
         .scrape_allow_cidr
         .iter()
@@ -536,9 +556,12 @@ fn gateway(flags: &Flags) -> Result<Option<GatewayConfig>, String> {
             })
         })
         .collect::<Result<Vec<_>, _>>()?;
-    if router.is_some() && !allow_cidrs.is_empty() {
+    // The CIDRs restrict the mappings without a router; when every mapping has one, they
+    // would restrict nothing, which is a mistake to point out rather than to ignore.
+    if !allow_cidrs.is_empty() && routers.iter().all(|r| r.pin.is_some()) {
         return Err(format!(
-            "{}: not with --scrape-router, which decides every connection's address",
+            "{}: every mapping has a --scrape-router, which decides its connections' \
+             addresses; the CIDRs apply only to mappings without one",
             names("scrape-allow-cidr")
         ));
     }
@@ -567,7 +590,7 @@ fn gateway(flags: &Flags) -> Result<Option<GatewayConfig>, String> {
     }
     Ok(Some(GatewayConfig {
         listen,
-        router,
+        routers,
         allow_cidrs,
         ca_file: flags.scrape_ca_file.as_ref().map(Into::into),
         insecure_skip_verify: flags.scrape_insecure_skip_verify,

@@ -4,7 +4,8 @@
 //! targets come from a real S3-compatible bucket (moto).
 //!
 //! "No outbound connection" is proven with [`CountingProxy`]: the gateway is pinned to it
-//! (`--scrape-router`), and it counts every connection it accepts before relaying it.
+//! (`--scrape-router`), and it counts every connection it accepts before relaying it;
+//! with one per mapping, it also shows which router each mapping's scrapes go through.
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -122,11 +123,30 @@ pub async fn start_gateway(
     env: &[(&str, &str)],
     log: Option<&Path>,
 ) -> GatewaySdSync {
+    start_gateway_mappings(&[(bucket, "targets")], gateway_args, env, log).await
+}
+
+/// [`start_gateway`] with one mapping per `(bucket, name)`: the bucket's `active/` into a
+/// directory named `name`, which names the mapping (`--scrape-router NAME=...`); `dir` is
+/// the first's.
+pub async fn start_gateway_mappings(
+    mappings: &[(&Bucket, &str)],
+    gateway_args: &[String],
+    env: &[(&str, &str)],
+    log: Option<&Path>,
+) -> GatewaySdSync {
     let dirs = TargetDirs::new();
-    let dir = dirs.dir("targets");
-    let mut args = vec![
-        "--mapping".to_owned(),
-        format!("s3://{}/active={}", bucket.name(), dir.display()),
+    let dir = dirs.dir(mappings[0].1);
+    let mut args = Vec::new();
+    for (bucket, name) in mappings {
+        args.push("--mapping".to_owned());
+        args.push(format!(
+            "s3://{}/active={}",
+            bucket.name(),
+            dirs.dir(name).display()
+        ));
+    }
+    args.extend([
         "--s3-endpoint".to_owned(),
         s3_endpoint(),
         "--interval".to_owned(),
@@ -135,7 +155,7 @@ pub async fn start_gateway(
         "127.0.0.1:0".to_owned(),
         "--scrape-listen".to_owned(),
         "127.0.0.1:0".to_owned(),
-    ];
+    ]);
     args.extend(gateway_args.iter().cloned());
     let stderr = match log {
         Some(path) => std::process::Stdio::from(std::fs::File::create(path).unwrap()),
@@ -499,6 +519,126 @@ async fn a_route_host_resolving_to_loopback_is_refused_without_a_pin_and_without
     assert!(body.contains("does not connect to"), "{body}");
     assert_eq!(gateway.requests("refused", "forbidden_address").await, 1.0);
     assert_eq!(counting.accepted(), 0);
+}
+
+#[tokio::test]
+async fn each_mapping_scrapes_through_its_own_router_and_an_unpinned_one_through_filtered_dns() {
+    // Two foundations' routers, each a counting relay in front of the TLS router (which
+    // knows every demo route): a scrape reaching the wrong one would be counted there.
+    let pki = TestPki::platform();
+    let sim = start_tls_sim(&pki);
+    let router = router_addr(&router_url(&sim).await);
+    let ireland_router = CountingProxy::start(Some(router)).await;
+    let london_router = CountingProxy::start(Some(router)).await;
+    // Where an unpinned mapping's route host resolving to loopback would connect.
+    let loopback = CountingProxy::start(None).await;
+    let (ireland, london, paris) = (
+        Bucket::new().await,
+        Bucket::new().await,
+        Bucket::new().await,
+    );
+    ireland
+        .put(
+            &format!("active/{WEB_SHOP}.json"),
+            &scrape_target_file("web-shop.apps.example.com", WEB_SHOP, 2, None),
+        )
+        .await;
+    london
+        .put(
+            &format!("active/{API}.json"),
+            &scrape_target_file("api.apps.example.com", API, 1, Some("/internal/metrics")),
+        )
+        .await;
+    let local = "aaaaaaaa-1111-4222-8333-444444444444";
+    paris
+        .put(
+            &format!("active/{local}.json"),
+            &scrape_target_file("localhost", local, 1, None),
+        )
+        .await;
+    let gateway = start_gateway_mappings(
+        &[
+            (&ireland, "ireland"),
+            (&london, "london"),
+            (&paris, "paris"),
+        ],
+        &[
+            "--scrape-ca-file".into(),
+            pki.ca_file.display().to_string(),
+            // No idle connection kept: every scrape opens one, counted where it goes.
+            "--scrape-pool-idle-per-host".into(),
+            "0".into(),
+            // The unpinned mapping's addresses: within these CIDRs (and never loopback).
+            "--scrape-allow-cidr".into(),
+            "10.0.0.0/8".into(),
+            "--scrape-upstream-port".into(),
+            loopback.addr.port().to_string(),
+        ],
+        // Paris has no router of its own, and there is no default.
+        &[(
+            "SD_SYNC_SCRAPE_ROUTER",
+            &format!(
+                "ireland={},london={}",
+                ireland_router.addr, london_router.addr
+            ),
+        )],
+        None,
+    )
+    .await;
+    gateway.wait_for_targets(4).await;
+
+    for index in [0, 1, 0] {
+        let ok = gateway
+            .scrape(
+                "web-shop.apps.example.com",
+                "/metrics",
+                WEB_SHOP,
+                index,
+                &[],
+            )
+            .await;
+        assert_eq!(ok.status(), 200, "{}", ok.text().await.unwrap());
+    }
+    assert_eq!(
+        (ireland_router.accepted(), london_router.accepted()),
+        (3, 0),
+        "Ireland's scrapes go to Ireland's router only"
+    );
+    for _ in 0..2 {
+        let ok = gateway
+            .scrape("api.apps.example.com", "/internal/metrics", API, 0, &[])
+            .await;
+        assert_eq!(ok.status(), 200, "{}", ok.text().await.unwrap());
+    }
+    assert_eq!(
+        (ireland_router.accepted(), london_router.accepted()),
+        (3, 2),
+        "London's scrapes go to London's router only"
+    );
+
+    // The unpinned mapping: its route host's DNS decides, filtered: loopback is refused,
+    // with no connection anywhere.
+    let refused = gateway.scrape("localhost", "/metrics", local, 0, &[]).await;
+    assert_eq!(refused.status(), 403);
+    let body = refused.text().await.unwrap();
+    assert!(body.contains("does not connect to"), "{body}");
+    assert_eq!(gateway.requests("refused", "forbidden_address").await, 1.0);
+    assert_eq!(
+        (
+            ireland_router.accepted(),
+            london_router.accepted(),
+            loopback.accepted()
+        ),
+        (3, 2, 0)
+    );
+    assert_eq!(gateway.requests("forwarded", "").await, 5.0);
+    let seen: Value = reqwest::get(format!("{}/sim/router/requests", sim.base_url))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(seen["total"], 5, "{seen}");
 }
 
 /// What the test upstream saw of each request: path and headers (lowercase names).

@@ -707,9 +707,24 @@ fn prometheus_scrapes_through_the_units_gateway_pinned_to_the_router_with_the_to
         .gateway
         .as_ref()
         .expect("the unit runs the scrape gateway (--scrape-listen)");
-    assert!(
-        gateway.router.is_some(),
-        "the unit's settings pin the gateway to the router (SD_SYNC_SCRAPE_ROUTER)"
+    // Each foundation's mapping is pinned to its own router (a router knows its own
+    // foundation's routes only).
+    for router in &gateway.routers {
+        assert!(
+            router.pin.is_some(),
+            "the unit pins the mapping {} to its router (--scrape-router MAPPING=...)",
+            router.mapping
+        );
+    }
+    let pins: BTreeSet<String> = gateway
+        .routers
+        .iter()
+        .filter_map(|r| r.pin.as_ref().map(ToString::to_string))
+        .collect();
+    assert_eq!(
+        pins.len(),
+        config.mappings.len(),
+        "one router per foundation: {pins:?}"
     );
     assert!(
         config.scrape_token_key.is_some(),

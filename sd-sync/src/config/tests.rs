@@ -385,7 +385,13 @@ fn the_scrape_gateway_has_defaults_and_an_environment_form_for_every_flag() {
     .unwrap();
     let gateway = config.gateway.unwrap();
     assert_eq!(gateway.listen, "127.0.0.1:8080".parse().unwrap());
-    assert_eq!(gateway.router, None);
+    assert_eq!(
+        gateway.routers,
+        [MappingRouter {
+            mapping: "eu".into(),
+            pin: None
+        }]
+    );
     assert!(gateway.allow_cidrs.is_empty());
     assert_eq!(gateway.max_body_bytes, 64 * 1024 * 1024);
     assert_eq!(gateway.upstream_port, 443);
@@ -438,8 +444,142 @@ fn the_scrape_gateway_has_defaults_and_an_environment_form_for_every_flag() {
     .gateway
     .unwrap();
     assert_eq!(
-        gateway.router,
+        gateway.routers[0].pin,
         Some(crate::gateway::Pin::Name("gorouter.internal".into(), 443))
+    );
+}
+
+#[test]
+fn each_mapping_may_be_pinned_to_its_own_router_with_a_default_for_the_rest() {
+    let mappings = [
+        "--mapping",
+        "s3://ireland/active=/t/eu-west-1-targets",
+        "--mapping",
+        "s3://london/active?region=eu-west-2=/t/eu-west-2-targets",
+        "--mapping",
+        "s3://paris/active?region=eu-west-3=/t/eu-west-3-targets",
+        "--region",
+        "eu-west-1",
+        "--scrape-listen",
+        "127.0.0.1:8080",
+    ];
+    let pins = |args: &[&str], env: &[(&str, &str)]| -> Vec<Option<String>> {
+        run(&[&mappings[..], args].concat(), env)
+            .unwrap()
+            .gateway
+            .unwrap()
+            .routers
+            .iter()
+            .map(|r| r.pin.as_ref().map(ToString::to_string))
+            .collect()
+    };
+    let some = |text: &str| Some(text.to_owned());
+    assert_eq!(
+        pins(
+            &[
+                "--scrape-router",
+                "eu-west-2-targets=10.2.0.9:443",
+                "--scrape-router",
+                "eu-west-1-targets=gorouter.ireland.internal:443",
+            ],
+            &[]
+        ),
+        [
+            some("gorouter.ireland.internal:443"),
+            some("10.2.0.9:443"),
+            None
+        ]
+    );
+    // The environment form is a comma-separated list, with a default for the rest.
+    assert_eq!(
+        pins(
+            &[],
+            &[(
+                "SD_SYNC_SCRAPE_ROUTER",
+                "eu-west-2-targets=10.2.0.9:443, 10.0.0.9:443"
+            )]
+        ),
+        [
+            some("10.0.0.9:443"),
+            some("10.2.0.9:443"),
+            some("10.0.0.9:443")
+        ]
+    );
+    // Some mappings pinned, others not: the CIDRs restrict those that are not.
+    let gateway = run(
+        &[
+            &mappings[..],
+            &[
+                "--scrape-router",
+                "eu-west-1-targets=10.1.0.9:443",
+                "--scrape-allow-cidr",
+                "10.3.0.0/16",
+            ],
+        ]
+        .concat(),
+        &[],
+    )
+    .unwrap()
+    .gateway
+    .unwrap();
+    assert_eq!(gateway.allow_cidrs, ["10.3.0.0/16".parse().unwrap()]);
+    assert_eq!(gateway.routers[2].pin, None);
+
+    // Unknown mappings, two defaults, two pins for one mapping, CIDRs restricting nothing.
+    for (args, expected) in [
+        (
+            &["--scrape-router", "eu-west-9-targets=10.0.0.9:443"][..],
+            "--scrape-router (SD_SYNC_SCRAPE_ROUTER): \"eu-west-9-targets\" is not a mapping's \
+             name (the mappings: eu-west-1-targets, eu-west-2-targets, eu-west-3-targets)",
+        ),
+        (
+            &[
+                "--scrape-router",
+                "10.0.0.9:443",
+                "--scrape-router",
+                "10.0.0.8:443",
+            ],
+            "--scrape-router (SD_SYNC_SCRAPE_ROUTER): two routers without MAPPING=",
+        ),
+        (
+            &[
+                "--scrape-router",
+                "eu-west-1-targets=10.0.0.9:443",
+                "--scrape-router",
+                "eu-west-1-targets=10.0.0.8:443",
+            ],
+            "--scrape-router (SD_SYNC_SCRAPE_ROUTER): two routers for the mapping \
+             \"eu-west-1-targets\"",
+        ),
+        (
+            &["--scrape-router", "eu-west-1-targets=gorouter"],
+            "--scrape-router (SD_SYNC_SCRAPE_ROUTER): \"eu-west-1-targets=gorouter\": ",
+        ),
+        (
+            &[
+                "--scrape-router",
+                "eu-west-1-targets=10.1.0.9:443",
+                "--scrape-router",
+                "10.0.0.9:443",
+                "--scrape-allow-cidr",
+                "10.0.0.0/8",
+            ],
+            "--scrape-allow-cidr (SD_SYNC_SCRAPE_ALLOW_CIDR): every mapping has a \
+             --scrape-router",
+        ),
+    ] {
+        let err = run(&[&mappings[..], args].concat(), &[]).unwrap_err();
+        assert!(err.starts_with(expected), "{args:?}: {err}");
+        assert!(!err.contains('\n'), "{err}");
+    }
+    let err = run(
+        &mappings,
+        &[("SD_SYNC_SCRAPE_ROUTER", "10.0.0.9:443,\n10.0.0.8:443")],
+    )
+    .unwrap_err();
+    assert!(
+        err.starts_with("--scrape-router (SD_SYNC_SCRAPE_ROUTER): two routers without"),
+        "{err}"
     );
 }
 

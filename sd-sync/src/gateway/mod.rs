@@ -10,9 +10,11 @@
 //!   one line, counted by reason) before any DNS lookup or connection.
 //! - [`upstream`]: `https://<host><path>` (no query: the `cf_*` parameters stop here, as
 //!   with nginx) with `X-CF-APP-INSTANCE: G:I` and the [`UpstreamAuthorization`]'s
-//!   header; connections go to the pinned router (`--scrape-router`), or to the host's
-//!   resolved addresses minus loopback, link-local and unspecified ones (and within
-//!   `--scrape-allow-cidr`). Only `Accept`, `Accept-Encoding`, `User-Agent` and
+//!   header; connections go to the router the target's mapping is pinned to
+//!   (`--scrape-router [MAPPING=]HOST_OR_IP:PORT`: one client, with its own pool, per
+//!   distinct router), or, for a mapping without one, to the host's resolved addresses
+//!   minus loopback, link-local and unspecified ones (and within `--scrape-allow-cidr`).
+//!   Only `Accept`, `Accept-Encoding`, `User-Agent` and
 //!   `X-Prometheus-Scrape-Timeout-Seconds` of Prometheus' headers go upstream; the
 //!   response streams back with its headers less hop-by-hop ones, its body capped.
 
@@ -45,7 +47,7 @@ use tokio::time::Instant;
 use self::metrics::GatewayMetrics;
 pub use self::refusal::Refusal;
 pub use self::routes::{RouteTable, RoutesBuilder};
-pub use self::upstream::{AppGuidBearer, Pin, UpstreamAuthorization};
+pub use self::upstream::{AppGuidBearer, Pin, RouterEntry, UpstreamAuthorization};
 use self::upstream::{ClientSettings, GatewayResolver, Tls, failure_reason};
 
 /// The header that picks an instance at the gorouter.
@@ -59,22 +61,35 @@ pub const SCRAPE_TIMEOUT: HeaderName =
 pub struct GatewayConfig {
     /// Loopback only: the gateway has no authentication of its own.
     pub listen: SocketAddr,
-    /// Every upstream connection goes there; the route's host is only `Host` and SNI.
-    pub router: Option<Pin>,
-    /// Without a pin: resolved addresses must be in one of these (when any).
+    /// Per mapping, in `--mapping` order (the [`RouteTable`]'s): where its scrapes
+    /// connect.
+    pub routers: Vec<MappingRouter>,
+    /// For the mappings without a router: resolved addresses must be in one of these
+    /// (when any).
     pub allow_cidrs: Vec<IpNet>,
     /// A PEM bundle that replaces the system's roots.
     pub ca_file: Option<PathBuf>,
     pub insecure_skip_verify: bool,
     /// A response body longer than this is cut (502 when its length is announced).
     pub max_body_bytes: u64,
-    /// The upstream port without a pin.
+    /// The upstream port of the mappings without a router.
     pub upstream_port: u16,
     /// When Prometheus sends no `X-Prometheus-Scrape-Timeout-Seconds`.
     pub default_timeout: Duration,
     pub connect_timeout: Duration,
     pub pool_max_idle_per_host: usize,
     pub pool_idle_timeout: Duration,
+}
+
+/// Where one mapping's scrapes connect.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct MappingRouter {
+    /// The mapping's name (the last component of its directory).
+    pub mapping: String,
+    /// Its router: every connection goes there, the route's host being only `Host` and
+    /// SNI (a router knows its own foundation's routes only). `None`: the route host's
+    /// resolved addresses, filtered.
+    pub pin: Option<Pin>,
 }
 
 /// 64 MiB: far above any real exposition (Prometheus' own default `body_size_limit` is
@@ -86,7 +101,14 @@ pub const DEFAULT_MAX_BODY_BYTES: u64 = 64 * 1024 * 1024;
 /// What a request's handler shares.
 struct Shared {
     routes: Arc<RouteTable>,
-    client: reqwest::Client,
+    /// One client per distinct router (and one for the unpinned mappings, if any): a
+    /// client's pool is keyed by route host only, so two routers must not share one, or a
+    /// connection to one router could carry another foundation's scrape. Picking one is
+    /// an index per scrape; idle connections stay bounded by the pool's per-host limit
+    /// (a route host is one foundation's, so in practice in one client's pool).
+    clients: Vec<reqwest::Client>,
+    /// Per mapping, in the route table's order: its name and its client in `clients`.
+    upstreams: Vec<(Box<str>, usize)>,
     authorization: Arc<dyn UpstreamAuthorization>,
     metrics: GatewayMetrics,
     max_body_bytes: u64,
@@ -124,29 +146,56 @@ impl Gateway {
                  anyone on the path can read every scrape and its authorization (tests only)"
             );
         }
-        if config.router.is_none() {
-            tracing::info!(
-                "no --scrape-router: scrapes connect to the addresses their route hosts \
-                 resolve to (loopback and link-local refused); pinning to the router is \
-                 recommended"
-            );
+        anyhow::ensure!(
+            config.routers.len() == routes.mappings(),
+            "the gateway has routers for {} mappings, its route table {}",
+            config.routers.len(),
+            routes.mappings()
+        );
+        let mut pins: Vec<Option<Pin>> = Vec::new();
+        let mut clients = Vec::new();
+        let mut upstreams = Vec::with_capacity(config.routers.len());
+        for router in &config.routers {
+            match &router.pin {
+                Some(pin) => tracing::info!(
+                    mapping = %router.mapping,
+                    router = %pin,
+                    "scrapes of the mapping connect to its router"
+                ),
+                None => tracing::info!(
+                    mapping = %router.mapping,
+                    "no --scrape-router for the mapping: its scrapes connect to the addresses \
+                     their route hosts resolve to (loopback and link-local refused); pinning \
+                     to the router is recommended"
+                ),
+            }
+            let client = match pins.iter().position(|pin| *pin == router.pin) {
+                Some(client) => client,
+                None => {
+                    clients.push(
+                        upstream::client(ClientSettings {
+                            resolver: GatewayResolver {
+                                pin: router.pin.clone(),
+                                allow: config.allow_cidrs.clone(),
+                                port: config.upstream_port,
+                                connects: metrics.connects.clone(),
+                            },
+                            tls: Tls {
+                                ca_pem: ca_pem.clone(),
+                                insecure_skip_verify: config.insecure_skip_verify,
+                            },
+                            connect_timeout: config.connect_timeout,
+                            pool_max_idle_per_host: config.pool_max_idle_per_host,
+                            pool_idle_timeout: config.pool_idle_timeout,
+                        })
+                        .context("--scrape-ca-file: cannot build the upstream TLS client")?,
+                    );
+                    pins.push(router.pin.clone());
+                    clients.len() - 1
+                }
+            };
+            upstreams.push((router.mapping.as_str().into(), client));
         }
-        let client = upstream::client(ClientSettings {
-            resolver: GatewayResolver {
-                pin: config.router.clone(),
-                allow: config.allow_cidrs.clone(),
-                port: config.upstream_port,
-                connects: metrics.connects.clone(),
-            },
-            tls: Tls {
-                ca_pem,
-                insecure_skip_verify: config.insecure_skip_verify,
-            },
-            connect_timeout: config.connect_timeout,
-            pool_max_idle_per_host: config.pool_max_idle_per_host,
-            pool_idle_timeout: config.pool_idle_timeout,
-        })
-        .context("--scrape-ca-file: cannot build the upstream TLS client")?;
         let listener = std::net::TcpListener::bind(config.listen)
             .with_context(|| format!("cannot listen on {} (--scrape-listen)", config.listen))?;
         listener.set_nonblocking(true)?;
@@ -154,7 +203,8 @@ impl Gateway {
             listener,
             shared: Arc::new(Shared {
                 routes,
-                client,
+                clients,
+                upstreams,
                 authorization,
                 metrics,
                 max_body_bytes: config.max_body_bytes,
@@ -274,9 +324,13 @@ async fn handle(shared: &Shared, req: Request<Incoming>) -> Response<Body> {
         Ok(scrape) => scrape,
         Err(refusal) => return refuse(shared, &refusal),
     };
-    if let Err(refusal) = shared.routes.check(&scrape) {
-        return refuse(shared, &refusal);
-    }
+    let (mapping, client) = match shared.routes.check(&scrape) {
+        Ok(mapping) => {
+            let (name, client) = &shared.upstreams[mapping];
+            (name, &shared.clients[*client])
+        }
+        Err(refusal) => return refuse(shared, &refusal),
+    };
     let mut authorization = match shared.authorization.authorization(&scrape.app_guid) {
         Ok(value) => value,
         Err(refusal) => return refuse(shared, &refusal),
@@ -304,8 +358,7 @@ async fn handle(shared: &Shared, req: Request<Incoming>) -> Response<Body> {
     shared.metrics.in_flight.inc();
     let _in_flight = InFlight(&shared.metrics);
     let started = Instant::now();
-    let sent =
-        tokio::time::timeout_at(deadline, shared.client.get(url).headers(headers).send()).await;
+    let sent = tokio::time::timeout_at(deadline, client.get(url).headers(headers).send()).await;
     let upstream = match sent {
         Err(_) => {
             return fail(
@@ -351,6 +404,7 @@ async fn handle(shared: &Shared, req: Request<Incoming>) -> Response<Body> {
     }
     shared.metrics.forwarded.inc();
     tracing::debug!(
+        mapping = &**mapping,
         host,
         app_guid,
         instance_index = index,

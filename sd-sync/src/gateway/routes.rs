@@ -175,6 +175,11 @@ impl RouteTable {
         }
     }
 
+    /// How many mappings it has.
+    pub fn mappings(&self) -> usize {
+        self.mappings.len()
+    }
+
     /// Replaces mapping `i`'s routes.
     pub fn publish(&self, i: usize, routes: Routes) {
         self.mappings[i].store(Arc::new(routes));
@@ -189,13 +194,14 @@ impl RouteTable {
         self.mappings.iter().all(|m| m.load().is_empty())
     }
 
-    /// Whether any mapping has `scrape`'s target installed; if none has, the refusal of
-    /// the mapping that came closest.
-    pub fn check(&self, scrape: &ScrapeRequest<'_>) -> Result<(), Refusal> {
+    /// The first mapping (in `--mapping` order) that has `scrape`'s target installed: its
+    /// index, which picks the scrape's router; if none has, the refusal of the mapping
+    /// that came closest.
+    pub fn check(&self, scrape: &ScrapeRequest<'_>) -> Result<usize, Refusal> {
         let mut refusal = Refusal::UnregisteredHost;
-        for mapping in &self.mappings {
+        for (i, mapping) in self.mappings.iter().enumerate() {
             match mapping.load().check(scrape) {
-                Ok(()) => return Ok(()),
+                Ok(()) => return Ok(i),
                 Err(r) if r.closeness() > refusal.closeness() => refusal = r,
                 Err(_) => {}
             }
@@ -318,7 +324,7 @@ mod tests {
         table.publish(0, first);
         assert_eq!(
             table.check(&scrape("a.example.com", G, 0, "/metrics")),
-            Ok(())
+            Ok(0)
         );
         table.publish(0, second);
         assert_eq!(
@@ -328,7 +334,8 @@ mod tests {
         table.publish(1, builder.build(&[a]));
         assert_eq!(
             table.check(&scrape("a.example.com", G, 0, "/metrics")),
-            Ok(())
+            Ok(1),
+            "the mapping that has it"
         );
         assert_eq!(
             table.check(&scrape("a.example.com", G, 3, "/metrics")),

@@ -58,11 +58,99 @@ impl Pin {
             .ok()
             .filter(|p| *p > 0)
             .ok_or_else(|| format!("{text:?}: {port:?} is not a port"))?;
-        if host.is_empty() || host.contains([':', '/', '@', '[', ']']) {
+        if host.is_empty()
+            || host.contains([':', '/', '@', '[', ']', '='])
+            || host.contains(char::is_whitespace)
+        {
             return Err(format!("{text:?} is not HOST:PORT"));
         }
         Ok(Pin::Name(host.to_owned(), port))
     }
+}
+
+impl std::fmt::Display for Pin {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Pin::Addr(addr) => write!(f, "{addr}"),
+            Pin::Name(host, port) => write!(f, "{host}:{port}"),
+        }
+    }
+}
+
+/// One `--scrape-router` entry: `[MAPPING=]HOST_OR_IP:PORT`, the router of one mapping
+/// (by its name, the last component of its directory) or, without `MAPPING=`, of every
+/// mapping that has no entry of its own.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RouterEntry {
+    pub mapping: Option<String>,
+    pub pin: Pin,
+}
+
+impl RouterEntry {
+    /// `[MAPPING=]HOST_OR_IP:PORT`. A pin has no `=`, so the first one ends the mapping's
+    /// name.
+    pub fn parse(text: &str) -> Result<RouterEntry, String> {
+        let text = text.trim();
+        let Some((mapping, pin)) = text.split_once('=') else {
+            return Ok(RouterEntry {
+                mapping: None,
+                pin: Pin::parse(text)?,
+            });
+        };
+        let mapping = mapping.trim();
+        if mapping.is_empty()
+            || !mapping
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_'))
+        {
+            return Err(format!(
+                "{text:?}: {mapping:?} is not a mapping's name (the last component of its \
+                 DIR) in MAPPING=HOST_OR_IP:PORT"
+            ));
+        }
+        Ok(RouterEntry {
+            mapping: Some(mapping.to_owned()),
+            pin: Pin::parse(pin.trim()).map_err(|e| format!("{text:?}: {e}"))?,
+        })
+    }
+}
+
+/// Each mapping's router (`None`: not pinned), in the order of `mappings` (their names):
+/// its own entry, else the default (the entry without `MAPPING=`), else none. Refused: an
+/// entry naming no mapping, two defaults, two entries for one mapping.
+pub fn pins_per_mapping(
+    entries: &[RouterEntry],
+    mappings: &[&str],
+) -> Result<Vec<Option<Pin>>, String> {
+    let mut default: Option<&Pin> = None;
+    let mut own: Vec<Option<&Pin>> = vec![None; mappings.len()];
+    for entry in entries {
+        let Some(name) = &entry.mapping else {
+            if default.is_some() {
+                return Err(
+                    "two routers without MAPPING=: one default at most; give the others \
+                     as MAPPING=HOST_OR_IP:PORT"
+                        .to_owned(),
+                );
+            }
+            default = Some(&entry.pin);
+            continue;
+        };
+        let i = mappings.iter().position(|m| m == name).ok_or_else(|| {
+            format!(
+                "{name:?} is not a mapping's name (the mappings: {})",
+                mappings.join(", ")
+            )
+        })?;
+        if own[i].is_some() {
+            return Err(format!("two routers for the mapping {name:?}"));
+        }
+        own[i] = Some(&entry.pin);
+    }
+    Ok(own
+        .into_iter()
+        .map(|pin| pin.or(default).cloned())
+        .collect())
 }
 
 /// The resolution refused: every address of the route host is one the gateway does not
@@ -278,6 +366,95 @@ mod tests {
             "a/b:1",
         ] {
             assert!(Pin::parse(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn a_router_entry_may_name_its_mapping() {
+        assert_eq!(
+            RouterEntry::parse("10.0.0.9:443"),
+            Ok(RouterEntry {
+                mapping: None,
+                pin: Pin::Addr("10.0.0.9:443".parse().unwrap())
+            })
+        );
+        assert_eq!(
+            RouterEntry::parse(" eu-west-2-targets = gorouter.london.internal:443 "),
+            Ok(RouterEntry {
+                mapping: Some("eu-west-2-targets".into()),
+                pin: Pin::Name("gorouter.london.internal".into(), 443)
+            })
+        );
+        assert_eq!(
+            RouterEntry::parse("london=[::1]:8443").unwrap().pin,
+            Pin::Addr("[::1]:8443".parse().unwrap())
+        );
+        for (bad, expected) in [
+            ("=10.0.0.9:443", "is not a mapping's name"),
+            ("lon don=10.0.0.9:443", "is not a mapping's name"),
+            ("a/b=10.0.0.9:443", "is not a mapping's name"),
+            ("london=gorouter", "is not HOST:PORT"),
+            ("london=", "is not HOST:PORT"),
+            ("london=a=b:443", "is not HOST:PORT"),
+        ] {
+            let err = RouterEntry::parse(bad).unwrap_err();
+            assert!(err.contains(expected), "{bad}: {err}");
+        }
+    }
+
+    #[test]
+    fn each_mapping_gets_its_own_router_else_the_default_else_none() {
+        let entries = |texts: &[&str]| -> Vec<RouterEntry> {
+            texts
+                .iter()
+                .map(|t| RouterEntry::parse(t).unwrap())
+                .collect()
+        };
+        let pin = |text: &str| Some(Pin::parse(text).unwrap());
+        let mappings = ["ireland", "london", "paris"];
+        assert_eq!(pins_per_mapping(&[], &mappings), Ok(vec![None, None, None]));
+        assert_eq!(
+            pins_per_mapping(&entries(&["10.0.0.9:443"]), &mappings),
+            Ok(vec![
+                pin("10.0.0.9:443"),
+                pin("10.0.0.9:443"),
+                pin("10.0.0.9:443")
+            ])
+        );
+        assert_eq!(
+            pins_per_mapping(
+                &entries(&["london=10.2.0.9:443", "ireland=10.1.0.9:443"]),
+                &mappings
+            ),
+            Ok(vec![pin("10.1.0.9:443"), pin("10.2.0.9:443"), None])
+        );
+        assert_eq!(
+            pins_per_mapping(
+                &entries(&["london=10.2.0.9:443", "gorouter.internal:443"]),
+                &mappings
+            ),
+            Ok(vec![
+                pin("gorouter.internal:443"),
+                pin("10.2.0.9:443"),
+                pin("gorouter.internal:443")
+            ])
+        );
+        for (bad, expected) in [
+            (
+                &["madrid=10.0.0.9:443"][..],
+                "\"madrid\" is not a mapping's name (the mappings: ireland, london, paris)",
+            ),
+            (
+                &["10.0.0.9:443", "10.0.0.8:443"],
+                "two routers without MAPPING=",
+            ),
+            (
+                &["london=10.0.0.9:443", "london=10.0.0.8:443"],
+                "two routers for the mapping \"london\"",
+            ),
+        ] {
+            let err = pins_per_mapping(&entries(bad), &mappings).unwrap_err();
+            assert!(err.starts_with(expected), "{bad:?}: {err}");
         }
     }
 
