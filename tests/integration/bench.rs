@@ -8,5 +8,6 @@
 mod broker;
 mod cf;
 mod e2e;
+mod gateway;
 mod sd_sync;
 mod updater;

@@ -72,8 +72,29 @@ pub fn forward_proxy_config(listen_port: u16, router_url: &str) -> String {
         )
 }
 
+/// How nginx runs around the shipped server block (the benchmark's differ from a test's).
+pub struct NginxSettings<'a> {
+    /// `worker_processes`: a number or `auto` (one per core, Debian's default).
+    pub worker_processes: &'a str,
+    pub worker_connections: u32,
+    /// More directives inside `http {}`, before the shipped server block.
+    pub http: &'a str,
+}
+
+/// A test's: one worker, 64 connections.
+const TEST_NGINX: NginxSettings<'static> = NginxSettings {
+    worker_processes: "1",
+    worker_connections: 64,
+    http: "",
+};
+
 /// Starts nginx with `server_block` inside a minimal `http {}` in a private directory.
 pub fn start_nginx(router_url: &str) -> Nginx {
+    start_nginx_with(router_url, &TEST_NGINX)
+}
+
+/// [`start_nginx`] with `settings`.
+pub fn start_nginx_with(router_url: &str, settings: &NginxSettings<'_>) -> Nginx {
     let dir = tempfile::tempdir().unwrap();
     let port = free_port();
     let root = dir.path().display().to_string();
@@ -87,12 +108,15 @@ pub fn start_nginx(router_url: &str) -> Nginx {
         .output()
         .is_ok_and(|o| o.stdout.starts_with(b"0\n"));
     let conf = format!(
-        "{user}worker_processes 1;\ndaemon off;\npid {root}/nginx.pid;\nerror_log {root}/error.log warn;\n\
-         events {{ worker_connections 64; }}\n\
-         http {{\n  access_log off;\n  client_body_temp_path {root}/body;\n  proxy_temp_path {root}/proxy;\n  \
+        "{user}worker_processes {processes};\ndaemon off;\npid {root}/nginx.pid;\nerror_log {root}/error.log warn;\n\
+         events {{ worker_connections {connections}; }}\n\
+         http {{\n  access_log off;\n  {extra}\n  client_body_temp_path {root}/body;\n  proxy_temp_path {root}/proxy;\n  \
          fastcgi_temp_path {root}/fastcgi;\n  uwsgi_temp_path {root}/uwsgi;\n  scgi_temp_path {root}/scgi;\n  \
          include {root}/forward-proxy.conf;\n}}\n",
         user = if is_root { "user root;\n" } else { "" },
+        processes = settings.worker_processes,
+        connections = settings.worker_connections,
+        extra = settings.http,
     );
     std::fs::write(dir.path().join("nginx.conf"), conf).unwrap();
     let child = spawn_group(
