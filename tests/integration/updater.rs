@@ -497,14 +497,20 @@ async fn the_running_updater_follows_a_scale_within_seconds_through_audit_events
     .await;
     eprintln!("fast path: scale reached the bucket in {took:?}");
 
-    // The write is observed just after the store answered: wait for it, then it is the
-    // only action since the bind (the broker wrote the file, so the pass at start had
+    // The write is observed just after the store answered, the pass's duration when it
+    // ends (after it has published the writers' record): wait for both, then the write is
+    // the only action since the bind (the broker wrote the file, so the pass at start had
     // nothing to do).
     let audit_event = r#"gds_updater_change_latency_seconds_count{source="audit_event"}"#;
+    let apps_pass = r#"gds_updater_passes_total{outcome="ok",scope="apps"}"#;
     wait_for(
-        "the change latency observed",
+        "the change latency and the pass observed",
         Duration::from_secs(5),
-        async || sample(&metrics(&http, &updater).await, audit_event).is_some_and(|n| n >= 1.0),
+        async || {
+            let text = metrics(&http, &updater).await;
+            sample(&text, audit_event).is_some_and(|n| n >= 1.0)
+                && sample(&text, apps_pass).is_some_and(|n| n >= 1.0)
+        },
     )
     .await;
     let text = metrics(&http, &updater).await;
