@@ -404,6 +404,16 @@ impl S3Store {
             }
             Err(e) => return Err(self.error("GetObject", key, e)),
         };
+        self.body_and_etag(key, output).await.map(Some)
+    }
+
+    /// The body of a `GetObject` answer for `key`, and its ETag (the body's MD5 when the
+    /// store reports none).
+    async fn body_and_etag(
+        &self,
+        key: &str,
+        output: aws_sdk_s3::operation::get_object::GetObjectOutput,
+    ) -> Result<(Bytes, ETag), StoreError> {
         let reported = output.e_tag().map(str::to_owned);
         let body = output
             .body
@@ -418,7 +428,7 @@ impl S3Store {
             })?
             .into_bytes();
         let etag = self.etag_or_md5(key, reported.as_deref(), &body);
-        Ok(Some((body, etag)))
+        Ok((body, etag))
     }
 
     /// Converts an SDK error into a [`StoreError`] naming the operation and the object.
@@ -661,20 +671,7 @@ impl TargetStore for S3Store {
             }
             Err(e) => return Err(self.error("GetObject", &key, e)),
         };
-        let reported = output.e_tag().map(str::to_owned);
-        let body = output
-            .body
-            .collect()
-            .await
-            .map_err(|e| StoreError::Unavailable {
-                context: format!(
-                    "S3 GetObject s3://{}/{key}: reading the body failed",
-                    self.bucket
-                ),
-                source: Some(Box::new(e)),
-            })?
-            .into_bytes();
-        let etag = self.etag_or_md5(&key, reported.as_deref(), &body);
+        let (body, etag) = self.body_and_etag(&key, output).await?;
         Ok(RecordChange::of(known, body, etag))
     }
 
