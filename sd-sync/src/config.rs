@@ -147,9 +147,11 @@ struct Flags {
     /// Upstream TCP connect timeout (5s).
     #[arg(long, value_name = "duration", env = "SD_SYNC_SCRAPE_CONNECT_TIMEOUT")]
     scrape_connect_timeout: Option<String>,
-    /// Idle keep-alive connections kept per route host (2).
-    #[arg(long, value_name = "n", env = "SD_SYNC_SCRAPE_POOL_IDLE_PER_HOST")]
-    scrape_pool_idle_per_host: Option<String>,
+    /// Idle upstream keep-alive connections kept, all routers together (64). A
+    /// connection to a router carries the scrapes of every route host its certificate
+    /// covers.
+    #[arg(long, value_name = "n", env = "SD_SYNC_SCRAPE_POOL_MAX_IDLE")]
+    scrape_pool_max_idle: Option<String>,
     /// An idle upstream connection is closed after this long (60s).
     #[arg(
         long,
@@ -610,12 +612,12 @@ fn gateway(flags: &Flags, mappings: &[Mapping]) -> Result<Option<GatewayConfig>,
         )? as u16,
         default_timeout,
         connect_timeout,
-        pool_max_idle_per_host: number(
-            flags.scrape_pool_idle_per_host.as_deref(),
-            "scrape-pool-idle-per-host",
-            2,
+        pool_max_idle: number(
+            flags.scrape_pool_max_idle.as_deref(),
+            "scrape-pool-max-idle",
+            64,
             0,
-            1024,
+            65536,
         )? as usize,
         pool_idle_timeout,
     }))

@@ -566,7 +566,7 @@ async fn each_mapping_scrapes_through_its_own_router_and_an_unpinned_one_through
             "--scrape-ca-file".into(),
             pki.ca_file.display().to_string(),
             // No idle connection kept: every scrape opens one, counted where it goes.
-            "--scrape-pool-idle-per-host".into(),
+            "--scrape-pool-max-idle".into(),
             "0".into(),
             // The unpinned mapping's addresses: within these CIDRs (and never loopback).
             "--scrape-allow-cidr".into(),

@@ -12,6 +12,7 @@ mod cf_client;
 mod demo;
 mod e2e;
 mod gateway;
+mod gateway_pool;
 mod harness;
 mod import;
 mod manifests;

@@ -397,7 +397,7 @@ fn the_scrape_gateway_has_defaults_and_an_environment_form_for_every_flag() {
     assert_eq!(gateway.upstream_port, 443);
     assert_eq!(gateway.default_timeout, Duration::from_secs(10));
     assert_eq!(gateway.connect_timeout, Duration::from_secs(5));
-    assert_eq!(gateway.pool_max_idle_per_host, 2);
+    assert_eq!(gateway.pool_max_idle, 64);
     assert_eq!(gateway.pool_idle_timeout, Duration::from_secs(60));
     assert!(!gateway.insecure_skip_verify);
 
@@ -410,7 +410,7 @@ fn the_scrape_gateway_has_defaults_and_an_environment_form_for_every_flag() {
         ("SD_SYNC_SCRAPE_UPSTREAM_PORT", "8443"),
         ("SD_SYNC_SCRAPE_TIMEOUT", "15s"),
         ("SD_SYNC_SCRAPE_CONNECT_TIMEOUT", "1s"),
-        ("SD_SYNC_SCRAPE_POOL_IDLE_PER_HOST", "0"),
+        ("SD_SYNC_SCRAPE_POOL_MAX_IDLE", "0"),
         ("SD_SYNC_SCRAPE_POOL_IDLE_TIMEOUT", "5s"),
     ];
     let gateway = run(&base, &env).unwrap().gateway.unwrap();
@@ -424,7 +424,7 @@ fn the_scrape_gateway_has_defaults_and_an_environment_form_for_every_flag() {
     assert_eq!(gateway.upstream_port, 8443);
     assert_eq!(gateway.default_timeout, Duration::from_secs(15));
     assert_eq!(gateway.connect_timeout, Duration::from_secs(1));
-    assert_eq!(gateway.pool_max_idle_per_host, 0);
+    assert_eq!(gateway.pool_max_idle, 0);
     assert_eq!(gateway.pool_idle_timeout, Duration::from_secs(5));
 
     let gateway = run(

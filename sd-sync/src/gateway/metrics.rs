@@ -24,6 +24,7 @@ pub struct GatewayMetrics {
     pub response_bytes: IntCounter,
     pub in_flight: IntGauge,
     pub connects: IntCounter,
+    pub idle_connections: IntGauge,
 }
 
 fn register<T: prometheus::core::Collector + Clone + 'static>(registry: &Registry, metric: T) -> T {
@@ -98,6 +99,15 @@ impl GatewayMetrics {
                     "sd_sync_gateway_upstream_connections_total",
                     "Upstream connections opened (a scrape on a pooled keep-alive \
                      connection opens none).",
+                )
+                .expect("a valid metric"),
+            ),
+            idle_connections: register(
+                registry,
+                IntGauge::new(
+                    "sd_sync_gateway_upstream_connections_idle",
+                    "Upstream keep-alive connections idle in the pool now (at most \
+                     --scrape-pool-max-idle, all routers together).",
                 )
                 .expect("a valid metric"),
             ),

@@ -11,14 +11,16 @@
 //! - [`upstream`]: `https://<host><path>` (no query: the `cf_*` parameters stop here, as
 //!   with nginx) with `X-CF-APP-INSTANCE: G:I` and the [`UpstreamAuthorization`]'s
 //!   header; connections go to the router the target's mapping is pinned to
-//!   (`--scrape-router [MAPPING=]HOST_OR_IP:PORT`: one client, with its own pool, per
-//!   distinct router), or, for a mapping without one, to the host's resolved addresses
-//!   minus loopback, link-local and unspecified ones (and within `--scrape-allow-cidr`).
+//!   (`--scrape-router [MAPPING=]HOST_OR_IP:PORT`), or, for a mapping without one, to the
+//!   host's resolved addresses minus loopback, link-local and unspecified ones (and
+//!   within `--scrape-allow-cidr`). [`pool`] keeps them: one bounded pool, a connection
+//!   to a router reused for every host its certificate covers.
 //!   Only `Accept`, `Accept-Encoding`, `User-Agent` and
 //!   `X-Prometheus-Scrape-Timeout-Seconds` of Prometheus' headers go upstream; the
 //!   response streams back with its headers less hop-by-hop ones, its body capped.
 
 mod metrics;
+pub mod pool;
 pub mod refusal;
 pub mod request;
 pub mod routes;
@@ -35,8 +37,8 @@ use bytes::Bytes;
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use http::{Request, Response, StatusCode};
 use http_body_util::combinators::BoxBody;
-use http_body_util::{BodyExt, Full, StreamBody};
-use hyper::body::{Frame, Incoming};
+use http_body_util::{BodyExt, Empty, Full, StreamBody};
+use hyper::body::{Body as _, Frame, Incoming};
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper_util::rt::TokioIo;
@@ -45,10 +47,10 @@ use prometheus::Registry;
 use tokio::time::Instant;
 
 use self::metrics::GatewayMetrics;
+use self::pool::{Failure, Lease, Pool, PoolSettings, Tls};
 pub use self::refusal::Refusal;
 pub use self::routes::{RouteTable, RoutesBuilder};
 pub use self::upstream::{AppGuidBearer, Pin, RouterEntry, UpstreamAuthorization};
-use self::upstream::{ClientSettings, GatewayResolver, Tls, failure_reason};
 
 /// The header that picks an instance at the gorouter.
 pub const CF_APP_INSTANCE: HeaderName = HeaderName::from_static("x-cf-app-instance");
@@ -77,7 +79,8 @@ pub struct GatewayConfig {
     /// When Prometheus sends no `X-Prometheus-Scrape-Timeout-Seconds`.
     pub default_timeout: Duration,
     pub connect_timeout: Duration,
-    pub pool_max_idle_per_host: usize,
+    /// Idle upstream connections kept, all routers together.
+    pub pool_max_idle: usize,
     pub pool_idle_timeout: Duration,
 }
 
@@ -101,18 +104,17 @@ pub const DEFAULT_MAX_BODY_BYTES: u64 = 64 * 1024 * 1024;
 /// What a request's handler shares.
 struct Shared {
     routes: Arc<RouteTable>,
-    /// One client per distinct router (and one for the unpinned mappings, if any): a
-    /// client's pool is keyed by route host only, so two routers must not share one, or a
-    /// connection to one router could carry another foundation's scrape. Picking one is
-    /// an index per scrape; idle connections stay bounded by the pool's per-host limit
-    /// (a route host is one foundation's, so in practice in one client's pool).
-    clients: Vec<reqwest::Client>,
-    /// Per mapping, in the route table's order: its name and its client in `clients`.
+    /// The connections to every distinct router (and to the unpinned mappings' hosts).
+    pool: Arc<Pool>,
+    /// Per mapping, in the route table's order: its name and its upstream in `pool` (one
+    /// per distinct router, so a connection to one router never carries another
+    /// foundation's scrape).
     upstreams: Vec<(Box<str>, usize)>,
     authorization: Arc<dyn UpstreamAuthorization>,
     metrics: GatewayMetrics,
     max_body_bytes: u64,
     default_timeout: Duration,
+    pool_idle_timeout: Duration,
 }
 
 /// The gateway, bound and ready to serve.
@@ -153,7 +155,6 @@ impl Gateway {
             routes.mappings()
         );
         let mut pins: Vec<Option<Pin>> = Vec::new();
-        let mut clients = Vec::new();
         let mut upstreams = Vec::with_capacity(config.routers.len());
         for router in &config.routers {
             match &router.pin {
@@ -169,33 +170,30 @@ impl Gateway {
                      to the router is recommended"
                 ),
             }
-            let client = match pins.iter().position(|pin| *pin == router.pin) {
-                Some(client) => client,
+            let upstream = match pins.iter().position(|pin| *pin == router.pin) {
+                Some(upstream) => upstream,
                 None => {
-                    clients.push(
-                        upstream::client(ClientSettings {
-                            resolver: GatewayResolver {
-                                pin: router.pin.clone(),
-                                allow: config.allow_cidrs.clone(),
-                                port: config.upstream_port,
-                                connects: metrics.connects.clone(),
-                            },
-                            tls: Tls {
-                                ca_pem: ca_pem.clone(),
-                                insecure_skip_verify: config.insecure_skip_verify,
-                            },
-                            connect_timeout: config.connect_timeout,
-                            pool_max_idle_per_host: config.pool_max_idle_per_host,
-                            pool_idle_timeout: config.pool_idle_timeout,
-                        })
-                        .context("--scrape-ca-file: cannot build the upstream TLS client")?,
-                    );
                     pins.push(router.pin.clone());
-                    clients.len() - 1
+                    pins.len() - 1
                 }
             };
-            upstreams.push((router.mapping.as_str().into(), client));
+            upstreams.push((router.mapping.as_str().into(), upstream));
         }
+        let pool = Pool::new(PoolSettings {
+            upstreams: pins,
+            allow: config.allow_cidrs.clone(),
+            port: config.upstream_port,
+            tls: Tls {
+                ca_pem,
+                insecure_skip_verify: config.insecure_skip_verify,
+            },
+            connect_timeout: config.connect_timeout,
+            max_idle: config.pool_max_idle,
+            idle_timeout: config.pool_idle_timeout,
+            connects: metrics.connects.clone(),
+            idle: metrics.idle_connections.clone(),
+        })
+        .context("--scrape-ca-file: cannot build the upstream TLS client")?;
         let listener = std::net::TcpListener::bind(config.listen)
             .with_context(|| format!("cannot listen on {} (--scrape-listen)", config.listen))?;
         listener.set_nonblocking(true)?;
@@ -203,12 +201,13 @@ impl Gateway {
             listener,
             shared: Arc::new(Shared {
                 routes,
-                clients,
+                pool,
                 upstreams,
                 authorization,
                 metrics,
                 max_body_bytes: config.max_body_bytes,
                 default_timeout: config.default_timeout,
+                pool_idle_timeout: config.pool_idle_timeout,
             }),
         })
     }
@@ -221,6 +220,15 @@ impl Gateway {
     pub fn spawn(self) -> anyhow::Result<tokio::task::JoinHandle<()>> {
         let listener = tokio::net::TcpListener::from_std(self.listener)?;
         let shared = self.shared;
+        let pool = shared.pool.clone();
+        let period = (shared.pool_idle_timeout / 2).max(Duration::from_secs(1));
+        tokio::spawn(async move {
+            let mut ticks = tokio::time::interval(period);
+            loop {
+                ticks.tick().await;
+                pool.expire_idle();
+            }
+        });
         Ok(tokio::spawn(async move {
             loop {
                 let (stream, _) = match listener.accept().await {
@@ -324,10 +332,10 @@ async fn handle(shared: &Shared, req: Request<Incoming>) -> Response<Body> {
         Ok(scrape) => scrape,
         Err(refusal) => return refuse(shared, &refusal),
     };
-    let (mapping, client) = match shared.routes.check(&scrape) {
+    let (mapping, upstream) = match shared.routes.check(&scrape) {
         Ok(mapping) => {
-            let (name, client) = &shared.upstreams[mapping];
-            (name, &shared.clients[*client])
+            let (name, upstream) = &shared.upstreams[mapping];
+            (name, *upstream)
         }
         Err(refusal) => return refuse(shared, &refusal),
     };
@@ -349,8 +357,12 @@ async fn handle(shared: &Shared, req: Request<Incoming>) -> Response<Body> {
     }
     headers.insert(CF_APP_INSTANCE, instance);
     headers.insert(header::AUTHORIZATION, authorization);
-    let url = format!("https://{}{}", scrape.host, scrape.path);
     let host = scrape.host.clone().into_owned();
+    let Ok(host_value) = HeaderValue::from_str(&host) else {
+        return refuse(shared, &Refusal::BadHost);
+    };
+    headers.insert(header::HOST, host_value);
+    let path = scrape.path.to_owned();
     let app_guid = scrape.app_guid.clone().into_owned();
     let index = scrape.index;
     drop(req);
@@ -358,8 +370,14 @@ async fn handle(shared: &Shared, req: Request<Incoming>) -> Response<Body> {
     shared.metrics.in_flight.inc();
     let _in_flight = InFlight(&shared.metrics);
     let started = Instant::now();
-    let sent = tokio::time::timeout_at(deadline, client.get(url).headers(headers).send()).await;
-    let upstream = match sent {
+    let request = || {
+        let mut request = Request::new(Empty::new());
+        *request.uri_mut() = http::Uri::try_from(path.as_str()).unwrap_or_default();
+        *request.headers_mut() = headers.clone();
+        request
+    };
+    let sent = tokio::time::timeout_at(deadline, shared.pool.send(upstream, &host, request)).await;
+    let (upstream, lease) = match sent {
         Err(_) => {
             return fail(
                 shared,
@@ -371,28 +389,28 @@ async fn handle(shared: &Shared, req: Request<Incoming>) -> Response<Body> {
                 ),
             );
         }
-        Ok(Err(e)) => {
-            return match failure_reason(&e) {
-                Err(refusal) => refuse(shared, &refusal),
-                Ok(reason) => {
-                    let status = if reason == "timeout" {
-                        StatusCode::GATEWAY_TIMEOUT
-                    } else {
-                        StatusCode::BAD_GATEWAY
-                    };
-                    let detail = gds_service::error_chain(&e);
-                    fail(shared, status, reason, &detail)
-                }
+        Ok(Err(Failure::Refused(refusal))) => return refuse(shared, &refusal),
+        Ok(Err(failure)) => {
+            let (status, reason, detail) = match failure {
+                Failure::Timeout(detail) => (StatusCode::GATEWAY_TIMEOUT, "timeout", detail),
+                Failure::Connect(detail) => (StatusCode::BAD_GATEWAY, "connect", detail),
+                Failure::Tls(detail) => (StatusCode::BAD_GATEWAY, "tls", detail),
+                Failure::Protocol(detail) => (StatusCode::BAD_GATEWAY, "protocol", detail),
+                Failure::Refused(_) => unreachable!("answered above"),
             };
+            return fail(shared, status, reason, &detail);
         }
-        Ok(Ok(upstream)) => upstream,
+        Ok(Ok(answered)) => answered,
     };
     shared
         .metrics
         .upstream_duration
         .observe(started.elapsed().as_secs_f64());
     if upstream
-        .content_length()
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok())
         .is_some_and(|length| length > shared.max_body_bytes)
     {
         return fail(
@@ -429,7 +447,8 @@ async fn handle(shared: &Shared, req: Request<Incoming>) -> Response<Body> {
         }
     }
     let body = BodyStream {
-        upstream,
+        upstream: upstream.into_body(),
+        lease: Some(lease),
         deadline,
         sent: 0,
         max: shared.max_body_bytes,
@@ -458,9 +477,11 @@ impl Drop for InFlight<'_> {
     }
 }
 
-/// The upstream body, chunk by chunk, within the scrape's deadline and the size cap.
+/// The upstream body, chunk by chunk, within the scrape's deadline and the size cap; its
+/// end puts the connection back in the pool (a body cut short closes it).
 struct BodyStream {
-    upstream: reqwest::Response,
+    upstream: Incoming,
+    lease: Option<Lease>,
     deadline: Instant,
     sent: u64,
     max: u64,
@@ -470,24 +491,31 @@ struct BodyStream {
 impl BodyStream {
     /// The next chunk; an error cuts the response (Prometheus sees the scrape fail).
     async fn next(&mut self) -> std::io::Result<Option<Bytes>> {
-        let chunk = match tokio::time::timeout_at(self.deadline, self.upstream.chunk()).await {
-            Err(_) => {
-                self.metrics.failed("timeout");
-                tracing::debug!("gateway: body cut at the scrape timeout");
-                return Err(std::io::Error::new(
-                    std::io::ErrorKind::TimedOut,
-                    "the scrape timeout passed",
-                ));
+        let chunk = loop {
+            let frame = match tokio::time::timeout_at(self.deadline, self.upstream.frame()).await {
+                Err(_) => {
+                    self.metrics.failed("timeout");
+                    tracing::debug!("gateway: body cut at the scrape timeout");
+                    return Err(std::io::Error::new(
+                        std::io::ErrorKind::TimedOut,
+                        "the scrape timeout passed",
+                    ));
+                }
+                Ok(Some(Err(e))) => {
+                    self.metrics.failed("body_error");
+                    tracing::debug!(error = %gds_service::error_chain(&e), "gateway: body failed");
+                    return Err(std::io::Error::other(e));
+                }
+                Ok(Some(Ok(frame))) => frame,
+                Ok(None) => {
+                    self.release();
+                    return Ok(None);
+                }
+            };
+            // Trailers (a scrape's response has none) are not passed on.
+            if let Ok(chunk) = frame.into_data() {
+                break chunk;
             }
-            Ok(Err(e)) => {
-                self.metrics.failed("body_error");
-                tracing::debug!(error = %gds_service::error_chain(&e), "gateway: body failed");
-                return Err(std::io::Error::other(e));
-            }
-            Ok(Ok(chunk)) => chunk,
-        };
-        let Some(chunk) = chunk else {
-            return Ok(None);
         };
         self.sent += chunk.len() as u64;
         if self.sent > self.max {
@@ -496,7 +524,18 @@ impl BodyStream {
             return Err(std::io::Error::other("the body is larger than the cap"));
         }
         self.metrics.response_bytes.inc_by(chunk.len() as u64);
+        // The last chunk of a body of known length: the connection is free now (the
+        // server side may never ask for the end of the stream once it sent the length).
+        if self.upstream.is_end_stream() {
+            self.release();
+        }
         Ok(Some(chunk))
+    }
+
+    fn release(&mut self) {
+        if let Some(lease) = self.lease.take() {
+            lease.release();
+        }
     }
 }
 

@@ -1,14 +1,10 @@
-//! The upstream side: the HTTPS client, where its connections may go, and the
-//! `Authorization` a scrape carries.
+//! The upstream side: where its connections may go, and the `Authorization` a scrape
+//! carries.
 
 use std::net::{IpAddr, SocketAddr};
-use std::sync::Arc;
-use std::time::Duration;
 
 use http::HeaderValue;
 use ipnet::IpNet;
-use prometheus::IntCounter;
-use reqwest::dns::{Addrs, Name, Resolve, Resolving};
 
 use super::refusal::Refusal;
 
@@ -153,31 +149,6 @@ pub fn pins_per_mapping(
         .collect())
 }
 
-/// The resolution refused: every address of the route host is one the gateway does not
-/// connect to. Found in a failed request's error chain, it makes the answer a 403.
-#[derive(Debug)]
-pub struct ForbiddenAddress;
-
-impl std::fmt::Display for ForbiddenAddress {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("every resolved address is forbidden")
-    }
-}
-
-impl std::error::Error for ForbiddenAddress {}
-
-/// The client's resolver: called once per new connection (a pooled connection needs
-/// none), so it also counts connections opened.
-///
-/// The port: reqwest keeps a resolved address's port when the URL has none (the gateway's
-/// URLs never have one), so `Host` stays the bare route host and SNI the host.
-pub struct GatewayResolver {
-    pub pin: Option<Pin>,
-    pub allow: Vec<IpNet>,
-    pub port: u16,
-    pub connects: IntCounter,
-}
-
 /// Whether the gateway may connect to `ip` of a tenant's route without a pin.
 pub fn allowed(ip: IpAddr, allow: &[IpNet]) -> bool {
     let ip = match ip {
@@ -192,115 +163,6 @@ pub fn allowed(ip: IpAddr, allow: &[IpNet]) -> bool {
             IpAddr::V6(v6) => v6.segments()[0] & 0xffc0 == 0xfe80,
         };
     !forbidden && (allow.is_empty() || allow.iter().any(|net| net.contains(&ip)))
-}
-
-impl Resolve for GatewayResolver {
-    fn resolve(&self, name: Name) -> Resolving {
-        self.connects.inc();
-        match &self.pin {
-            Some(Pin::Addr(addr)) => {
-                let addrs: Addrs = Box::new(std::iter::once(*addr));
-                Box::pin(std::future::ready(Ok(addrs)))
-            }
-            Some(Pin::Name(host, port)) => {
-                let target = (host.clone(), *port);
-                Box::pin(async move {
-                    let addrs: Vec<SocketAddr> = tokio::net::lookup_host(target).await?.collect();
-                    Ok(Box::new(addrs.into_iter()) as Addrs)
-                })
-            }
-            None => {
-                let target = (name.as_str().to_owned(), self.port);
-                let allow = self.allow.clone();
-                Box::pin(async move {
-                    let addrs: Vec<SocketAddr> = tokio::net::lookup_host(target)
-                        .await?
-                        .filter(|addr| allowed(addr.ip(), &allow))
-                        .collect();
-                    if addrs.is_empty() {
-                        return Err(Box::new(ForbiddenAddress) as _);
-                    }
-                    Ok(Box::new(addrs.into_iter()) as Addrs)
-                })
-            }
-        }
-    }
-}
-
-/// The TLS settings of the upstream client.
-#[derive(Clone, Debug, Default)]
-pub struct Tls {
-    /// PEM bundle replacing the system's roots.
-    pub ca_pem: Option<Vec<u8>>,
-    pub insecure_skip_verify: bool,
-}
-
-/// The upstream client's settings.
-pub struct ClientSettings {
-    pub resolver: GatewayResolver,
-    pub tls: Tls,
-    pub connect_timeout: Duration,
-    pub pool_max_idle_per_host: usize,
-    pub pool_idle_timeout: Duration,
-}
-
-/// The HTTPS client: HTTP/1.1, no redirects, no proxy from the environment, no
-/// decompression (reqwest is built without its gzip feature), a bounded idle pool per
-/// host.
-pub fn client(settings: ClientSettings) -> anyhow::Result<reqwest::Client> {
-    let mut builder = reqwest::Client::builder()
-        .no_proxy()
-        .redirect(reqwest::redirect::Policy::none())
-        .referer(false)
-        .http1_only()
-        .tcp_nodelay(true)
-        .connect_timeout(settings.connect_timeout)
-        .pool_max_idle_per_host(settings.pool_max_idle_per_host)
-        .pool_idle_timeout(settings.pool_idle_timeout)
-        .dns_resolver(Arc::new(settings.resolver));
-    if let Some(pem) = &settings.tls.ca_pem {
-        let certs = reqwest::Certificate::from_pem_bundle(pem)?;
-        anyhow::ensure!(!certs.is_empty(), "no certificate in the CA bundle");
-        builder = builder.tls_certs_only(certs);
-    }
-    if settings.tls.insecure_skip_verify {
-        builder = builder.tls_danger_accept_invalid_certs(true);
-    }
-    Ok(builder.build()?)
-}
-
-/// How a request failed upstream: the 502/504 reason (a refusal when the resolver
-/// refused every address).
-///
-/// A TLS failure is recognised by a `rustls::Error` in the chain or, where a layer boxes
-/// it out of reach of a downcast, by the words rustls uses (certificate, alert,
-/// handshake).
-pub fn failure_reason(error: &reqwest::Error) -> Result<&'static str, Refusal> {
-    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(error);
-    let mut tls = false;
-    while let Some(e) = source {
-        if e.is::<ForbiddenAddress>() {
-            return Err(Refusal::ForbiddenAddress);
-        }
-        let text = e.to_string();
-        tls |= e.is::<rustls::Error>()
-            || e.downcast_ref::<std::io::Error>()
-                .and_then(std::io::Error::get_ref)
-                .is_some_and(|inner| inner.is::<rustls::Error>())
-            || ["certificate", "alert", "handshake"]
-                .iter()
-                .any(|word| text.contains(word));
-        source = e.source();
-    }
-    Ok(if tls {
-        "tls"
-    } else if error.is_timeout() {
-        "timeout"
-    } else if error.is_connect() {
-        "connect"
-    } else {
-        "protocol"
-    })
 }
 
 #[cfg(test)]
