@@ -113,7 +113,8 @@ impl RouterEntry {
 
 /// Each mapping's router (`None`: not pinned), in the order of `mappings` (their names):
 /// its own entry, else the default (the entry without `MAPPING=`), else none. Refused: an
-/// entry naming no mapping, two defaults, two entries for one mapping.
+/// entry naming no mapping, two defaults, two entries for one mapping, a default no
+/// mapping uses (a mistake to point out rather than to ignore, as with the CIDRs).
 pub fn pins_per_mapping(
     entries: &[RouterEntry],
     mappings: &[&str],
@@ -142,6 +143,14 @@ pub fn pins_per_mapping(
             return Err(format!("two routers for the mapping {name:?}"));
         }
         own[i] = Some(&entry.pin);
+    }
+    if let Some(pin) = default
+        && own.iter().all(Option::is_some)
+    {
+        return Err(format!(
+            "the router without MAPPING= ({pin}) is used by no mapping: each has its own; \
+             remove it"
+        ));
     }
     Ok(own
         .into_iter()
@@ -313,6 +322,15 @@ mod tests {
             (
                 &["london=10.0.0.9:443", "london=10.0.0.8:443"],
                 "two routers for the mapping \"london\"",
+            ),
+            (
+                &[
+                    "10.0.0.7:443",
+                    "ireland=10.1.0.9:443",
+                    "london=10.2.0.9:443",
+                    "paris=10.3.0.9:443",
+                ],
+                "the router without MAPPING= (10.0.0.7:443) is used by no mapping",
             ),
         ] {
             let err = pins_per_mapping(&entries(bad), &mappings).unwrap_err();
