@@ -23,4 +23,5 @@ mod sd_sync;
 mod store_s3;
 mod tls;
 mod updater;
+mod updater_credentials;
 mod updater_lease;

@@ -760,8 +760,8 @@ async fn full_passes_list_the_bucket_only_when_the_record_changed_or_the_safety_
     let (listed_idle, _, lists_idle) = listing_counts(&http, &updater).await;
     assert_eq!(listed_idle, listed, "no full listing while nothing changed");
     assert_eq!(lists_idle, lists, "no LIST request while nothing changed");
-    // Every listing is one page of active/ and one of inactive/.
-    assert_eq!(lists, 2.0 * listed);
+    // Every listing is one page of active/, one of inactive/ and one of credentials/.
+    assert_eq!(lists, 3.0 * listed);
 
     // A bind writes a file and publishes: the next full pass lists.
     let (status, body) = f.bind(INSTANCE, "binding-late", API_APP, Value::Null).await;

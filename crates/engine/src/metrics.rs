@@ -20,11 +20,13 @@ pub struct ReconcileMetrics {
     /// the reconcile lease before a write, or at its end, and stopped writing).
     pub pass_failures: IntCounterVec,
     /// `gds_updater_actions_total{kind,outcome}`: kind `write`, `activate`,
-    /// `deactivate`, `remove`; outcome `applied`, `failed`, `superseded` (the broker
+    /// `deactivate`, `remove` (target files), `write_credentials`, `remove_credentials`
+    /// (scrape credentials documents); outcome `applied`, `failed`, `superseded` (the broker
     /// changed the app's bindings during the pass, so its action was dropped),
     /// `abandoned` (the pass lost the reconcile lease before it).
     pub actions: IntCounterVec,
-    /// `gds_updater_held_back_deletions`: destructive actions the last pass held back.
+    /// `gds_updater_held_back_deletions`: destructive actions (and the removals of
+    /// credentials documents held back with them) the last pass held back.
     pub held_back: IntGauge,
     /// `gds_updater_orphaned_bindings`: bindings whose app the Cloud Controller no
     /// longer knows.
@@ -109,7 +111,7 @@ impl ReconcileMetrics {
         .expect("valid metric");
         let held_back = IntGauge::new(
             "gds_updater_held_back_deletions",
-            "Deletions and deactivations the last pass held back (bounded-deletion valve).",
+            "Deletions and deactivations (and credentials document removals) the last pass held back (bounded-deletion valve).",
         )
         .expect("valid metric");
         let orphaned_bindings = IntGauge::new(

@@ -12,12 +12,23 @@
 //! - Deletions and deactivations beyond a share of all targets are held back
 //!   ([`Limits`]) unless the operator allows them; so is every deletion while the database
 //!   holds no binding at all (a new or wrong database must not empty the bucket).
+//!
+//! A full pass also reconciles the scrape credentials documents
+//! (`credentials/<app_guid>.json`, [`gds_store::scrape_credentials`]), which depend on the
+//! bindings alone: the document each bound app with a token binding should have is
+//! written when missing or different, and a document no app should have is removed. The
+//! broker's ordering holds within a pass: an app's document is written before its target
+//! file, and removed only after its target files (in the same app's actions, which apply
+//! in order and stop at the first failure). Removals of documents follow the target
+//! removals' rules: none from an incomplete read, and all held back whenever the valve
+//! holds target deletions back (so also while the database holds no binding). The fast
+//! path ([`Scope::Apps`]) leaves `credentials/` alone.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 
 use gds_cf::AppsSnapshot;
-use gds_store::{ETag, TargetState};
+use gds_store::{CredentialsDocument, ETag, TargetState};
 use gds_targets::{AppGuid, AppState, BindingParams, ModelConfig, build_target_file};
 
 /// What should be: the bound apps and the Cloud Controller's view of them.
@@ -28,6 +39,10 @@ pub struct Desired {
     pub bound: BTreeMap<AppGuid, BindingParams>,
     /// The Cloud Controller's answer for those apps; `None` when the read failed.
     pub cc: Option<AppsSnapshot>,
+    /// The scrape credentials document of each bound app that should have one (at least
+    /// one of its bindings uses a token: [`CredentialsDocument::for_bindings`]); a bound
+    /// app missing here should have none.
+    pub credentials: BTreeMap<AppGuid, CredentialsDocument>,
 }
 
 /// What is: the bucket listing of each state; `None` when that listing failed.
@@ -35,6 +50,8 @@ pub struct Desired {
 pub struct Actual {
     pub active: Option<BTreeMap<AppGuid, ETag>>,
     pub inactive: Option<BTreeMap<AppGuid, ETag>>,
+    /// The listing of `credentials/` (a full pass only; the fast path does not read it).
+    pub credentials: Option<BTreeMap<AppGuid, ETag>>,
 }
 
 impl Actual {
@@ -115,6 +132,9 @@ pub enum Reason {
     Unbound,
     /// A stale copy in the other state.
     Duplicate,
+    /// The app is bound, but none of its bindings uses a token: it has no credentials
+    /// document.
+    NoToken,
 }
 
 impl fmt::Display for Reason {
@@ -127,6 +147,7 @@ impl fmt::Display for Reason {
             Reason::AppDeleted => "app deleted",
             Reason::Unbound => "not bound",
             Reason::Duplicate => "stale copy",
+            Reason::NoToken => "no token binding",
         })
     }
 }
@@ -158,18 +179,31 @@ pub enum Action {
         state: TargetState,
         reason: Reason,
     },
+    /// Write (create or replace) the app's scrape credentials document; planned before
+    /// any write of the app's target file.
+    WriteCredentials {
+        app: AppGuid,
+        body: Vec<u8>,
+        reason: Reason,
+    },
+    /// Remove the app's scrape credentials document; planned after any removal of the
+    /// app's target files.
+    RemoveCredentials { app: AppGuid, reason: Reason },
 }
 
 impl Action {
     pub fn app(&self) -> &AppGuid {
         match self {
-            Action::Write { app, .. } | Action::Move { app, .. } | Action::Remove { app, .. } => {
-                app
-            }
+            Action::Write { app, .. }
+            | Action::Move { app, .. }
+            | Action::Remove { app, .. }
+            | Action::WriteCredentials { app, .. }
+            | Action::RemoveCredentials { app, .. } => app,
         }
     }
 
-    /// `write`, `activate`, `deactivate` or `remove`: the label of the actions metric.
+    /// `write`, `activate`, `deactivate`, `remove`, `write_credentials` or
+    /// `remove_credentials`: the `kind` label of the actions metric.
     pub fn kind(&self) -> &'static str {
         match self {
             Action::Write { .. } => "write",
@@ -179,7 +213,15 @@ impl Action {
             } => "activate",
             Action::Move { .. } => "deactivate",
             Action::Remove { .. } => "remove",
+            Action::WriteCredentials { .. } => "write_credentials",
+            Action::RemoveCredentials { .. } => "remove_credentials",
         }
+    }
+
+    /// Whether the action removes something from the bucket (what incomplete reads and
+    /// the valve hold back).
+    fn is_removal(&self) -> bool {
+        self.is_destructive() || matches!(self, Action::RemoveCredentials { .. })
     }
 
     /// Whether the action takes a target away from Prometheus (what the valve counts).
@@ -219,6 +261,12 @@ impl fmt::Display for Action {
             ),
             Action::Remove { app, state, reason } => {
                 write!(f, "remove     {state}/{app}.json  ({reason})")
+            }
+            Action::WriteCredentials { app, reason, .. } => {
+                write!(f, "write      credentials/{app}.json  ({reason})")
+            }
+            Action::RemoveCredentials { app, reason } => {
+                write!(f, "remove     credentials/{app}.json  ({reason})")
             }
         }
     }
@@ -278,18 +326,33 @@ pub fn plan(
     scope: &Scope,
     limits: Limits,
 ) -> Plan {
+    // Only a full pass looks at `credentials/`, so only its listing can be missing.
+    let with_credentials = scope == &Scope::All;
     let mut plan = Plan {
-        complete: desired.cc.is_some() && actual.complete(),
+        complete: desired.cc.is_some()
+            && actual.complete()
+            && (!with_credentials || actual.credentials.is_some()),
         ..Plan::default()
     };
+    let listed_credentials = actual.credentials.as_ref().filter(|_| with_credentials);
     let listed: BTreeSet<&AppGuid> = [&actual.active, &actual.inactive]
         .into_iter()
         .flatten()
+        .chain(listed_credentials)
         .flat_map(BTreeMap::keys)
         .collect();
 
     // Bound apps: write, move, or (if deleted) remove.
     for (app, params) in desired.bound.iter().filter(|(a, _)| scope.includes(a)) {
+        // First the app's credentials document, which needs the bindings only: it is in
+        // place before any target file of the app is written.
+        if with_credentials {
+            plan.actions.extend(credentials_action(
+                app,
+                desired.credentials.get(app),
+                listed_credentials,
+            ));
+        }
         let Some(cc) = &desired.cc else {
             plan.skipped
                 .push((app.clone(), "Cloud Controller read failed".into()));
@@ -381,6 +444,13 @@ pub fn plan(
                 });
             }
         }
+        // After the target files: a target never outlives its credentials.
+        if listed_credentials.is_some_and(|l| l.contains_key(app)) {
+            plan.actions.push(Action::RemoveCredentials {
+                app: app.clone(),
+                reason: Reason::Unbound,
+            });
+        }
     }
 
     // Never harm on bad reads: with an incomplete picture, nothing leaves the bucket. A
@@ -389,7 +459,7 @@ pub fn plan(
         plan.actions = std::mem::take(&mut plan.actions)
             .into_iter()
             .filter_map(|a| match a {
-                Action::Remove { .. } => None,
+                Action::Remove { .. } | Action::RemoveCredentials { .. } => None,
                 Action::Move {
                     app,
                     name,
@@ -412,19 +482,53 @@ pub fn plan(
 
     // An empty bindings table in front of a bucket with files is a new database (a
     // cut-over before `updater --import-bindings`) or a wrong `DATABASE_URL`, never a reason
-    // to empty the bucket: hold every deletion back, however few, unless allowed.
+    // to empty the bucket: hold every deletion back, however few, unless allowed. The
+    // valve counts what takes targets away from Prometheus; when it holds those back, it
+    // holds back the removals of credentials documents too (one may follow a held-back
+    // removal of its app's target file).
     let no_bindings = desired.bound.is_empty();
     let destructive = plan.actions.iter().filter(|a| a.is_destructive()).count();
     let too_many = no_bindings
         || (destructive > limits.max_count
             && destructive as f64 > limits.max_share * actual.total() as f64);
     if too_many && !limits.allow_mass_deletion {
-        let (held, kept): (Vec<_>, Vec<_>) =
-            plan.actions.drain(..).partition(Action::is_destructive);
+        let (held, kept): (Vec<_>, Vec<_>) = plan.actions.drain(..).partition(Action::is_removal);
         plan.held_back = held;
         plan.actions = kept;
     }
     plan
+}
+
+/// What brings the credentials document of the bound `app` in line with `wanted` (its
+/// bindings' document, `None` when none of them uses a token), given the listing of
+/// `credentials/` (`None` when it failed: then a wanted document is written
+/// unconditionally, as its need cannot be known, and nothing is removed).
+fn credentials_action(
+    app: &AppGuid,
+    wanted: Option<&CredentialsDocument>,
+    listed: Option<&BTreeMap<AppGuid, ETag>>,
+) -> Option<Action> {
+    let present = listed.map(|l| l.get(app));
+    match (wanted, present) {
+        (Some(doc), present) => {
+            let body = doc.to_bytes();
+            let reason = match present {
+                Some(Some(etag)) if *etag == ETag::of(&body) => return None,
+                Some(Some(_)) => Reason::Changed,
+                _ => Reason::Missing,
+            };
+            Some(Action::WriteCredentials {
+                app: app.clone(),
+                body,
+                reason,
+            })
+        }
+        (None, Some(Some(_))) => Some(Action::RemoveCredentials {
+            app: app.clone(),
+            reason: Reason::NoToken,
+        }),
+        (None, _) => None,
+    }
 }
 
 #[cfg(test)]

@@ -2,7 +2,8 @@
 //! sees in a dry run.
 
 use super::*;
-use gds_targets::{AppInfo, Route};
+use gds_store::BindingAuth;
+use gds_targets::{AppInfo, Route, ScrapeAuth};
 
 const SHOP: &str = "aaaaaaaa-0000-4000-8000-000000000001";
 const API: &str = "aaaaaaaa-0000-4000-8000-000000000002";
@@ -42,6 +43,7 @@ fn body(info: &AppInfo) -> Vec<u8> {
     build_target_file(info, &model(), &BindingParams::default()).to_bytes()
 }
 
+#[derive(Clone)]
 struct World {
     bound: Vec<&'static str>,
     apps: Vec<AppInfo>,
@@ -50,6 +52,10 @@ struct World {
     cc_down: bool,
     active: Option<Vec<(&'static str, ETag)>>,
     inactive: Option<Vec<(&'static str, ETag)>>,
+    /// Bound apps with a token binding: they should have a credentials document.
+    tokens: Vec<&'static str>,
+    /// The listing of `credentials/`.
+    documents: Option<Vec<(&'static str, ETag)>>,
 }
 
 impl Default for World {
@@ -62,6 +68,8 @@ impl Default for World {
             cc_down: false,
             active: Some(vec![]),
             inactive: Some(vec![]),
+            tokens: vec![],
+            documents: Some(vec![]),
         }
     }
 }
@@ -87,6 +95,7 @@ impl World {
                     .map(|(a, why)| (g(a), (*why).to_owned()))
                     .collect(),
             }),
+            credentials: self.tokens.iter().map(|a| (g(a), document(a))).collect(),
         };
         let listing = |l: &Option<Vec<(&str, ETag)>>| {
             l.as_ref()
@@ -95,6 +104,7 @@ impl World {
         let actual = Actual {
             active: listing(&self.active),
             inactive: listing(&self.inactive),
+            credentials: listing(&self.documents),
         };
         plan(&desired, &actual, &model(), scope, limits)
     }
@@ -102,6 +112,23 @@ impl World {
     fn plan(&self) -> Plan {
         self.plan_with(&Scope::All, Limits::default())
     }
+}
+
+/// The credentials document of `app` with one token binding.
+fn document(app: &str) -> CredentialsDocument {
+    CredentialsDocument::for_bindings(
+        &g(app),
+        vec![BindingAuth {
+            binding_id: format!("binding-of-{app}"),
+            auth: ScrapeAuth::Token,
+            created_at: "2026-12-07T12:00:00.123Z".into(),
+        }],
+    )
+    .expect("a token binding has a document")
+}
+
+fn doc_etag(app: &str) -> ETag {
+    ETag::of(&document(app).to_bytes())
 }
 
 fn stale() -> ETag {
@@ -427,10 +454,12 @@ fn new_binding_parameters_rewrite_an_otherwise_unchanged_file() {
             apps: [(g(SHOP), shop.clone())].into(),
             ..AppsSnapshot::default()
         }),
+        credentials: BTreeMap::new(),
     };
     let actual = Actual {
         active: Some([(g(SHOP), ETag::of(&body(&shop)))].into()),
         inactive: Some(BTreeMap::new()),
+        credentials: Some(BTreeMap::new()),
     };
     let plan = plan(&desired, &actual, &model(), &Scope::All, Limits::default());
     assert_plan(
@@ -456,4 +485,234 @@ fn held_back_deletions_still_let_the_writes_through() {
     assert_eq!(plan.actions.len(), 1);
     assert_eq!(plan.actions[0].kind(), "write");
     assert!(plan.complete);
+}
+
+// Scrape credentials documents (`credentials/<app_guid>.json`).
+
+#[test]
+fn a_missing_credentials_document_is_written_before_the_target_file() {
+    let shop = app(SHOP, "shop", AppState::Started, 1);
+    let w = World {
+        bound: vec![SHOP],
+        apps: vec![shop],
+        tokens: vec![SHOP],
+        ..World::default()
+    };
+    let plan = w.plan();
+    assert_plan(
+        &plan,
+        "plan: 2 action(s), 0 held back, 0 skipped, 0 orphaned\n  \
+         write      credentials/aaaaaaaa-0000-4000-8000-000000000001.json  (missing)\n  \
+         write      active/aaaaaaaa-0000-4000-8000-000000000001.json  (shop: missing)\n",
+    );
+    assert!(matches!(
+        &plan.actions[0],
+        Action::WriteCredentials { body, .. } if *body == document(SHOP).to_bytes()
+    ));
+    assert_eq!(plan.actions[0].kind(), "write_credentials");
+}
+
+#[test]
+fn a_stale_credentials_document_is_rewritten_and_a_current_one_left_alone() {
+    let w = World {
+        bound: vec![SHOP, API],
+        apps: vec![
+            app(SHOP, "shop", AppState::Started, 1),
+            app(API, "api", AppState::Started, 1),
+        ],
+        active: Some(vec![
+            (
+                SHOP,
+                ETag::of(&body(&app(SHOP, "shop", AppState::Started, 1))),
+            ),
+            (API, ETag::of(&body(&app(API, "api", AppState::Started, 1)))),
+        ]),
+        tokens: vec![SHOP, API],
+        documents: Some(vec![(SHOP, stale()), (API, doc_etag(API))]),
+        ..World::default()
+    };
+    assert_plan(
+        &w.plan(),
+        "plan: 1 action(s), 0 held back, 0 skipped, 0 orphaned\n  \
+         write      credentials/aaaaaaaa-0000-4000-8000-000000000001.json  (changed)\n",
+    );
+}
+
+#[test]
+fn an_orphan_credentials_document_is_removed_after_the_apps_target_files() {
+    let w = World {
+        bound: vec![SHOP],
+        apps: vec![app(SHOP, "shop", AppState::Started, 1)],
+        active: Some(vec![
+            (
+                SHOP,
+                ETag::of(&body(&app(SHOP, "shop", AppState::Started, 1))),
+            ),
+            (STRAY, stale()),
+        ]),
+        inactive: Some(vec![(STRAY, stale())]),
+        // STRAY: files and a document, no binding; GONE: only a document.
+        documents: Some(vec![(STRAY, doc_etag(STRAY)), (GONE, doc_etag(GONE))]),
+        ..World::default()
+    };
+    let plan = w.plan();
+    assert_plan(
+        &plan,
+        "plan: 4 action(s), 0 held back, 0 skipped, 0 orphaned\n  \
+         remove     credentials/aaaaaaaa-0000-4000-8000-000000000003.json  (not bound)\n  \
+         remove     active/aaaaaaaa-0000-4000-8000-000000000004.json  (not bound)\n  \
+         remove     inactive/aaaaaaaa-0000-4000-8000-000000000004.json  (not bound)\n  \
+         remove     credentials/aaaaaaaa-0000-4000-8000-000000000004.json  (not bound)\n",
+    );
+    assert_eq!(plan.actions[3].kind(), "remove_credentials");
+    assert!(plan.complete);
+}
+
+#[test]
+fn an_app_whose_bindings_use_no_token_has_no_credentials_document() {
+    let shop = app(SHOP, "shop", AppState::Started, 1);
+    // No document and none wanted: nothing to do.
+    let w = World {
+        bound: vec![SHOP],
+        active: Some(vec![(SHOP, ETag::of(&body(&shop)))]),
+        apps: vec![shop],
+        ..World::default()
+    };
+    assert_plan(
+        &w.plan(),
+        "plan: 0 action(s), 0 held back, 0 skipped, 0 orphaned\n",
+    );
+    // A document left by a token binding that is gone: removed, the target file stays.
+    let w = World {
+        documents: Some(vec![(SHOP, doc_etag(SHOP))]),
+        ..w
+    };
+    assert_plan(
+        &w.plan(),
+        "plan: 1 action(s), 0 held back, 0 skipped, 0 orphaned\n  \
+         remove     credentials/aaaaaaaa-0000-4000-8000-000000000001.json  (no token binding)\n",
+    );
+}
+
+#[test]
+fn a_failed_credentials_listing_writes_the_documents_but_removes_nothing() {
+    let w = World {
+        bound: vec![SHOP],
+        apps: vec![app(SHOP, "shop", AppState::Started, 1)],
+        active: Some(vec![
+            (
+                SHOP,
+                ETag::of(&body(&app(SHOP, "shop", AppState::Started, 1))),
+            ),
+            (STRAY, stale()),
+        ]),
+        tokens: vec![SHOP],
+        documents: None,
+        ..World::default()
+    };
+    let plan = w.plan();
+    assert_plan(
+        &plan,
+        "plan: 1 action(s), 0 held back, 0 skipped, 0 orphaned (incomplete reads: nothing deleted)\n  \
+         write      credentials/aaaaaaaa-0000-4000-8000-000000000001.json  (missing)\n",
+    );
+    assert!(!plan.complete);
+}
+
+#[test]
+fn a_failed_target_listing_or_cloud_controller_read_removes_no_credentials_document() {
+    let base = World {
+        bound: vec![SHOP],
+        apps: vec![app(SHOP, "shop", AppState::Started, 1)],
+        tokens: vec![SHOP],
+        documents: Some(vec![(SHOP, doc_etag(SHOP)), (STRAY, doc_etag(STRAY))]),
+        ..World::default()
+    };
+    for w in [
+        World {
+            active: None,
+            ..base.clone()
+        },
+        World {
+            cc_down: true,
+            ..base.clone()
+        },
+    ] {
+        let plan = w.plan();
+        assert!(
+            plan.actions
+                .iter()
+                .chain(&plan.held_back)
+                .all(|a| a.kind().starts_with("write")),
+            "{plan}"
+        );
+        assert!(!plan.complete);
+    }
+}
+
+#[test]
+fn an_empty_database_removes_no_credentials_document_unless_allowed() {
+    let w = World {
+        documents: Some(vec![(STRAY, doc_etag(STRAY))]),
+        ..World::default()
+    };
+    assert_plan(
+        &w.plan(),
+        "plan: 0 action(s), 1 held back, 0 skipped, 0 orphaned\n  \
+         held back: remove     credentials/aaaaaaaa-0000-4000-8000-000000000004.json  (not bound)\n",
+    );
+    let allowed = w.plan_with(
+        &Scope::All,
+        Limits {
+            allow_mass_deletion: true,
+            ..Limits::default()
+        },
+    );
+    assert_eq!(allowed.actions.len(), 1);
+}
+
+#[test]
+fn credentials_removals_are_held_back_with_the_target_removals_they_follow() {
+    let shop = app(SHOP, "shop", AppState::Started, 1);
+    let mut active = many_strays(12);
+    let strays: Vec<&'static str> = active.iter().map(|(a, _)| *a).collect();
+    active.push((SHOP, ETag::of(&body(&shop))));
+    let w = World {
+        bound: vec![SHOP],
+        apps: vec![shop],
+        active: Some(active),
+        documents: Some(strays.iter().map(|a| (*a, doc_etag(a))).collect()),
+        ..World::default()
+    };
+    let plan = w.plan();
+    assert!(plan.actions.is_empty(), "{plan}");
+    assert_eq!(plan.held_back.len(), 24);
+    assert_eq!(
+        plan.held_back
+            .iter()
+            .filter(|a| a.kind() == "remove_credentials")
+            .count(),
+        12
+    );
+}
+
+#[test]
+fn the_fast_path_leaves_credentials_documents_alone() {
+    let w = World {
+        bound: vec![SHOP],
+        apps: vec![app(SHOP, "shop", AppState::Started, 1)],
+        tokens: vec![SHOP],
+        documents: None,
+        ..World::default()
+    };
+    let plan = w.plan_with(
+        &Scope::Apps(BTreeSet::from([g(SHOP), g(STRAY)])),
+        Limits::default(),
+    );
+    assert_plan(
+        &plan,
+        "plan: 1 action(s), 0 held back, 0 skipped, 0 orphaned\n  \
+         write      active/aaaaaaaa-0000-4000-8000-000000000001.json  (shop: missing)\n",
+    );
+    assert!(plan.complete, "the fast path does not read credentials/");
 }

@@ -11,13 +11,15 @@ use gds_service::error_chain;
 use gds_store::{Bytes, ETag, StoreError, TargetState, TargetStore};
 use gds_targets::AppGuid;
 
+use super::read::credentials_document;
 use super::{ChangeTimes, Reconciler};
 use crate::lease::{LeaseLost, Tenure};
 use crate::metrics::ReconcileMetrics;
 
 impl Reconciler {
     /// Publishes the writers' record (DESIGN.md section 5) after a pass that planned a
-    /// change to `active/`, and after a full pass whose listing of `active/` the record
+    /// change to `active/` or `credentials/` (sd-sync re-reads both when the record
+    /// changes), and after a full pass whose listing of `active/` the record
     /// does not match (no record yet, a writer that could not publish, a file changed by
     /// hand): sd-sync applies a mass deletion only when the record agrees. A failure is
     /// logged and counted, not a failed pass: the files are right, and until the next
@@ -28,8 +30,8 @@ impl Reconciler {
         plan: &Plan,
         active_listing: Option<&BTreeMap<AppGuid, ETag>>,
     ) {
-        let changed_active = plan.actions.iter().any(touches_active);
-        if !changed_active {
+        let changed = plan.actions.iter().any(is_published);
+        if !changed {
             let Some(listing) = active_listing.filter(|_| scope == &Scope::All) else {
                 return;
             };
@@ -77,11 +79,13 @@ impl Reconciler {
     }
 }
 
-/// Whether `action` adds, changes or removes a file in `active/`.
-fn touches_active(action: &Action) -> bool {
+/// Whether `action` adds, changes or removes a file in `active/` or `credentials/`: what
+/// writers publish the record after.
+fn is_published(action: &Action) -> bool {
     match action {
         Action::Write { state, .. } | Action::Remove { state, .. } => *state == TargetState::Active,
         Action::Move { from, to, .. } => *from == TargetState::Active || *to == TargetState::Active,
+        Action::WriteCredentials { .. } | Action::RemoveCredentials { .. } => true,
     }
 }
 
@@ -133,7 +137,10 @@ enum AppResult {
 ///   parameters that now apply; overwriting it with the plan's would lose that, so the
 ///   app is skipped;
 /// - a binding where the plan saw none (a bind after a stray file was planned for
-///   removal): the file is the bind's; skipped as well.
+///   removal): the file is the bind's; skipped as well;
+/// - for an app with a credentials document action, bindings whose document is not the
+///   one planned (e.g. an unbind of an older binding, which leaves the newest alone):
+///   the broker rewrote or removed the document itself; skipped as well.
 ///
 /// A skipped app is counted as `superseded`, not failed: the next pass starts from the
 /// new bindings. Why the lock and not a conditional store write (`If-Match`): the
@@ -262,15 +269,22 @@ async fn apply_app(
         Ok(tx) => tx,
         Err(e) => return AppResult::Failed(error_chain(&e), Vec::new(), kinds()),
     };
-    let current = match tx.bindings().await {
-        Ok(bindings) => bindings.into_iter().next().map(|b| b.binding_id),
+    let bindings = match tx.bindings().await {
+        Ok(bindings) => bindings,
         Err(e) => return AppResult::Failed(error_chain(&e), Vec::new(), kinds()),
     };
-    if current.as_ref() != expected {
+    let current = bindings.first().map(|b| &b.binding_id);
+    if current != expected {
         tracing::info!(
             planned_binding = expected.map(String::as_str),
-            current_binding = current.as_deref(),
+            current_binding = current.map(String::as_str),
             "the app's bindings changed during the pass: leaving its files to the broker"
+        );
+        return AppResult::Superseded;
+    }
+    if !credentials_still_planned(app, actions, &bindings) {
+        tracing::info!(
+            "the app's bindings changed during the pass: leaving its credentials document to the broker"
         );
         return AppResult::Superseded;
     }
@@ -309,6 +323,32 @@ async fn apply_app(
         Ok(()) => AppResult::Applied(done),
         Err(e) => AppResult::Failed(error_chain(&e), done, Vec::new()),
     }
+}
+
+/// Whether the app's `bindings`, read under its lock, still call for the credentials
+/// document actions among `actions` (true when there are none).
+fn credentials_still_planned(
+    app: &AppGuid,
+    actions: &[&Action],
+    bindings: &[gds_db::Binding],
+) -> bool {
+    let mut planned = actions
+        .iter()
+        .filter(|a| {
+            matches!(
+                a,
+                Action::WriteCredentials { .. } | Action::RemoveCredentials { .. }
+            )
+        })
+        .peekable();
+    if planned.peek().is_none() {
+        return true;
+    }
+    let wanted = credentials_document(app, bindings).map(|doc| doc.to_bytes());
+    planned.all(|action| match action {
+        Action::WriteCredentials { body, .. } => wanted.as_ref() == Some(body),
+        _ => wanted.is_none(),
+    })
 }
 
 enum ActionError {
@@ -354,5 +394,12 @@ async fn apply_action(
             Ok(store.remove_app(*from, app).await?)
         }
         Action::Remove { app, state, .. } => Ok(store.remove_app(*state, app).await?),
+        Action::WriteCredentials { app, body, .. } => {
+            store
+                .write_credentials(app, Bytes::from(body.clone()))
+                .await?;
+            Ok(())
+        }
+        Action::RemoveCredentials { app, .. } => Ok(store.remove_credentials(app).await?),
     }
 }

@@ -2,8 +2,10 @@
 //!
 //! - **Read**, all at once: the bindings (desired: which apps, with whose parameters)
 //!   followed by the Cloud Controller's view of exactly those apps (batched), and the
-//!   bucket listing of each state. A failed read becomes a `None` the planner knows how to treat: nothing is deleted
-//!   or moved on its account, and the pass reports failure.
+//!   bucket listing of each state (and, in a full pass, of `credentials/`: the scrape
+//!   credentials documents, which follow from the bindings alone). A failed read becomes
+//!   a `None` the planner knows how to treat: nothing is deleted or moved on its account,
+//!   and the pass reports failure.
 //! - **Plan**: [`gds_reconcile::plan`], pure.
 //! - **Apply**: each app's actions in order, under that app's database lock, with
 //!   bounded concurrency across apps; one failing app is logged and counted and the rest

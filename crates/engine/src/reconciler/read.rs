@@ -1,13 +1,19 @@
 //! The read half of a pass: desired state (the bindings, then the Cloud Controller about
 //! exactly those apps) and actual state (the store's listings), all at once.
+//!
+//! The bindings also give each app's scrape credentials document; a full pass lists
+//! `credentials/` beside `active/` and `inactive/` (the fast path does not).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::PoisonError;
 use std::time::{Duration, Instant};
 
 use gds_reconcile::{Actual, Desired, Scope};
-use gds_store::{ETag, ListHint, RecordChange, StoreError, TargetState};
-use gds_targets::{AppGuid, BindingParams};
+use gds_store::scrape_credentials::rfc3339_millis;
+use gds_store::{
+    BindingAuth, CredentialsDocument, ETag, ListHint, RecordChange, StoreError, TargetState,
+};
+use gds_targets::{AppGuid, BindingParams, ScrapeAuth};
 
 use super::{PassError, PassTimings, Reconciler};
 
@@ -23,19 +29,27 @@ const SCOPED_READ_LIMIT: usize = 50;
 /// bypassed the record (and the broker's inactive-only writes, which it does not
 /// publish; a stale view of them costs an idempotent rewrite or removal, never a wrong
 /// deletion: deletions follow from the bindings and the Cloud Controller, read afresh).
+/// The same holds for `credentials/`: every writer publishes after changing it too.
 pub(super) struct ListingCache {
     record: ETag,
     listed_at: Instant,
-    active: BTreeMap<AppGuid, ETag>,
-    inactive: BTreeMap<AppGuid, ETag>,
+    listings: Listings<BTreeMap<AppGuid, ETag>>,
 }
 
 /// What the writers' record says about the cached listing.
 enum RecordCheck {
     /// Unchanged, and the listing is recent enough: reuse it.
-    Reuse(BTreeMap<AppGuid, ETag>, BTreeMap<AppGuid, ETag>),
+    Reuse(Listings<BTreeMap<AppGuid, ETag>>),
     /// List; remember the listing with this record version (none: do not remember).
     List(Option<ETag>),
+}
+
+/// One listing of each directory a pass reads; `credentials` only in a full pass.
+#[derive(Clone)]
+struct Listings<T> {
+    active: T,
+    inactive: T,
+    credentials: Option<T>,
 }
 
 type Listed = (Result<BTreeMap<AppGuid, ETag>, StoreError>, Duration);
@@ -64,7 +78,11 @@ impl Reconciler {
         let desired = async {
             let bindings = self.db.all_bindings().await?;
             let bindings_read = started.elapsed();
-            let (bound, newest) = newest_bindings(bindings);
+            let Bound {
+                bound,
+                newest,
+                credentials,
+            } = bound_apps(bindings);
             let wanted: BTreeSet<AppGuid> = match scope {
                 Scope::All => bound.keys().cloned().collect(),
                 Scope::Apps(apps) => apps
@@ -74,19 +92,17 @@ impl Reconciler {
                     .collect(),
             };
             let (cc, cc_read) = timed(started, self.cf.apps_info(&wanted)).await;
-            Ok::<_, PassError>((bound, newest, cc, bindings_read, cc_read))
+            Ok::<_, PassError>((bound, newest, credentials, cc, bindings_read, cc_read))
         };
         // A database failure ends the pass at once (the listings are dropped).
         let listings = async { Ok::<_, PassError>(self.listings(scope, started).await) };
-        let (
-            (bound, newest, cc, bindings_read, cc_read),
-            ((active, active_t), (inactive, inactive_t)),
-        ) = tokio::try_join!(desired, listings)?;
+        let ((bound, newest, credentials, cc, bindings_read, cc_read), listed) =
+            tokio::try_join!(desired, listings)?;
         let timings = PassTimings {
             bindings_read,
             cloud_controller_read: cc_read,
-            active_listed: active_t,
-            inactive_listed: inactive_t,
+            active_listed: listed.active.1,
+            inactive_listed: listed.inactive.1,
             reads_done: started.elapsed(),
             ..PassTimings::default()
         };
@@ -101,71 +117,108 @@ impl Reconciler {
                 failures.push(format!("Cloud Controller: {e}"));
             })
             .ok();
-        let mut listed =
-            |state: TargetState, result: Result<BTreeMap<AppGuid, ETag>, StoreError>| {
-                result
+        let mut ok = |dir: &str, result: Result<BTreeMap<AppGuid, ETag>, StoreError>| {
+            result
                 .map_err(|e| {
                     self.metrics
                         .pass_failures
                         .with_label_values(&["store_listing"])
                         .inc();
-                    tracing::warn!(%state, error = %e, "store listing failed: nothing is deleted or moved this pass");
-                    failures.push(format!("listing {state}/: {e}"));
+                    tracing::warn!(dir, error = %e, "store listing failed: nothing is deleted or moved this pass");
+                    failures.push(format!("listing {dir}/: {e}"));
                 })
                 .ok()
-            };
-        let active = listed(TargetState::Active, active);
-        let inactive = listed(TargetState::Inactive, inactive);
+        };
+        let active = ok(TargetState::Active.dir_name(), listed.active.0);
+        let inactive = ok(TargetState::Inactive.dir_name(), listed.inactive.0);
+        let listed_credentials = listed
+            .credentials
+            .and_then(|(result, _)| ok("credentials", result));
         Ok(Read {
-            desired: Desired { bound, cc },
-            actual: Actual { active, inactive },
+            desired: Desired {
+                bound,
+                cc,
+                credentials,
+            },
+            actual: Actual {
+                active,
+                inactive,
+                credentials: listed_credentials,
+            },
             newest,
             failures,
             timings,
         })
     }
 
-    /// Both states' listings: for a full pass, the previous one's when the writers' record
-    /// is unchanged since it ([`ListingCache`]), otherwise listed.
-    async fn listings(&self, scope: &Scope, started: Instant) -> (Listed, Listed) {
+    /// Both states' listings, and for a full pass that of `credentials/`: the previous
+    /// full pass' when the writers' record is unchanged since it ([`ListingCache`]),
+    /// otherwise listed.
+    async fn listings(&self, scope: &Scope, started: Instant) -> Listings<Listed> {
         let check = match scope {
             Scope::All => self.check_record().await,
             Scope::Apps(_) => RecordCheck::List(None),
         };
         let record = match check {
-            RecordCheck::Reuse(active, inactive) => {
+            RecordCheck::Reuse(cached) => {
                 self.metrics
                     .full_listings
                     .with_label_values(&["reused"])
                     .inc();
                 tracing::debug!("the writers' record is unchanged: reusing the last listing");
                 let at = started.elapsed();
-                return ((Ok(active), at), (Ok(inactive), at));
+                return Listings {
+                    active: (Ok(cached.active), at),
+                    inactive: (Ok(cached.inactive), at),
+                    credentials: cached.credentials.map(|c| (Ok(c), at)),
+                };
             }
             RecordCheck::List(record) => record,
         };
         let listed_at = Instant::now();
-        let (active, inactive) = tokio::join!(
+        let full = scope == &Scope::All;
+        let (active, inactive, credentials) = tokio::join!(
             timed(started, self.listing(TargetState::Active, scope)),
             timed(started, self.listing(TargetState::Inactive, scope)),
+            async {
+                if full {
+                    Some(timed(started, self.credentials_listing()).await)
+                } else {
+                    None
+                }
+            },
         );
-        if scope == &Scope::All {
+        if full {
             self.metrics
                 .full_listings
                 .with_label_values(&["listed"])
                 .inc();
-            let cache = match (record, &active.0, &inactive.0) {
-                (Some(record), Ok(a), Ok(i)) => Some(ListingCache {
+            let cache = match (record, &active.0, &inactive.0, &credentials) {
+                (Some(record), Ok(a), Ok(i), Some((Ok(c), _))) => Some(ListingCache {
                     record,
                     listed_at,
-                    active: a.clone(),
-                    inactive: i.clone(),
+                    listings: Listings {
+                        active: a.clone(),
+                        inactive: i.clone(),
+                        credentials: Some(c.clone()),
+                    },
                 }),
                 _ => None,
             };
             *self.cache() = cache;
         }
-        (active, inactive)
+        Listings {
+            active,
+            inactive,
+            credentials,
+        }
+    }
+
+    /// The listing of `credentials/` (ceil(N/1000) requests).
+    async fn credentials_listing(&self) -> Result<BTreeMap<AppGuid, ETag>, StoreError> {
+        let listed = self.store.list_credentials().await?;
+        tracing::debug!(documents = listed.len(), "listed credentials/");
+        Ok(listed.into_iter().map(|c| (c.app_guid, c.etag)).collect())
     }
 
     /// Asks the writers' record (one conditional read) whether the cached listing is
@@ -177,7 +230,7 @@ impl Reconciler {
                 let cache = self.cache();
                 match cache.as_ref() {
                     Some(c) if c.listed_at.elapsed() < self.settings.safety_listing => {
-                        RecordCheck::Reuse(c.active.clone(), c.inactive.clone())
+                        RecordCheck::Reuse(c.listings.clone())
                     }
                     Some(c) => RecordCheck::List(Some(c.record.clone())),
                     None => RecordCheck::List(None),
@@ -261,13 +314,28 @@ impl Reconciler {
     }
 }
 
-/// Each bound app's parameters and newest binding, from `bindings` ordered by app and
-/// newest first (the first one seen decides, DESIGN.md 3a).
-fn newest_bindings(
-    bindings: Vec<gds_db::Binding>,
-) -> (BTreeMap<AppGuid, BindingParams>, BTreeMap<AppGuid, String>) {
+/// What the bindings say about the bound apps.
+struct Bound {
+    /// Each bound app's parameters: its newest binding's (DESIGN.md 3a).
+    bound: BTreeMap<AppGuid, BindingParams>,
+    /// Each bound app's newest binding.
+    newest: BTreeMap<AppGuid, String>,
+    /// The credentials document of each bound app that should have one.
+    credentials: BTreeMap<AppGuid, CredentialsDocument>,
+}
+
+/// [`Bound`], from `bindings` ordered by app and newest first (as
+/// [`gds_db::Db::all_bindings`] gives them).
+fn bound_apps(bindings: Vec<gds_db::Binding>) -> Bound {
     let mut bound = BTreeMap::new();
     let mut newest = BTreeMap::new();
+    let mut credentials = BTreeMap::new();
+    for group in bindings.chunk_by(|a, b| a.app_guid == b.app_guid) {
+        let app = &group[0].app_guid;
+        if let Some(doc) = credentials_document(app, group) {
+            credentials.insert(app.clone(), doc);
+        }
+    }
     for binding in bindings {
         if newest.contains_key(&binding.app_guid) {
             continue;
@@ -284,7 +352,38 @@ fn newest_bindings(
         newest.insert(binding.app_guid.clone(), binding.binding_id.clone());
         bound.insert(binding.app_guid, params);
     }
-    (bound, newest)
+    Bound {
+        bound,
+        newest,
+        credentials,
+    }
+}
+
+/// The credentials document of `app` for its `bindings` (newest first, as the database
+/// gives them), `None` when none of them uses a token: the broker's rule, so that a pass
+/// writes exactly the bytes a bind or unbind would have.
+pub(super) fn credentials_document(
+    app: &AppGuid,
+    bindings: &[gds_db::Binding],
+) -> Option<CredentialsDocument> {
+    let oldest_first = bindings
+        .iter()
+        .rev()
+        .map(|b| BindingAuth {
+            binding_id: b.binding_id.clone(),
+            auth: auth_of(b),
+            created_at: rfc3339_millis(b.created_at),
+        })
+        .collect();
+    CredentialsDocument::for_bindings(app, oldest_first)
+}
+
+/// The scrape authorization a binding asked for (its parameters were validated on bind;
+/// a hand-edited row that no longer validates gets the default, as in the broker).
+fn auth_of(binding: &gds_db::Binding) -> ScrapeAuth {
+    BindingParams::from_json(Some(&binding.parameters_json()))
+        .map(|p| p.auth)
+        .unwrap_or_default()
 }
 
 /// `read`'s output, and the time since `started` at which it was done.

@@ -35,9 +35,13 @@ async fn world() -> World {
 
 impl World {
     async fn bind(&self, n: u32, binding: &str) {
+        self.bind_with(n, binding, "{}").await;
+    }
+
+    async fn bind_with(&self, n: u32, binding: &str, parameters: &str) {
         let mut tx = self.db.lock_app(&app(n)).await.unwrap();
         let outcome = tx
-            .insert_binding(&new_binding(binding, "si-1", "{}"))
+            .insert_binding(&new_binding(binding, "si-1", parameters))
             .await
             .unwrap();
         assert!(matches!(outcome, Insert::Created(_)), "{outcome:?}");
@@ -448,4 +452,143 @@ async fn each_applied_action_is_one_change_latency_observation_and_no_other_acti
     assert_eq!(outcome.applied, [("write", 1)].into_iter().collect());
     assert_eq!(w.change_latency("full_pass").0, 1);
     assert_eq!(w.change_latency("audit_event").0, 2);
+}
+
+/// The credentials document app `n`'s bindings call for now (its bytes).
+async fn document_of(w: &World, n: u32) -> Option<Vec<u8>> {
+    let bindings: Vec<_> =
+        w.db.all_bindings()
+            .await
+            .unwrap()
+            .into_iter()
+            .filter(|b| b.app_guid == app(n))
+            .collect();
+    read::credentials_document(&app(n), &bindings).map(|d| d.to_bytes())
+}
+
+fn credentials_key(n: u32) -> String {
+    format!("credentials/{}.json", app(n))
+}
+
+#[tokio::test]
+async fn the_credentials_document_is_written_first_and_a_failure_stops_the_target_write() {
+    let w = world().await;
+    w.bind_with(1, "b-1", r#"{"auth":"token"}"#).await;
+    let doc = document_of(&w, 1)
+        .await
+        .expect("a token binding has a document");
+    let plan = plan_of(vec![
+        Action::WriteCredentials {
+            app: app(1),
+            body: doc.clone(),
+            reason: Reason::Missing,
+        },
+        write(1, "[one]"),
+    ]);
+    // The document's write fails: the target file is not written without it.
+    w.store.fail_next(1);
+    let outcome = w.apply(&plan, &[(1, "b-1")], 4).await;
+    assert_eq!(outcome.failed.len(), 1, "{outcome:?}");
+    assert!(
+        outcome.failed[0].1.starts_with("write_credentials: "),
+        "{outcome:?}"
+    );
+    assert!(w.store.raw_keys().is_empty(), "{:?}", w.store.raw_keys());
+
+    let outcome = w.apply(&plan, &[(1, "b-1")], 4).await;
+    assert_eq!(
+        outcome.applied,
+        [("write", 1), ("write_credentials", 1)]
+            .into_iter()
+            .collect()
+    );
+    assert_eq!(
+        w.store.read_raw(&credentials_key(1)).as_deref(),
+        Some(&doc[..])
+    );
+    assert_eq!(
+        w.metrics
+            .actions
+            .with_label_values(&["write_credentials", "applied"])
+            .get(),
+        1
+    );
+    assert_eq!(
+        w.metrics
+            .actions
+            .with_label_values(&["write_credentials", "failed"])
+            .get(),
+        1
+    );
+}
+
+#[tokio::test]
+async fn the_credentials_document_is_removed_only_once_the_target_files_are_gone() {
+    let w = world().await;
+    w.store
+        .write_app(TargetState::Active, &app(1), Bytes::from_static(b"[stray]"))
+        .await
+        .unwrap();
+    w.store
+        .write_credentials(&app(1), Bytes::from_static(b"{}"))
+        .await
+        .unwrap();
+    let plan = plan_of(vec![
+        Action::Remove {
+            app: app(1),
+            state: TargetState::Active,
+            reason: Reason::Unbound,
+        },
+        Action::RemoveCredentials {
+            app: app(1),
+            reason: Reason::Unbound,
+        },
+    ]);
+    w.store.fail_next(1);
+    let outcome = w.apply(&plan, &[], 4).await;
+    assert_eq!(outcome.failed.len(), 1, "{outcome:?}");
+    assert_eq!(w.store.raw_keys().len(), 2, "{:?}", w.store.raw_keys());
+
+    let outcome = w.apply(&plan, &[], 4).await;
+    assert_eq!(
+        outcome.applied,
+        [("remove", 1), ("remove_credentials", 1)]
+            .into_iter()
+            .collect()
+    );
+    assert!(w.store.raw_keys().is_empty(), "{:?}", w.store.raw_keys());
+}
+
+#[tokio::test]
+async fn a_credentials_document_planned_before_an_older_binding_is_unbound_is_left_to_the_broker() {
+    let w = world().await;
+    w.bind_with(1, "b-1", r#"{"auth":"token"}"#).await;
+    w.bind_with(1, "b-2", r#"{"auth":"token"}"#).await;
+    let planned = document_of(&w, 1).await.unwrap();
+    let plan = plan_of(vec![Action::WriteCredentials {
+        app: app(1),
+        body: planned,
+        reason: Reason::Missing,
+    }]);
+    // The broker unbinds the older binding (the newest stays b-2) and rewrites the
+    // document itself: the planned one, which still lists b-1, must not replace it.
+    w.unbind(1, "b-1").await;
+    let current = document_of(&w, 1).await.unwrap();
+    w.store
+        .write_credentials(&app(1), Bytes::from(current.clone()))
+        .await
+        .unwrap();
+    let outcome = w.apply(&plan, &[(1, "b-2")], 4).await;
+    assert_eq!(outcome.superseded, [app(1)], "{outcome:?}");
+    assert_eq!(
+        w.store.read_raw(&credentials_key(1)).as_deref(),
+        Some(&current[..])
+    );
+    assert_eq!(
+        w.metrics
+            .actions
+            .with_label_values(&["write_credentials", "superseded"])
+            .get(),
+        1
+    );
 }
