@@ -24,13 +24,15 @@ use crate::sd_sync::{Bucket, eventually};
 use crate::tls::TestPki;
 
 /// A TLS router: counts connections, records `(connection number, SNI, Host)` per
-/// request, answers 421 to a `Host` other than the SNI when strict, after `delay_ms`.
+/// request, answers 421 to a `Host` other than the SNI when strict, after `delay_ms`;
+/// its TLS handshakes take `handshake_delay_ms` more.
 struct Router {
     addr: SocketAddr,
     connections: Arc<AtomicUsize>,
     requests: Arc<Mutex<Vec<(usize, String, String)>>>,
     strict: Arc<AtomicBool>,
     delay_ms: Arc<AtomicU64>,
+    handshake_delay_ms: Arc<AtomicU64>,
     /// Per connection: the task serving it (aborted to close it).
     serving: Arc<Mutex<Vec<JoinHandle<()>>>>,
     acceptor: JoinHandle<()>,
@@ -45,13 +47,15 @@ impl Router {
         let requests: Arc<Mutex<Vec<(usize, String, String)>>> = Arc::default();
         let strict = Arc::new(AtomicBool::new(false));
         let delay_ms = Arc::new(AtomicU64::new(0));
+        let handshake_delay_ms = Arc::new(AtomicU64::new(0));
         let serving: Arc<Mutex<Vec<JoinHandle<()>>>> = Arc::default();
         let acceptor = tokio::spawn({
-            let (connections, requests, strict, delay_ms, serving) = (
+            let (connections, requests, strict, delay_ms, handshake_delay_ms, serving) = (
                 connections.clone(),
                 requests.clone(),
                 strict.clone(),
                 delay_ms.clone(),
+                handshake_delay_ms.clone(),
                 serving.clone(),
             );
             async move {
@@ -66,7 +70,10 @@ impl Router {
                         strict.clone(),
                         delay_ms.clone(),
                     );
+                    let handshake_delay =
+                        Duration::from_millis(handshake_delay_ms.load(Ordering::SeqCst));
                     let task = tokio::spawn(async move {
+                        tokio::time::sleep(handshake_delay).await;
                         let Ok(stream) = tls.accept(tcp).await else {
                             return;
                         };
@@ -112,6 +119,7 @@ impl Router {
             requests,
             strict,
             delay_ms,
+            handshake_delay_ms,
             serving,
             acceptor,
         }
@@ -311,4 +319,23 @@ async fn the_pool_keeps_at_most_its_idle_limit_and_closes_idle_connections_after
         async || idle().await == 0.0,
     )
     .await;
+}
+
+#[tokio::test]
+async fn a_burst_of_scrapes_waits_for_a_few_connections_instead_of_opening_one_each() {
+    let pki = TestPki::platform();
+    let router = Router::start(&pki).await;
+    let (_bucket, gateway) = gateway_for(10, &router, &pki, &[]).await;
+
+    // Ten scrapes at once, each needing a connection whose handshake takes 300 ms: a
+    // connection per scrape would be ten. Four are opened at once; the other scrapes
+    // wait for one of them to come back (or for their turn to open one).
+    router.handshake_delay_ms.store(300, Ordering::SeqCst);
+    let statuses = futures::future::join_all((1..=10).map(|n| scrape(&gateway, n))).await;
+    assert_eq!(statuses, vec![200; 10]);
+    let opened = router.connections();
+    assert!(
+        (4..=8).contains(&opened),
+        "{opened} connections for 10 scrapes"
+    );
 }

@@ -33,6 +33,7 @@ use rustls::crypto::WebPkiSupportedAlgorithms;
 use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
 use rustls::{DigitallySignedStruct, SignatureScheme};
 use tokio::net::TcpStream;
+use tokio::sync::{Notify, Semaphore};
 use tokio::time::Instant;
 use tokio_rustls::TlsConnector;
 
@@ -49,6 +50,23 @@ const MAX_CERTIFICATES: usize = 16;
 /// Route hosts remembered per router with the certificate that covers them; past this,
 /// the memory is cleared (and relearned, one certificate check per host).
 const MAX_HOSTS: usize = 100_000;
+
+/// The most a connection's read buffer grows to. hyper's default (about 400 KiB) is
+/// reached by any body of a few hundred KiB, and then kept by the idle connection: 64 of
+/// them would hold 25 MiB. Two TLS records per read are plenty on a LAN.
+const READ_BUFFER_BYTES: usize = 32 * 1024;
+
+/// Connections being opened at once to a router whose connections carry every host's
+/// scrapes. A scrape that finds no idle connection beyond these waits for one to come
+/// back or for its turn to open one: at a cold start under load (Prometheus' scrapes
+/// arriving at thousands a second), opening one connection per scrape would hold
+/// hundreds of handshakes, their memory, and then hundreds of idle connections, where a
+/// few connections soon carry every scrape.
+const MAX_OPENING_SHARED: usize = 4;
+/// The same where each host needs connections of its own (no router, or a router that
+/// answered 421): another host's connection coming back is no use to a scrape, so only
+/// the handshakes in flight are bounded.
+const MAX_OPENING_PER_HOST: usize = 64;
 
 /// How a scrape failed upstream, before its response's head.
 #[derive(Debug)]
@@ -100,6 +118,11 @@ struct Upstream {
     /// (cleared by a 421).
     coalesce: AtomicBool,
     covering: Mutex<Covering>,
+    /// Connections being opened (TCP and TLS handshake) at once:
+    /// [`MAX_OPENING_SHARED`], or [`MAX_OPENING_PER_HOST`].
+    opening: Semaphore,
+    /// Woken when a connection is put back in the pool.
+    released: Notify,
 }
 
 /// The certificates an upstream presented, and which host each covers.
@@ -215,9 +238,15 @@ impl Pool {
                 .upstreams
                 .into_iter()
                 .map(|pin| Upstream {
+                    opening: Semaphore::new(if pin.is_some() {
+                        MAX_OPENING_SHARED
+                    } else {
+                        MAX_OPENING_PER_HOST
+                    }),
                     pin,
                     coalesce: AtomicBool::new(true),
                     covering: Mutex::default(),
+                    released: Notify::new(),
                 })
                 .collect(),
             allow: settings.allow,
@@ -248,18 +277,20 @@ impl Pool {
         host: &str,
         request: impl Fn() -> UpstreamRequest,
     ) -> Result<(Response<Incoming>, Lease), Failure> {
-        if let Some(mut connection) = self.checkout(upstream, host).await {
+        let mut again = false;
+        loop {
+            let (mut connection, reused) = self.connection(upstream, host, again).await?;
             match connection.sender.send_request(request()).await {
                 Ok(response)
                     if response.status() == StatusCode::MISDIRECTED_REQUEST
                         && *connection.host != *host =>
                 {
-                    if self.upstreams[upstream]
-                        .coalesce
-                        .swap(false, Ordering::Relaxed)
-                    {
+                    let up = &self.upstreams[upstream];
+                    if up.coalesce.swap(false, Ordering::Relaxed) {
+                        up.opening
+                            .add_permits(MAX_OPENING_PER_HOST - MAX_OPENING_SHARED);
                         tracing::warn!(
-                            router = self.upstreams[upstream].pin.as_ref().map(|p| p.to_string()),
+                            router = up.pin.as_ref().map(|p| p.to_string()),
                             "gateway: the router answered 421 to a scrape on a connection opened \
                              for another host its certificate covers; its connections now carry \
                              their own host's scrapes only"
@@ -275,31 +306,56 @@ impl Pool {
                         },
                     ));
                 }
-                Err(e) => {
+                Err(e) if reused && !again => {
                     tracing::debug!(error = %e, "gateway: a pooled connection failed; sending again on a new one");
+                }
+                Err(e) => return Err(Failure::Protocol(gds_service::error_chain(&e))),
+            }
+            again = true;
+        }
+    }
+
+    /// A connection for a scrape of `host` through `upstream` (and whether it was idle
+    /// in the pool): an idle one that may carry it; else, within the limit of
+    /// connections being opened at once, a new one (a `fresh` one in any case), unless a
+    /// connection that may carry it comes back to the pool first. So a burst of scrapes,
+    /// at a cold start, waits for a few connections rather than opening one each.
+    async fn connection(
+        &self,
+        upstream: usize,
+        host: &str,
+        fresh: bool,
+    ) -> Result<(Connection, bool), Failure> {
+        let up = &self.upstreams[upstream];
+        loop {
+            // Registered before looking, so that a connection put back meanwhile wakes us.
+            let released = up.released.notified();
+            tokio::pin!(released);
+            released.as_mut().enable();
+            if !fresh && let Some(connection) = self.checkout(upstream, host).await {
+                return Ok((connection, true));
+            }
+            tokio::select! {
+                biased;
+                () = &mut released, if !fresh => continue,
+                permit = up.opening.acquire() => {
+                    let _opening = permit.expect("the semaphore is never closed");
+                    if !fresh && let Some(connection) = self.checkout(upstream, host).await {
+                        return Ok((connection, true));
+                    }
+                    let connection =
+                        tokio::time::timeout(self.connect_timeout, self.open(upstream, host))
+                            .await
+                            .map_err(|_| {
+                                Failure::Timeout(format!(
+                                    "no connection within the connect timeout of {}s",
+                                    self.connect_timeout.as_secs_f64()
+                                ))
+                            })??;
+                    return Ok((connection, false));
                 }
             }
         }
-        let mut connection = tokio::time::timeout(self.connect_timeout, self.open(upstream, host))
-            .await
-            .map_err(|_| {
-                Failure::Timeout(format!(
-                    "no connection within the connect timeout of {}s",
-                    self.connect_timeout.as_secs_f64()
-                ))
-            })??;
-        let response = connection
-            .sender
-            .send_request(request())
-            .await
-            .map_err(|e| Failure::Protocol(gds_service::error_chain(&e)))?;
-        Ok((
-            response,
-            Lease {
-                pool: self.clone(),
-                connection: Some(connection),
-            },
-        ))
     }
 
     /// The certificate of `upstream` known to cover `host`, when its connections may carry
@@ -363,15 +419,19 @@ impl Pool {
         if self.max_idle == 0 || connection.sender.is_closed() {
             return;
         }
-        let mut idle = self.idle();
-        idle.push_back(Idle {
-            connection,
-            since: Instant::now(),
-        });
-        while idle.len() > self.max_idle {
-            idle.pop_front();
+        let upstream = connection.upstream;
+        {
+            let mut idle = self.idle();
+            idle.push_back(Idle {
+                connection,
+                since: Instant::now(),
+            });
+            while idle.len() > self.max_idle {
+                idle.pop_front();
+            }
+            self.idle_gauge.set(idle.len() as i64);
         }
-        self.idle_gauge.set(idle.len() as i64);
+        self.upstreams[upstream].released.notify_waiters();
     }
 
     /// A new connection for a scrape of `host` through `upstream`.
@@ -425,6 +485,7 @@ impl Pool {
             .and_then(|chain| chain.first())
             .map(|der| der.clone().into_owned());
         let (sender, connection) = http1::Builder::new()
+            .max_buf_size(READ_BUFFER_BYTES)
             .handshake(TokioIo::new(tls))
             .await
             .map_err(|e| Failure::Protocol(gds_service::error_chain(&e)))?;
