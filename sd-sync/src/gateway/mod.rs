@@ -376,7 +376,13 @@ async fn handle(shared: &Shared, req: Request<Incoming>) -> Response<Body> {
         *request.headers_mut() = headers.clone();
         request
     };
-    let sent = tokio::time::timeout_at(deadline, shared.pool.send(upstream, &host, request)).await;
+    // Boxed: hyper keeps room for a connection's request future while the connection is
+    // idle, and the connecting part is most of its size (the TLS handshake's state).
+    let sent = tokio::time::timeout_at(
+        deadline,
+        Box::pin(shared.pool.send(upstream, &host, request)),
+    )
+    .await;
     let (upstream, lease) = match sent {
         Err(_) => {
             return fail(

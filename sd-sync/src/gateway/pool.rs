@@ -121,7 +121,8 @@ struct Upstream {
     /// Connections being opened (TCP and TLS handshake) at once:
     /// [`MAX_OPENING_SHARED`], or [`MAX_OPENING_PER_HOST`].
     opening: Semaphore,
-    /// Woken when a connection is put back in the pool.
+    /// Wakes one waiting scrape when a connection that carries any covered host's
+    /// scrapes is put back in the pool.
     released: Notify,
 }
 
@@ -328,16 +329,21 @@ impl Pool {
     ) -> Result<(Connection, bool), Failure> {
         let up = &self.upstreams[upstream];
         loop {
-            // Registered before looking, so that a connection put back meanwhile wakes us.
+            // A connection put back wakes one scrape that any shared connection may carry
+            // (registered before looking, so that one put back meanwhile is not missed);
+            // the others wait for their turn to open one, which first looks again.
+            let shared = !fresh && self.covering(upstream, host).is_some();
             let released = up.released.notified();
             tokio::pin!(released);
-            released.as_mut().enable();
+            if shared {
+                released.as_mut().enable();
+            }
             if !fresh && let Some(connection) = self.checkout(upstream, host).await {
                 return Ok((connection, true));
             }
             tokio::select! {
                 biased;
-                () = &mut released, if !fresh => continue,
+                () = &mut released, if shared => continue,
                 permit = up.opening.acquire() => {
                     let _opening = permit.expect("the semaphore is never closed");
                     if !fresh && let Some(connection) = self.checkout(upstream, host).await {
@@ -419,7 +425,7 @@ impl Pool {
         if self.max_idle == 0 || connection.sender.is_closed() {
             return;
         }
-        let upstream = connection.upstream;
+        let (upstream, shared) = (connection.upstream, connection.certificate.is_some());
         {
             let mut idle = self.idle();
             idle.push_back(Idle {
@@ -431,7 +437,9 @@ impl Pool {
             }
             self.idle_gauge.set(idle.len() as i64);
         }
-        self.upstreams[upstream].released.notify_waiters();
+        if shared {
+            self.upstreams[upstream].released.notify_one();
+        }
     }
 
     /// A new connection for a scrape of `host` through `upstream`.

@@ -37,7 +37,8 @@
 //! The binaries must be built first (`make bench` does; `cargo build --release --workspace
 //! --bins`). `GDS_BENCH_GATEWAY_RATE` (default 2000), `GDS_BENCH_GATEWAY_SECONDS` (measured, default
 //! 20), `GDS_BENCH_GATEWAY_TARGETS` (how many of the 20,000 targets the load goes round,
-//! default all), `GDS_BENCH_GATEWAY_CONCURRENCY` (closed loop, default 32).
+//! default all), `GDS_BENCH_GATEWAY_CONCURRENCY` (closed loop, default 32),
+//! `GDS_BENCH_GATEWAY_FILES` (target files of two instances installed, default 10,000).
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -64,7 +65,10 @@ use crate::sd_sync::{SdSync, TargetDirs, eventually, guid, sd_sync_command, targ
 use crate::tls::TestPki;
 
 /// Target files in the bucket; two instances each.
-const FILES: usize = 10_000;
+/// Target files installed (`GDS_BENCH_GATEWAY_FILES`, default 10,000: 20,000 targets).
+fn files() -> usize {
+    setting("GDS_BENCH_GATEWAY_FILES", 10_000.0) as usize
+}
 const INSTANCES: usize = 2;
 /// The compressed exposition's size.
 const BODY_BYTES: usize = 50 * 1024;
@@ -208,7 +212,7 @@ struct Target {
 }
 
 fn targets() -> Vec<Target> {
-    (0..FILES)
+    (0..files())
         .flat_map(|n| {
             (0..INSTANCES).map(move |index| Target {
                 host: format!("app-{n}.apps.example.com"),
@@ -686,7 +690,7 @@ async fn start_gateway(
         pid,
         authorization: None,
     };
-    let targets = (FILES * INSTANCES) as u64;
+    let targets = (files() * INSTANCES) as u64;
     eventually(
         &format!("the gateway has {targets} targets"),
         Duration::from_secs(300),
@@ -746,15 +750,16 @@ fn print_table(rows: &[&Figures], direct: &Figures) {
 async fn bench_gateway_vs_nginx() {
     let rate = setting("GDS_BENCH_GATEWAY_RATE", 2000.0);
     let seconds = setting("GDS_BENCH_GATEWAY_SECONDS", 20.0);
-    let spread = setting("GDS_BENCH_GATEWAY_TARGETS", (FILES * INSTANCES) as f64) as usize;
+    let spread = setting("GDS_BENCH_GATEWAY_TARGETS", (files() * INSTANCES) as f64) as usize;
     let concurrency = setting("GDS_BENCH_GATEWAY_CONCURRENCY", 32.0) as usize;
 
     let (text, gz) = exposition();
     println!(
-        "\n## scrape gateway vs nginx (release build: {}): {FILES} target files x {INSTANCES} \
+        "\n## scrape gateway vs nginx (release build: {}): {} target files x {INSTANCES} \
          instances installed; load over {spread} targets at {rate}/s for {seconds} s; page \
          {} KiB of text, {} KiB gzip'd",
         !cfg!(debug_assertions),
+        files(),
         text.len() / 1024,
         gz.len() / 1024
     );
@@ -770,7 +775,7 @@ async fn bench_gateway_vs_nginx() {
     let (upstream, upstream_handle) = start_upstream(&pki, served.clone());
 
     // The gateway first: its sync of 10,000 objects takes a while.
-    let objects: BTreeMap<String, String> = (0..FILES)
+    let objects: BTreeMap<String, String> = (0..files())
         .map(|n| {
             (
                 format!("active/{}.json", guid(n)),
@@ -793,7 +798,7 @@ async fn bench_gateway_vs_nginx() {
     let sd_sync_processes = Processes::One(sd_sync.pid);
     println!(
         "  sd-sync: {} targets installed in {:.1} s; RSS {:.1} MiB (peak {:.1})",
-        FILES * INSTANCES,
+        files() * INSTANCES,
         installing.elapsed().as_secs_f64(),
         sd_sync_processes.memory_mib("VmRSS"),
         sd_sync_processes.memory_mib("VmHWM"),
