@@ -12,7 +12,9 @@ use gds_service::{Secret, Settings};
 use crate::auth::HttpAuth;
 use crate::duration::{format_duration, parse_duration};
 use crate::gateway::upstream::pins_per_mapping;
-use crate::gateway::{DEFAULT_MAX_BODY_BYTES, GatewayConfig, MappingRouter, RouterEntry};
+use crate::gateway::{
+    DEFAULT_CLIENT_IDLE_TIMEOUT, DEFAULT_MAX_BODY_BYTES, GatewayConfig, MappingRouter, RouterEntry,
+};
 use crate::mapping::Mapping;
 use crate::valve::ValveConfig;
 
@@ -159,6 +161,14 @@ struct Flags {
         env = "SD_SYNC_SCRAPE_POOL_IDLE_TIMEOUT"
     )]
     scrape_pool_idle_timeout: Option<String>,
+    /// A connection from Prometheus is closed after waiting this long for its next
+    /// request (15s).
+    #[arg(
+        long,
+        value_name = "duration",
+        env = "SD_SYNC_SCRAPE_CLIENT_IDLE_TIMEOUT"
+    )]
+    scrape_client_idle_timeout: Option<String>,
     /// The scrape token key's file (or SCRAPE_TOKEN_KEY): the broker's, so that scrapes
     /// of bindings with "auth": "token" carry their token.
     #[arg(long, value_name = "path", env = "SCRAPE_TOKEN_KEY_FILE")]
@@ -582,9 +592,15 @@ fn gateway(flags: &Flags, mappings: &[Mapping]) -> Result<Option<GatewayConfig>,
         "scrape-pool-idle-timeout",
         Duration::from_secs(60),
     )?;
+    let client_idle_timeout = duration(
+        flags.scrape_client_idle_timeout.as_deref(),
+        "scrape-client-idle-timeout",
+        DEFAULT_CLIENT_IDLE_TIMEOUT,
+    )?;
     for (value, long) in [
         (default_timeout, "scrape-timeout"),
         (connect_timeout, "scrape-connect-timeout"),
+        (client_idle_timeout, "scrape-client-idle-timeout"),
     ] {
         if value.is_zero() {
             return Err(format!("{}: must be more than 0", names(long)));
@@ -620,6 +636,7 @@ fn gateway(flags: &Flags, mappings: &[Mapping]) -> Result<Option<GatewayConfig>,
             65536,
         )? as usize,
         pool_idle_timeout,
+        client_idle_timeout,
     }))
 }
 

@@ -339,3 +339,61 @@ async fn a_burst_of_scrapes_waits_for_a_few_connections_instead_of_opening_one_e
         "{opened} connections for 10 scrapes"
     );
 }
+
+/// Sends one request for an unregistered host on `stream` (kept alive) and reads its
+/// answer: the status.
+async fn refused_on(stream: &mut tokio::net::TcpStream) -> u16 {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    stream
+        .write_all(b"GET http://nobody.apps.example.com/metrics HTTP/1.1\r\nHost: nobody.apps.example.com\r\n\r\n")
+        .await
+        .unwrap();
+    let mut head = Vec::new();
+    while !head.ends_with(b"\r\n\r\n") {
+        let mut byte = [0u8; 1];
+        assert_eq!(
+            stream.read(&mut byte).await.unwrap(),
+            1,
+            "closed mid-answer"
+        );
+        head.push(byte[0]);
+    }
+    let head = String::from_utf8(head).unwrap();
+    let length: usize = head
+        .lines()
+        .find_map(|l| {
+            l.to_ascii_lowercase()
+                .strip_prefix("content-length:")
+                .map(|v| v.trim().parse().unwrap())
+        })
+        .expect("a length");
+    let mut body = vec![0u8; length];
+    stream.read_exact(&mut body).await.unwrap();
+    head.split(' ').nth(1).unwrap().parse().unwrap()
+}
+
+#[tokio::test]
+async fn a_connection_from_prometheus_idle_past_the_client_timeout_is_closed_and_a_busy_one_is_not()
+{
+    use tokio::io::AsyncReadExt;
+    let pki = TestPki::platform();
+    let router = Router::start(&pki).await;
+    let (_bucket, gateway) =
+        gateway_for(1, &router, &pki, &["--scrape-client-idle-timeout", "1s"]).await;
+
+    let mut idle = tokio::net::TcpStream::connect(gateway.addr).await.unwrap();
+    let mut busy = tokio::net::TcpStream::connect(gateway.addr).await.unwrap();
+    assert_eq!(refused_on(&mut idle).await, 403);
+    // The busy one sends a request every 400 ms for 2.4 s: never idle for 1 s.
+    for _ in 0..6 {
+        assert_eq!(refused_on(&mut busy).await, 403);
+        tokio::time::sleep(Duration::from_millis(400)).await;
+    }
+    assert_eq!(refused_on(&mut busy).await, 403);
+    // The idle one was closed by the gateway: end of stream.
+    let mut rest = Vec::new();
+    let read = tokio::time::timeout(Duration::from_secs(5), idle.read_to_end(&mut rest))
+        .await
+        .expect("the idle connection is closed");
+    assert!(read.is_ok_and(|n| n == 0), "{rest:?}");
+}

@@ -399,6 +399,7 @@ fn the_scrape_gateway_has_defaults_and_an_environment_form_for_every_flag() {
     assert_eq!(gateway.connect_timeout, Duration::from_secs(5));
     assert_eq!(gateway.pool_max_idle, 64);
     assert_eq!(gateway.pool_idle_timeout, Duration::from_secs(60));
+    assert_eq!(gateway.client_idle_timeout, Duration::from_secs(15));
     assert!(!gateway.insecure_skip_verify);
 
     let env = [
@@ -412,6 +413,7 @@ fn the_scrape_gateway_has_defaults_and_an_environment_form_for_every_flag() {
         ("SD_SYNC_SCRAPE_CONNECT_TIMEOUT", "1s"),
         ("SD_SYNC_SCRAPE_POOL_MAX_IDLE", "0"),
         ("SD_SYNC_SCRAPE_POOL_IDLE_TIMEOUT", "5s"),
+        ("SD_SYNC_SCRAPE_CLIENT_IDLE_TIMEOUT", "2m"),
     ];
     let gateway = run(&base, &env).unwrap().gateway.unwrap();
     assert_eq!(gateway.allow_cidrs.len(), 2);
@@ -426,6 +428,7 @@ fn the_scrape_gateway_has_defaults_and_an_environment_form_for_every_flag() {
     assert_eq!(gateway.connect_timeout, Duration::from_secs(1));
     assert_eq!(gateway.pool_max_idle, 0);
     assert_eq!(gateway.pool_idle_timeout, Duration::from_secs(5));
+    assert_eq!(gateway.client_idle_timeout, Duration::from_secs(120));
 
     let gateway = run(
         &[
