@@ -18,7 +18,6 @@
 //! stub; `GDS_BENCH_SD_SYNC_WRITES=N` (default 100) sets the writes per propagation run.
 
 use std::path::Path;
-use std::process::Command;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -31,19 +30,6 @@ const STUB_LATENCY: Latency = Latency {
     list_page: Duration::from_millis(100),
     get: Duration::from_millis(20),
 };
-
-/// Builds the sd-sync binary in this test's profile: `cargo test --release` builds the
-/// test but not the workspace's binaries.
-fn build_sd_sync() {
-    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-    let mut command = Command::new(cargo);
-    command.args(["build", "--locked", "-p", "sd-sync", "--bin", "sd-sync"]);
-    if !cfg!(debug_assertions) {
-        command.arg("--release");
-    }
-    let status = command.status().expect("cargo runs");
-    assert!(status.success(), "building sd-sync failed");
-}
 
 /// Puts `count` target files (two instances each) under `prefix`, 32 at a time.
 async fn fill(bucket: &Bucket, prefix: &str, count: usize) -> Duration {
@@ -214,7 +200,9 @@ async fn peak_rss_after_serving(sd_sync: &SdSync, groups: usize) -> f64 {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "benchmark: make bench"]
 async fn bench_sd_sync() {
-    build_sd_sync();
+    // Built by `make bench` with the workspace (building `-p sd-sync` alone here would
+    // rebuild its dependencies with another feature set).
+    crate::harness::bin_path("sd-sync");
     let endpoint = s3_endpoint();
     let dirs = TargetDirs::new();
     println!(
