@@ -3,7 +3,9 @@
 //! rules (`manifests/prometheus/rules/alerts.yml`, with every `for:` shortened to 1 s).
 //!
 //! - Every query of every panel of the Grafana dashboard (`manifests/grafana/`) answers
-//!   without error and with data; the JSON has what Grafana needs.
+//!   without error and with data; the JSON has what Grafana needs. Its scrape gateway
+//!   panels query every `sd_sync_gateway_*` metric sd-sync exports, and show Prometheus'
+//!   scrapes of the bound app forwarded through the gateway, with their latency.
 //! - The dead man's switch (`GdsUpdaterNoSuccessfulPass`) goes `firing` when the updater
 //!   stops, and resolves when it is back.
 
@@ -97,7 +99,24 @@ fn the_dashboard_has_what_grafana_requires() {
             assert_eq!(target["datasource"]["type"], "prometheus", "{target}");
         }
     }
-    assert!(dashboard_queries(&dashboard).len() >= 15);
+    assert!(dashboard_queries(&dashboard).len() >= 21);
+}
+
+/// The queries of the dashboard's panel with this title.
+fn panel_queries<'a>(panels: &'a [(String, Vec<String>)], title: &str) -> &'a [String] {
+    panels
+        .iter()
+        .find(|(t, _)| t == title)
+        .map(|(_, queries)| queries.as_slice())
+        .unwrap_or_else(|| panic!("the dashboard has no panel {title:?}"))
+}
+
+/// The value of one sample of an instant query's result (`NaN` included).
+fn sample_value(sample: &Value) -> f64 {
+    sample["value"][1]
+        .as_str()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| panic!("not a sample: {sample}"))
 }
 
 /// `/api/v1/query` with Grafana's `$__rate_interval` replaced: the result, or the error.
@@ -214,6 +233,47 @@ async fn every_dashboard_query_has_data_and_the_dead_mans_switch_fires_and_resol
         panels.len(),
         started.elapsed().as_secs_f64()
     );
+
+    // The gateway's counters exist at zero from its start, so data alone proves little:
+    // every metric it exports has a panel, and the panels show web-shop's scrapes
+    // forwarded through it, with a latency.
+    let exported = stack.sd_sync.get("/metrics").await.text().await.unwrap();
+    let families: Vec<&str> = exported
+        .lines()
+        .filter_map(|line| line.strip_prefix("# TYPE ")?.split(' ').next())
+        .filter(|name| name.starts_with("sd_sync_gateway_"))
+        .collect();
+    assert!(
+        families.len() >= 6,
+        "sd-sync's gateway metrics: {families:?}"
+    );
+    for family in families {
+        assert!(
+            panels
+                .iter()
+                .any(|(_, queries)| queries.iter().any(|q| q.contains(family))),
+            "no panel of the dashboard queries {family}"
+        );
+    }
+    let outcomes = panel_queries(&panels, "Gateway scrapes by outcome")[0].clone();
+    let latency = panel_queries(&panels, "Gateway upstream latency (p50, p99)").to_vec();
+    wait_for(
+        &stack,
+        "the gateway's panels show scrapes forwarded and their latency",
+        Duration::from_secs(60),
+        async |s| {
+            let forwarded = query(s, &outcomes).await.unwrap().iter().any(|sample| {
+                sample["metric"]["outcome"] == "forwarded" && sample_value(sample) > 0.0
+            });
+            let mut measured = true;
+            for expr in &latency {
+                let result = query(s, expr).await.unwrap();
+                measured &= result.iter().any(|sample| sample_value(sample).is_finite());
+            }
+            forwarded && measured
+        },
+    )
+    .await;
 
     // At start the updater has not finished a pass yet, which the switch may catch.
     wait_for(
