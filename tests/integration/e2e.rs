@@ -609,10 +609,7 @@ async fn the_tenant_story_reaches_a_real_prometheus_through_the_forward_proxy() 
             .await,
     ));
     stack.assert_up_series("web-shop", 2).await;
-    let forwarded = stack
-        .sd_sync
-        .metric(r#"sd_sync_gateway_requests_total{outcome="forwarded",reason=""}"#)
-        .await;
+    let forwarded = crate::gateway::gateway_requests(&stack.sd_sync, None, "forwarded", "").await;
     assert!(
         forwarded >= 2.0,
         "Prometheus' scrapes went through the gateway ({}): {forwarded} forwarded",

@@ -217,14 +217,40 @@ impl GatewaySdSync {
         request.send().await.unwrap()
     }
 
-    /// `sd_sync_gateway_requests_total{outcome, reason}`.
+    /// `sd_sync_gateway_requests_total{outcome, reason}`, summed over mappings.
     pub async fn requests(&self, outcome: &str, reason: &str) -> f64 {
-        self.sd_sync
-            .metric(&format!(
-                "sd_sync_gateway_requests_total{{outcome=\"{outcome}\",reason=\"{reason}\"}}"
-            ))
-            .await
+        gateway_requests(&self.sd_sync, None, outcome, reason).await
     }
+
+    /// `sd_sync_gateway_requests_total{mapping, outcome, reason}`.
+    pub async fn mapping_requests(&self, mapping: &str, outcome: &str, reason: &str) -> f64 {
+        gateway_requests(&self.sd_sync, Some(mapping), outcome, reason).await
+    }
+}
+
+/// `sd_sync_gateway_requests_total` of `sd_sync` with this outcome and reason, of one
+/// mapping or summed over all.
+pub async fn gateway_requests(
+    sd_sync: &SdSync,
+    mapping: Option<&str>,
+    outcome: &str,
+    reason: &str,
+) -> f64 {
+    let text = sd_sync.get("/metrics").await.text().await.unwrap();
+    let wanted = [
+        format!("outcome=\"{outcome}\""),
+        format!("reason=\"{reason}\""),
+    ];
+    text.lines()
+        .filter_map(|line| line.strip_prefix("sd_sync_gateway_requests_total{"))
+        .filter_map(|line| line.split_once("} "))
+        .filter(|(labels, _)| {
+            let labels: Vec<&str> = labels.split(',').collect();
+            wanted.iter().all(|w| labels.contains(&w.as_str()))
+                && mapping.is_none_or(|m| labels.contains(&format!("mapping=\"{m}\"").as_str()))
+        })
+        .map(|(_, value)| value.trim().parse::<f64>().unwrap())
+        .sum()
 }
 
 /// The query Prometheus sends: `__param_*` labels sorted, the colon encoded.
@@ -433,7 +459,9 @@ async fn the_gateway_forwards_only_installed_targets_and_refuses_the_rest_withou
     let forwarded = gateway.requests("forwarded", "").await;
     let metrics = gateway.sd_sync.get("/metrics").await.text().await.unwrap();
     for name in [
-        &format!("sd_sync_gateway_upstream_duration_seconds_count {forwarded}")[..],
+        &format!(
+            "sd_sync_gateway_upstream_duration_seconds_count{{mapping=\"targets\"}} {forwarded}"
+        )[..],
         "sd_sync_gateway_upstream_connections_total",
         "sd_sync_gateway_response_bytes_total",
         "sd_sync_gateway_requests_in_flight 0",
@@ -632,6 +660,29 @@ async fn each_mapping_scrapes_through_its_own_router_and_an_unpinned_one_through
         (3, 2, 0)
     );
     assert_eq!(gateway.requests("forwarded", "").await, 5.0);
+    // Counted by mapping, so that an operator sees which foundation's router fails.
+    for (mapping, outcome, reason, count) in [
+        ("ireland", "forwarded", "", 3.0),
+        ("london", "forwarded", "", 2.0),
+        ("paris", "forwarded", "", 0.0),
+        ("paris", "refused", "forbidden_address", 1.0),
+        ("ireland", "refused", "forbidden_address", 0.0),
+        ("london", "upstream_failed", "connect", 0.0),
+    ] {
+        assert_eq!(
+            gateway.mapping_requests(mapping, outcome, reason).await,
+            count,
+            "{mapping} {outcome} {reason}"
+        );
+    }
+    let metrics = gateway.sd_sync.get("/metrics").await.text().await.unwrap();
+    for series in [
+        r#"sd_sync_gateway_upstream_duration_seconds_count{mapping="ireland"} 3"#,
+        r#"sd_sync_gateway_upstream_duration_seconds_count{mapping="london"} 2"#,
+        r#"sd_sync_gateway_requests_total{mapping="",outcome="refused",reason="unregistered_host"} 0"#,
+    ] {
+        assert!(metrics.lines().any(|l| l == series), "{series}: {metrics}");
+    }
     let seen: Value = reqwest::get(format!("{}/sim/router/requests", sim.base_url))
         .await
         .unwrap()

@@ -147,7 +147,8 @@ impl Gateway {
         authorization: Arc<dyn UpstreamAuthorization>,
         registry: &Registry,
     ) -> anyhow::Result<Gateway> {
-        let metrics = GatewayMetrics::new(registry);
+        let names: Vec<&str> = config.routers.iter().map(|r| r.mapping.as_str()).collect();
+        let metrics = GatewayMetrics::new(registry, &names);
         let ca_pem = match &config.ca_file {
             Some(path) => Some(
                 std::fs::read(path)
@@ -290,8 +291,9 @@ fn text(status: StatusCode, message: String) -> Response<Body> {
     response
 }
 
-fn refuse(shared: &Shared, refusal: &Refusal) -> Response<Body> {
-    shared.metrics.refused(refusal);
+/// A 403, counted for `mapping` (`""`: decided before the scrape matched a target).
+fn refuse(shared: &Shared, refusal: &Refusal, mapping: &str) -> Response<Body> {
+    shared.metrics.refused(refusal, mapping);
     tracing::debug!(
         reason = refusal.reason(),
         "gateway: refused a scrape: {refusal}"
@@ -299,8 +301,14 @@ fn refuse(shared: &Shared, refusal: &Refusal) -> Response<Body> {
     text(StatusCode::FORBIDDEN, format!("sd-sync gateway: {refusal}"))
 }
 
-fn fail(shared: &Shared, status: StatusCode, reason: &'static str, detail: &str) -> Response<Body> {
-    shared.metrics.failed(reason);
+fn fail(
+    shared: &Shared,
+    mapping: &str,
+    status: StatusCode,
+    reason: &'static str,
+    detail: &str,
+) -> Response<Body> {
+    shared.metrics.failed(reason, mapping);
     tracing::debug!(reason, error = detail, "gateway: upstream failed");
     text(
         status,
@@ -347,18 +355,18 @@ fn is_hop_by_hop(name: &HeaderName) -> bool {
 async fn handle(shared: &Shared, req: Request<Incoming>) -> Response<Body> {
     let scrape = match request::parse(req.method(), req.uri()) {
         Ok(scrape) => scrape,
-        Err(refusal) => return refuse(shared, &refusal),
+        Err(refusal) => return refuse(shared, &refusal, ""),
     };
-    let (mapping, upstream) = match shared.routes.check(&scrape) {
-        Ok(mapping) => {
-            let (name, upstream) = &shared.upstreams[mapping];
-            (name, *upstream)
+    let (index_of_mapping, mapping, upstream) = match shared.routes.check(&scrape) {
+        Ok(index) => {
+            let (name, upstream) = &shared.upstreams[index];
+            (index, &**name, *upstream)
         }
-        Err(refusal) => return refuse(shared, &refusal),
+        Err(refusal) => return refuse(shared, &refusal, ""),
     };
     let mut authorization = match shared.authorization.authorization(&scrape.app_guid) {
         Ok(value) => value,
-        Err(refusal) => return refuse(shared, &refusal),
+        Err(refusal) => return refuse(shared, &refusal, mapping),
     };
     authorization.set_sensitive(true);
     let instance = HeaderValue::from_str(&format!("{}:{}", scrape.app_guid, scrape.index))
@@ -376,7 +384,7 @@ async fn handle(shared: &Shared, req: Request<Incoming>) -> Response<Body> {
     headers.insert(header::AUTHORIZATION, authorization);
     let host = scrape.host.clone().into_owned();
     let Ok(host_value) = HeaderValue::from_str(&host) else {
-        return refuse(shared, &Refusal::BadHost);
+        return refuse(shared, &Refusal::BadHost, mapping);
     };
     headers.insert(header::HOST, host_value);
     let path = scrape.path.to_owned();
@@ -404,6 +412,7 @@ async fn handle(shared: &Shared, req: Request<Incoming>) -> Response<Body> {
         Err(_) => {
             return fail(
                 shared,
+                mapping,
                 StatusCode::GATEWAY_TIMEOUT,
                 "timeout",
                 &format!(
@@ -412,7 +421,7 @@ async fn handle(shared: &Shared, req: Request<Incoming>) -> Response<Body> {
                 ),
             );
         }
-        Ok(Err(Failure::Refused(refusal))) => return refuse(shared, &refusal),
+        Ok(Err(Failure::Refused(refusal))) => return refuse(shared, &refusal, mapping),
         Ok(Err(failure)) => {
             let (status, reason, detail) = match failure {
                 Failure::Timeout(detail) => (StatusCode::GATEWAY_TIMEOUT, "timeout", detail),
@@ -421,14 +430,11 @@ async fn handle(shared: &Shared, req: Request<Incoming>) -> Response<Body> {
                 Failure::Protocol(detail) => (StatusCode::BAD_GATEWAY, "protocol", detail),
                 Failure::Refused(_) => unreachable!("answered above"),
             };
-            return fail(shared, status, reason, &detail);
+            return fail(shared, mapping, status, reason, &detail);
         }
         Ok(Ok(answered)) => answered,
     };
-    shared
-        .metrics
-        .upstream_duration
-        .observe(started.elapsed().as_secs_f64());
+    shared.metrics.upstream_duration[index_of_mapping].observe(started.elapsed().as_secs_f64());
     if upstream
         .headers()
         .get(header::CONTENT_LENGTH)
@@ -438,14 +444,15 @@ async fn handle(shared: &Shared, req: Request<Incoming>) -> Response<Body> {
     {
         return fail(
             shared,
+            mapping,
             StatusCode::BAD_GATEWAY,
             "body_too_large",
             &format!("the body is larger than {} bytes", shared.max_body_bytes),
         );
     }
-    shared.metrics.forwarded.inc();
+    shared.metrics.forwarded[index_of_mapping].inc();
     tracing::debug!(
-        mapping = &**mapping,
+        mapping,
         host,
         app_guid,
         instance_index = index,
@@ -476,6 +483,7 @@ async fn handle(shared: &Shared, req: Request<Incoming>) -> Response<Body> {
         sent: 0,
         max: shared.max_body_bytes,
         metrics: shared.metrics.clone(),
+        mapping: mapping.into(),
     };
     let stream = futures::stream::unfold(Some(body), |body| async move {
         let mut body = body?;
@@ -509,6 +517,7 @@ struct BodyStream {
     sent: u64,
     max: u64,
     metrics: GatewayMetrics,
+    mapping: Box<str>,
 }
 
 impl BodyStream {
@@ -517,7 +526,7 @@ impl BodyStream {
         let chunk = loop {
             let frame = match tokio::time::timeout_at(self.deadline, self.upstream.frame()).await {
                 Err(_) => {
-                    self.metrics.failed("timeout");
+                    self.metrics.failed("timeout", &self.mapping);
                     tracing::debug!("gateway: body cut at the scrape timeout");
                     return Err(std::io::Error::new(
                         std::io::ErrorKind::TimedOut,
@@ -525,7 +534,7 @@ impl BodyStream {
                     ));
                 }
                 Ok(Some(Err(e))) => {
-                    self.metrics.failed("body_error");
+                    self.metrics.failed("body_error", &self.mapping);
                     tracing::debug!(error = %gds_service::error_chain(&e), "gateway: body failed");
                     return Err(std::io::Error::other(e));
                 }
@@ -542,7 +551,7 @@ impl BodyStream {
         };
         self.sent += chunk.len() as u64;
         if self.sent > self.max {
-            self.metrics.failed("body_too_large");
+            self.metrics.failed("body_too_large", &self.mapping);
             tracing::debug!(max = self.max, "gateway: body cut at the size cap");
             return Err(std::io::Error::other("the body is larger than the cap"));
         }
