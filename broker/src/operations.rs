@@ -9,11 +9,7 @@ use gds_cf::{CfClient, CfError};
 use gds_db::{Binding, Db, DeleteInstance, Insert, InstanceUpdate, NewBinding, NewInstance};
 use gds_engine::CatalogIds;
 use gds_service::error_chain;
-use gds_store::scrape_credentials::rfc3339_millis;
-use gds_store::{
-    BindingAuth, Bytes, CredentialsDocument, RecordPublisher, ScrapeTokenKey, TargetState,
-    TargetStore,
-};
+use gds_store::{Bytes, RecordPublisher, ScrapeTokenKey, TargetState, TargetStore};
 use gds_targets::{
     AppGuid, AppInfo, AppState, BindingParams, ModelConfig, ScrapeAuth, build_target_file,
 };
@@ -109,13 +105,6 @@ impl ScrapeCredentials {
         );
         Value::Object(o)
     }
-}
-
-/// The scrape authorization mode recorded in a binding's (validated) parameters.
-fn auth_of(parameters: &Value) -> ScrapeAuth {
-    BindingParams::from_json(Some(parameters))
-        .map(|p| p.auth)
-        .unwrap_or_default()
 }
 
 /// The broker: the database, the target store and the Cloud Controller.
@@ -233,7 +222,7 @@ impl Broker {
     /// target file as stored now (active, else inactive). A store that cannot answer only
     /// leaves them out (logged): the token and the header do not depend on it.
     async fn credentials_of(&self, binding: &Binding) -> Result<ScrapeCredentials, BrokerError> {
-        let auth = auth_of(&binding.parameters_json());
+        let auth = ScrapeAuth::of_stored(&binding.parameters_json());
         let mut job = None;
         let mut metrics_path = None;
         for state in TargetState::ALL {
@@ -281,16 +270,7 @@ impl Broker {
         bindings: &[Binding],
         may_exist: bool,
     ) -> Result<bool, BrokerError> {
-        let oldest_first = bindings
-            .iter()
-            .rev()
-            .map(|b| BindingAuth {
-                binding_id: b.binding_id.clone(),
-                auth: auth_of(&b.parameters_json()),
-                created_at: rfc3339_millis(b.created_at),
-            })
-            .collect();
-        match CredentialsDocument::for_bindings(app, oldest_first) {
+        match gds_engine::reconciler::credentials_document(app, bindings) {
             Some(doc) => {
                 let result = self
                     .store
@@ -833,12 +813,11 @@ impl Broker {
         // A token binding (or its bind cut short) may have written the credentials
         // document; otherwise there is none to rewrite or remove.
         let had_token = deleted_binding
-            .map(|b| auth_of(&b.parameters_json()))
+            .map(|b| ScrapeAuth::of_stored(&b.parameters_json()))
             .into_iter()
-            .chain(
-                cancelled_attempt
-                    .map(|a| auth_of(&serde_json::from_str(&a.parameters).unwrap_or(Value::Null))),
-            )
+            .chain(cancelled_attempt.map(|a| {
+                ScrapeAuth::of_stored(&serde_json::from_str(&a.parameters).unwrap_or(Value::Null))
+            }))
             .any(|auth| auth == ScrapeAuth::Token);
         let bindings = tx.bindings().await?;
         let remaining = bindings.len();

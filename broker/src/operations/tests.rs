@@ -5,7 +5,7 @@ use std::sync::Mutex;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use gds_db::ConnectOptions;
-use gds_store::MemoryStore;
+use gds_store::{CredentialsDocument, MemoryStore};
 use gds_targets::Route;
 use serde_json::json;
 

@@ -84,6 +84,16 @@ impl ScrapeAuth {
     }
 }
 
+impl ScrapeAuth {
+    /// The authorization a stored binding asked for: its parameters were validated on
+    /// bind; a hand-edited row that no longer validates gets the default.
+    pub fn of_stored(parameters: &Value) -> ScrapeAuth {
+        BindingParams::from_json(Some(parameters))
+            .map(|p| p.auth)
+            .unwrap_or_default()
+    }
+}
+
 impl fmt::Display for ScrapeAuth {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.as_str())

@@ -38,6 +38,7 @@ mod report;
 pub use crate::lease::RECONCILE_LEASE;
 pub use apply::{ApplyOutcome, Batch, apply};
 pub use latency::ChangeTimes;
+pub use read::credentials_document;
 pub use report::{PassError, PassReport, PassTimings};
 
 /// The reconcile engine: the database, the bucket, the Cloud Controller.

@@ -360,9 +360,9 @@ fn bound_apps(bindings: Vec<gds_db::Binding>) -> Bound {
 }
 
 /// The credentials document of `app` for its `bindings` (newest first, as the database
-/// gives them), `None` when none of them uses a token: the broker's rule, so that a pass
-/// writes exactly the bytes a bind or unbind would have.
-pub(super) fn credentials_document(
+/// gives them), `None` when none of them uses a token. The broker's bind and unbind and
+/// the updater's passes all build it here, so they write the same bytes.
+pub fn credentials_document(
     app: &AppGuid,
     bindings: &[gds_db::Binding],
 ) -> Option<CredentialsDocument> {
@@ -371,19 +371,11 @@ pub(super) fn credentials_document(
         .rev()
         .map(|b| BindingAuth {
             binding_id: b.binding_id.clone(),
-            auth: auth_of(b),
+            auth: ScrapeAuth::of_stored(&b.parameters_json()),
             created_at: rfc3339_millis(b.created_at),
         })
         .collect();
     CredentialsDocument::for_bindings(app, oldest_first)
-}
-
-/// The scrape authorization a binding asked for (its parameters were validated on bind;
-/// a hand-edited row that no longer validates gets the default, as in the broker).
-fn auth_of(binding: &gds_db::Binding) -> ScrapeAuth {
-    BindingParams::from_json(Some(&binding.parameters_json()))
-        .map(|p| p.auth)
-        .unwrap_or_default()
 }
 
 /// `read`'s output, and the time since `started` at which it was done.
