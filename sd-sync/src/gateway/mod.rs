@@ -126,7 +126,6 @@ struct Shared {
     metrics: GatewayMetrics,
     max_body_bytes: u64,
     default_timeout: Duration,
-    pool_idle_timeout: Duration,
     client_idle_timeout: Duration,
 }
 
@@ -221,7 +220,6 @@ impl Gateway {
                 metrics,
                 max_body_bytes: config.max_body_bytes,
                 default_timeout: config.default_timeout,
-                pool_idle_timeout: config.pool_idle_timeout,
                 client_idle_timeout: config.client_idle_timeout,
             }),
         })
@@ -235,15 +233,7 @@ impl Gateway {
     pub fn spawn(self) -> anyhow::Result<tokio::task::JoinHandle<()>> {
         let listener = tokio::net::TcpListener::from_std(self.listener)?;
         let shared = self.shared;
-        let pool = shared.pool.clone();
-        let period = (shared.pool_idle_timeout / 2).max(Duration::from_secs(1));
-        tokio::spawn(async move {
-            let mut ticks = tokio::time::interval(period);
-            loop {
-                ticks.tick().await;
-                pool.expire_idle();
-            }
-        });
+        tokio::spawn(shared.pool.clone().expire_idle());
         Ok(tokio::spawn(async move {
             loop {
                 let (stream, _) = match listener.accept().await {

@@ -126,6 +126,20 @@ struct Upstream {
     released: Notify,
 }
 
+impl Upstream {
+    /// Whether its connections may carry other hosts' scrapes: pinned to a router that
+    /// has not answered 421.
+    fn shares(&self) -> bool {
+        self.pin.is_some() && self.coalesce.load(Ordering::Relaxed)
+    }
+
+    fn covering(&self) -> MutexGuard<'_, Covering> {
+        self.covering
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+}
+
 /// The certificates an upstream presented, and which host each covers.
 #[derive(Default)]
 struct Covering {
@@ -332,13 +346,18 @@ impl Pool {
             // A connection put back wakes one scrape that any shared connection may carry
             // (registered before looking, so that one put back meanwhile is not missed);
             // the others wait for their turn to open one, which first looks again.
-            let shared = !fresh && self.covering(upstream, host).is_some();
+            let certificate = if fresh {
+                None
+            } else {
+                self.covering(upstream, host)
+            };
+            let shared = certificate.is_some();
             let released = up.released.notified();
             tokio::pin!(released);
             if shared {
                 released.as_mut().enable();
             }
-            if !fresh && let Some(connection) = self.checkout(upstream, host).await {
+            if !fresh && let Some(connection) = self.checkout(upstream, host, certificate).await {
                 return Ok((connection, true));
             }
             tokio::select! {
@@ -346,7 +365,13 @@ impl Pool {
                 () = &mut released, if shared => continue,
                 permit = up.opening.acquire() => {
                     let _opening = permit.expect("the semaphore is never closed");
-                    if !fresh && let Some(connection) = self.checkout(upstream, host).await {
+                    // Looked up again: the connections opened while this scrape waited
+                    // taught which certificate covers its host.
+                    if !fresh
+                        && let Some(connection) = self
+                            .checkout(upstream, host, self.covering(upstream, host))
+                            .await
+                    {
                         return Ok((connection, true));
                     }
                     let connection =
@@ -368,19 +393,17 @@ impl Pool {
     /// other hosts' scrapes.
     fn covering(&self, upstream: usize, host: &str) -> Option<usize> {
         let up = &self.upstreams[upstream];
-        if up.pin.is_none() || !up.coalesce.load(Ordering::Relaxed) {
-            return None;
-        }
-        up.covering
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
-            .find(host)
+        up.shares().then(|| up.covering().find(host)).flatten()
     }
 
     /// The most recently used idle connection that may carry the scrape (one opened for
-    /// `host`, or for a host whose certificate covers `host`), ready.
-    async fn checkout(&self, upstream: usize, host: &str) -> Option<Connection> {
-        let certificate = self.covering(upstream, host);
+    /// `host`, or one of `certificate`'s, [`Pool::covering`]), ready.
+    async fn checkout(
+        &self,
+        upstream: usize,
+        host: &str,
+        certificate: Option<usize>,
+    ) -> Option<Connection> {
         loop {
             let mut connection = {
                 let mut idle = self.idle();
@@ -414,11 +437,15 @@ impl Pool {
         self.idle_gauge.set(idle.len() as i64);
     }
 
-    /// Closes the idle connections past the idle timeout (called now and then, so that
-    /// an unused pool empties).
-    pub fn expire_idle(&self) {
-        let mut idle = self.idle();
-        self.expire(&mut idle);
+    /// Closes the idle connections past the idle timeout every half of it (at most every
+    /// second), so that an unused pool empties; runs until the runtime stops.
+    pub async fn expire_idle(self: Arc<Self>) {
+        let mut ticks = tokio::time::interval((self.idle_timeout / 2).max(Duration::from_secs(1)));
+        loop {
+            ticks.tick().await;
+            let mut idle = self.idle();
+            self.expire(&mut idle);
+        }
     }
 
     fn put(&self, connection: Connection) {
@@ -502,14 +529,9 @@ impl Pool {
                 tracing::debug!(error = %e, "gateway: an upstream connection ended with an error");
             }
         });
-        let certificate = match (&up.pin, certificate) {
-            (Some(_), Some(der)) if up.coalesce.load(Ordering::Relaxed) => up
-                .covering
-                .lock()
-                .unwrap_or_else(|poisoned| poisoned.into_inner())
-                .learn(host, &der),
-            _ => None,
-        };
+        let certificate = certificate
+            .filter(|_| up.shares())
+            .and_then(|der| up.covering().learn(host, &der));
         Ok(Connection {
             sender,
             upstream,
